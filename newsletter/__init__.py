@@ -1,0 +1,50 @@
+"""A newsletter service for news sites: double opt-in signup and article digests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = PROJECT_ROOT / "templates"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app from defaults, NEWSLETTER_* variables and ``test_config``."""
+    app = Flask(__name__, template_folder=str(TEMPLATES), instance_relative_config=True)
+    if test_config and test_config.get("TESTING"):
+        app.testing = True
+    config.load(app, test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    hops = int(app.config["PROXY_FIX_X_FOR"])
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    from .extensions import csrf, db, limiter, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    from . import models  # noqa: F401  (tables must be known to Alembic)
+    from .celery_app import celery_init_app
+
+    celery_init_app(app)
+
+    from . import web
+
+    web.init_app(app)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app

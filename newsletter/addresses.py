@@ -1,0 +1,31 @@
+"""Validation and normalization of readers' email addresses."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+from .errors import InvalidAddress
+
+MAX_LENGTH = 254  # RFC 5321 path limit less the angle brackets
+
+
+def normalize(address: str) -> str:
+    """Return the canonical form of ``address`` or raise InvalidAddress with a reason."""
+    candidate = address.strip()
+    if not candidate:
+        raise InvalidAddress(address, "Enter your email address.")
+    if len(candidate) > MAX_LENGTH or any(ch in candidate for ch in "\r\n\0"):
+        raise InvalidAddress(address, "That email address is not valid.")
+    try:
+        # No DNS: deliverability is learned from bounces, and lookups would make
+        # the signup answer's timing depend on the address.
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(address, str(exc)) from exc
+    # Mailbox names are case-insensitive at every large provider; one row per reader.
+    return result.normalized.lower()
+
+
+def needs_smtputf8(address: str) -> bool:
+    """True when the local part is not ASCII, so only an SMTPUTF8 server can take it."""
+    return not address.rsplit("@", 1)[0].isascii()

@@ -1,0 +1,42 @@
+"""Joining Celery to the Flask app; without a broker, tasks run in this process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app whose tasks run inside ``app``'s context."""
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    broker = app.config["BROKER_URL"]
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(
+        {
+            "broker_url": broker or "memory://",
+            "task_always_eager": not broker,
+            "task_eager_propagates": app.testing,
+            "task_ignore_result": True,
+            # A task is acknowledged only once it has finished, so a killed worker's task
+            # is delivered again; every task is written to be safe to run twice.
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {"visibility_timeout": 3600},
+            "task_default_queue": "newsletter",
+            "task_routes": {"newsletter.tasks.send_signup_mail": {"queue": "signup"}},
+            "timezone": "UTC",
+        }
+    )
+    celery.conf.update(app.config.get("CELERY", {}))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,61 @@
+"""The consent log: what a reader agreed to or withdrew, when, from where and how."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, has_request_context, request
+
+from .extensions import client_ip, db
+from .models import ConsentEvent, ConsentWording, Subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """How a change reached us: the form or path, and the caller's IP and user agent."""
+
+    source: str
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def from_request(cls, source: str) -> Origin:
+        if not has_request_context():
+            return cls(source=source)
+        agent = request.headers.get("User-Agent", "")[:300] or None
+        return cls(source=source[:120], ip=client_ip(), user_agent=agent)
+
+
+def wording() -> tuple[str, str]:
+    """The current consent text and its version (a digest of the text itself)."""
+    text: str = current_app.config["CONSENT_TEXT"]
+    return hashlib.sha256(text.encode()).hexdigest()[:16], text
+
+
+def record(
+    subscriber: Subscriber,
+    action: str,
+    origin: Origin,
+    detail: dict[str, Any] | None = None,
+    *,
+    with_wording: bool = False,
+) -> ConsentEvent:
+    """Append one event to the log (in the caller's transaction)."""
+    version: str | None = None
+    if with_wording:
+        version, text = wording()
+        if db.session.get(ConsentWording, version) is None:
+            db.session.add(ConsentWording(version=version, text=text))
+    event = ConsentEvent(
+        action=action,
+        source=origin.source,
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+        consent_version=version,
+        detail=detail or {},
+    )
+    event.subscriber_id = subscriber.id
+    db.session.add(event)
+    return event

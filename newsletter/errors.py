@@ -1,0 +1,60 @@
+"""The one exception tree of the newsletter domain."""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base of every error the newsletter raises on purpose."""
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing, malformed or unsafe."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+class InvalidAddress(NewsletterError):
+    """An email address failed validation."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(reason)
+        self.address = address
+        self.reason = reason
+
+
+class TokenError(NewsletterError):
+    """A signed token could not be used."""
+
+
+class TokenInvalid(TokenError):
+    """The token is forged, truncated, tampered with or for another purpose."""
+
+
+class TokenExpired(TokenError):
+    """The token was genuine but is older than its purpose allows."""
+
+    def __init__(self, message: str, payload: object) -> None:
+        super().__init__(message)
+        self.payload = payload
+
+
+class MailError(NewsletterError):
+    """A message could not be handed to the mail system."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientMailError(MailError):
+    """A 4xx reply, a dropped connection or a timeout: worth retrying later."""
+
+
+class RecipientRejected(MailError):
+    """A 5xx reply about this recipient: the address must be suppressed."""
+
+
+class MessageNotSendable(MailError):
+    """The message cannot go through this server (e.g. no SMTPUTF8); fail it, suppress nothing."""

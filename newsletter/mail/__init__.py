@@ -1,0 +1,1 @@
+"""Building, rendering and delivering mail."""

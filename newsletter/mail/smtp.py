@@ -1,0 +1,165 @@
+"""The SMTP backend: TLS with certificate checks, AUTH only over TLS, one reused connection."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import (
+    ConfigError,
+    MailError,
+    MessageNotSendable,
+    RecipientRejected,
+    TransientMailError,
+)
+from .backends import MailBackend
+from .message import OutgoingMessage
+
+
+def classify_reply(code: int, text: str) -> MailError:
+    """Map an SMTP reply to our error: 4xx transient, 5xx a rejection of the recipient."""
+    if 400 <= code < 500:
+        return TransientMailError(f"{code} {text}", code)
+    if 500 <= code < 600:
+        return RecipientRejected(f"{code} {text}", code)
+    return TransientMailError(f"unexpected reply {code} {text}", code)
+
+
+def _reply_text(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return " ".join(text.split())[:500]
+
+
+class SMTPBackend(MailBackend):
+    """Sends through an SMTP relay, keeping the connection open across messages."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self.host = str(config["SMTP_HOST"])
+        self.port = int(config["SMTP_PORT"])
+        self.security = str(config["SMTP_SECURITY"])
+        self.username = config.get("SMTP_USERNAME") or None
+        self.password = config.get("SMTP_PASSWORD") or ""
+        self.timeout = float(config["SMTP_TIMEOUT"])
+        self.local_hostname = config.get("SMTP_LOCAL_HOSTNAME") or None
+        if self.username and self.security == "none":
+            raise ConfigError("NEWSLETTER_SMTP_SECURITY", "AUTH is only sent over TLS")
+        self._connection: smtplib.SMTP | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Certificates and host names are always checked; a private CA can be trusted explicitly.
+        return ssl.create_default_context(cafile=self.config.get("SMTP_CA_FILE") or None)
+
+    def open(self) -> None:
+        if self._connection is not None:
+            return
+        try:
+            self._connection = self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ConfigError(
+                "NEWSLETTER_SMTP_USERNAME", f"the server refused the login: {exc.smtp_code}"
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise ConfigError("NEWSLETTER_SMTP_SECURITY", str(exc)) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError(
+                "NEWSLETTER_SMTP_CA_FILE", f"the server's certificate was not trusted: {exc}"
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise TransientMailError(
+                f"connecting: {exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransientMailError(f"connecting to {self.host}:{self.port}: {exc}") from exc
+
+    def _connect(self) -> smtplib.SMTP:
+        connection: smtplib.SMTP
+        if self.security == "tls":
+            connection = smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                local_hostname=self.local_hostname,
+                timeout=self.timeout,
+                context=self._tls_context(),
+            )
+        else:
+            connection = smtplib.SMTP(
+                self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+            )
+        try:
+            connection.ehlo()
+            if self.security == "starttls":
+                if not connection.has_extn("starttls"):
+                    raise smtplib.SMTPNotSupportedError(
+                        "the server does not offer STARTTLS; refusing to send in plaintext"
+                    )
+                connection.starttls(context=self._tls_context())
+                connection.ehlo()
+            if self.username:
+                connection.login(str(self.username), str(self.password))
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except (smtplib.SMTPException, OSError):
+            connection.close()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def send(self, message: OutgoingMessage) -> None:
+        self.open()
+        connection = self._connection
+        assert connection is not None
+        options: list[str] = []
+        if message.smtputf8:
+            if not connection.has_extn("smtputf8"):
+                raise MessageNotSendable(
+                    "the address needs SMTPUTF8 and the server does not offer it"
+                )
+            options.append("SMTPUTF8")
+        try:
+            refused = connection.sendmail(
+                message.sender, [message.recipient], message.data, mail_options=options
+            )
+        # sendmail itself sends RSET after a refusal, so the connection stays usable.
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, raw = next(iter(exc.recipients.values()))
+            raise classify_reply(code, _reply_text(raw)) from exc
+        except smtplib.SMTPSenderRefused as exc:
+            # A refused sender is about us, not the reader: never suppress the reader for it.
+            raise TransientMailError(
+                f"sender refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
+            ) from exc
+        except smtplib.SMTPDataError as exc:
+            raise classify_reply(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            raise TransientMailError(f"connection lost: {exc}") from exc
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise TransientMailError(
+                f"{exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
+            ) from exc
+        except (TimeoutError, socket.timeout) as exc:
+            self._drop()
+            raise TransientMailError(f"no answer within {self.timeout:g}s") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            raise TransientMailError(f"connection error: {exc}") from exc
+        if refused:
+            code, raw = next(iter(refused.values()))
+            raise classify_reply(code, _reply_text(raw))
+

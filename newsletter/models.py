@@ -1,0 +1,150 @@
+"""Database tables: subscribers, their consent log and the suppression list."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .extensions import db
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uid() -> str:
+    """An opaque public id: tokens and URLs carry this, never the address or the row id."""
+    return secrets.token_urlsafe(16)
+
+
+def address_hash(email: str) -> str:
+    """The suppression key of a normalized address; kept after the address itself is erased."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use an aware UTC datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Subscriber(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "subscriber"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        CheckConstraint("frequency IN ('daily', 'weekly')", name="frequency"),
+        Index("ix_subscriber_status_frequency", "status", "frequency"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    frequency: Mapped[str] = mapped_column(String(8), default="weekly")
+    # Set when a confirmation mail is issued and cleared when it is used or withdrawn, so a
+    # confirm link replayed after an unsubscribe cannot subscribe the reader again.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    topic_rows: Mapped[list[SubscriberTopic]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="SubscriberTopic.topic"
+    )
+
+    @property
+    def topics(self) -> list[str]:
+        return [row.topic for row in self.topic_rows]
+
+    @topics.setter
+    def topics(self, slugs: list[str]) -> None:
+        wanted = set(slugs)
+        self.topic_rows = [row for row in self.topic_rows if row.topic in wanted]
+        have = {row.topic for row in self.topic_rows}
+        self.topic_rows.extend(SubscriberTopic(topic=slug) for slug in slugs if slug not in have)
+
+
+class SubscriberTopic(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "subscriber_topic"
+    __table_args__ = (Index("ix_subscriber_topic_topic", "topic", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ConsentEvent(db.Model):  # type: ignore[name-defined,misc]
+    """One line of the append-only consent log: a request, a confirmation or a withdrawal."""
+
+    __tablename__ = "consent_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(24))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(120))
+    consent_version: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Suppression(db.Model):  # type: ignore[name-defined,misc]
+    """An address that must not be mailed, kept only as a hash."""
+
+    __tablename__ = "suppression"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@event.listens_for(Session, "before_flush")
+def _consent_log_is_append_only(session: Session, flush_context: Any, instances: Any) -> None:
+    changed = [obj for obj in (*session.dirty, *session.deleted) if isinstance(obj, ConsentEvent)]
+    if any(obj in session.deleted or session.is_modified(obj) for obj in changed):
+        raise RuntimeError("the consent log is append-only")
+
+
+class ConsentWording(db.Model):  # type: ignore[name-defined,misc]
+    """Each version of the consent text readers agreed to, so the log is self-describing."""
+
+    __tablename__ = "consent_wording"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    text: Mapped[str] = mapped_column(String(2000))
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

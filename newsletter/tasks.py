@@ -1,0 +1,95 @@
+"""Celery tasks, and how the web side hands work to them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+from flask import Flask, Response, after_this_request, current_app, has_request_context
+
+from .errors import MailError, TransientMailError
+from .extensions import db
+from .mail import render
+from .mail.backends import get_backend
+from .mail.message import build, mailbox
+from .models import Subscriber
+from .subscriptions import Notice
+from .tokens import Purpose, sign
+from .web.links import external_url
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(task: Task, *args: Any) -> None:
+    """Hand ``task`` to the broker, or without one run it after the response is sent.
+
+    Callers commit first: a worker must find the rows the task names.
+    """
+    if current_app.config["BROKER_URL"]:
+        task.delay(*args)
+        return
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if has_request_context() and not app.testing:
+        # In-process mode: the reader's answer must not wait on (or time) the mail server.
+        @after_this_request
+        def _later(response: Response) -> Response:
+            response.call_on_close(lambda: _run_here(app, task, args))
+            return response
+
+        return
+    _run_here(app, task, args)
+
+
+def _run_here(app: Flask, task: Task, args: tuple[Any, ...]) -> None:
+    with app.app_context():
+        try:
+            task.apply(args=args, throw=app.testing)
+        except MailError:
+            if app.testing:
+                raise
+            log.exception("in-process task %s failed", task.name)
+
+
+@shared_task(
+    name="newsletter.tasks.send_signup_mail",
+    autoretry_for=(TransientMailError,),
+    retry_backoff=30,
+    retry_backoff_max=3600,
+    max_retries=8,
+)
+def send_signup_mail(subscriber_id: int, notice: str) -> None:
+    """Send the confirmation link (or, to an active reader, an "already subscribed" notice)."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return
+    if notice == Notice.CONFIRM:
+        # Re-read state: the reader may have confirmed or withdrawn since this was queued.
+        if subscriber.status == "active" or subscriber.confirm_nonce is None:
+            return
+        token = sign(Purpose.CONFIRM, {"s": subscriber.uid, "n": subscriber.confirm_nonce})
+        rendered = render.render("confirm", confirm_url=external_url("signup.confirm_page", token=token))
+    elif notice == Notice.ALREADY_SUBSCRIBED:
+        if subscriber.status != "active":
+            return
+        rendered = render.render(
+            "already_subscribed",
+            preferences_url=external_url(
+                "manage.preferences", token=sign(Purpose.PREFERENCES, {"s": subscriber.uid})
+            ),
+            unsubscribe_url=external_url(
+                "manage.unsubscribe_page", token=sign(Purpose.UNSUBSCRIBE, {"s": subscriber.uid})
+            ),
+        )
+    else:
+        raise ValueError(f"unknown notice {notice!r}")
+    # The name is left out of these mails: a signup form must not be a way to put
+    # somebody else's words into a message sent to an address they typed.
+    message = build(
+        to=mailbox(subscriber.email),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+    )
+    with get_backend() as backend:
+        backend.send(message)

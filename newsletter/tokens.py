@@ -1,0 +1,76 @@
+"""Signed tokens for links in mail and forms: one salt per purpose, rotating keys."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .errors import TokenExpired, TokenInvalid
+from .models import utcnow
+
+
+class Purpose(StrEnum):
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    PREFERENCES = "preferences"
+    SIGNUP_FORM = "signup-form"
+
+
+def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
+    config = current_app.config
+    # itsdangerous signs with the last key and verifies with all of them, oldest first.
+    keys = [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=f"newsletter.{purpose.value}")
+
+
+def max_age(purpose: Purpose) -> int | None:
+    """Seconds a token of this purpose stays valid; None for links that must keep working."""
+    config = current_app.config
+    if purpose is Purpose.CONFIRM:
+        return int(float(config["CONFIRM_MAX_AGE_DAYS"]) * 86400)
+    if purpose is Purpose.SIGNUP_FORM:
+        return int(float(config["SIGNUP_FORM_MAX_AGE_HOURS"]) * 3600)
+    # Unsubscribe and preferences links work until their signing key is retired.
+    return None
+
+
+def sign(purpose: Purpose, payload: dict[str, Any]) -> str:
+    """Return a URL-safe token carrying ``payload`` (opaque ids only) for ``purpose``."""
+    return _serializer(purpose).dumps(payload)
+
+
+def load(purpose: Purpose, token: str) -> dict[str, Any]:
+    """Verify ``token`` for ``purpose`` and return its payload, or raise a TokenError."""
+    serializer = _serializer(purpose)
+    try:
+        payload = serializer.loads(token, max_age=max_age(purpose))
+    except SignatureExpired as exc:
+        try:
+            expired_payload = serializer.load_payload(exc.payload)
+        except BadSignature:
+            expired_payload = None
+        raise TokenExpired("this link has expired", expired_payload) from exc
+    except BadSignature as exc:
+        raise TokenInvalid("this link is not valid") from exc
+    return _checked(payload)
+
+
+def load_age(purpose: Purpose, token: str) -> float:
+    """Verify ``token`` and return its age in seconds (for the signup form's fill time)."""
+    serializer = _serializer(purpose)
+    try:
+        _, signed_at = serializer.loads(token, max_age=max_age(purpose), return_timestamp=True)
+    except SignatureExpired as exc:
+        raise TokenExpired("this form has expired", None) from exc
+    except BadSignature as exc:
+        raise TokenInvalid("this form is not valid") from exc
+    return (utcnow() - signed_at).total_seconds()
+
+
+def _checked(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise TokenInvalid("this link is not valid")
+    return payload

@@ -1,0 +1,28 @@
+"""The site's sections a reader can pick, as stable slugs with display names."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from flask import current_app
+
+FREQUENCIES = ("daily", "weekly")
+
+
+def slugify(name: str) -> str:
+    """Turn a section name such as "Breaking News" into "breaking-news"."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+
+
+def available() -> dict[str, str]:
+    """Map each configured topic's slug to its display name, in configured order."""
+    return {slugify(name): name for name in current_app.config["TOPICS"]}
+
+
+def clean(chosen: list[str]) -> list[str]:
+    """Keep the known slugs in configured order; an empty choice means every topic."""
+    known = available()
+    picked = [slug for slug in known if slug in set(chosen)]
+    return picked or list(known)

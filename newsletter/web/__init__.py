@@ -1,0 +1,14 @@
+"""The web side: blueprints for readers and the error pages."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from . import errors, health, manage, signup
+
+    app.register_blueprint(signup.bp)
+    app.register_blueprint(manage.bp)
+    app.register_blueprint(health.bp)
+    errors.init_app(app)

@@ -1,0 +1,49 @@
+"""Error pages: every client error gets a readable page, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: "The request could not be understood. Please go back and try again.",
+    404: "There is no page at this address.",
+    405: "This page cannot be used that way.",
+    413: "That was more than this form accepts.",
+    429: "Too many attempts from your network. Please wait a little and try again.",
+}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> tuple[str, int]:
+        return render_template(
+            "error.html",
+            title="Please try again",
+            message="This form had expired. Go back, reload the page and submit it again.",
+        ), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        code = exc.code or 500
+        if code >= 500:
+            log.error("server error: %s", exc)
+        return render_template(
+            "error.html",
+            title=exc.name,
+            message=MESSAGES.get(code, "Something went wrong on our side."),
+        ), code
+
+    @app.errorhandler(InternalServerError)
+    def server_error(exc: InternalServerError) -> tuple[str, int]:
+        return render_template(
+            "error.html",
+            title="Something went wrong",
+            message="Something went wrong on our side. Nothing you did caused it; "
+            "please try again in a few minutes.",
+        ), 500

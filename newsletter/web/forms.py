@@ -1,0 +1,67 @@
+"""Forms of the reader's pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    RadioField,
+    SelectMultipleField,
+    StringField,
+    ValidationError,
+    widgets,
+)
+from wtforms.validators import DataRequired, InputRequired, Length
+
+from .. import topics
+from ..addresses import normalize
+from ..errors import InvalidAddress
+
+
+class TopicsField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+    def pre_validate(self, form: Any) -> None:
+        # Unknown topics are dropped by topics.clean rather than failing the form.
+        pass
+
+
+def _no_line_breaks(form: Any, field: Any) -> None:
+    if field.data and any(ch in field.data for ch in "\r\n\0"):
+        raise ValidationError("Use a single line.")
+
+
+class PreferencesForm(FlaskForm):
+    topics = TopicsField("Topics", choices=[])
+    frequency = RadioField(
+        "How often", choices=[("daily", "Daily"), ("weekly", "Weekly")], default="weekly",
+        validators=[InputRequired()],
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.topics.choices = list(topics.available().items())
+
+
+class SignupForm(PreferencesForm):
+    email = EmailField("Email", validators=[DataRequired("Enter your email address.")])
+    name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
+    consent = BooleanField(
+        "I agree", validators=[DataRequired("Tick the box to agree to receive our emails.")]
+    )
+    # Bots fill every field; people never see this one.
+    website = StringField("Leave this empty", validators=[Length(max=200)])
+    started = HiddenField(validators=[Length(max=200)])
+
+    normalized_email: str = ""
+
+    def validate_email(self, field: Any) -> None:
+        try:
+            self.normalized_email = normalize(field.data or "")
+        except InvalidAddress as exc:
+            raise ValidationError(exc.reason) from exc

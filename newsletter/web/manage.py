@@ -1,0 +1,90 @@
+"""Links every mail carries: unsubscribe (RFC 8058 one-click too) and preferences."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from .. import topics
+from ..consent import Origin
+from ..errors import TokenError, TokenInvalid
+from ..extensions import csrf, db
+from ..subscriptions import by_uid, unsubscribe, update_preferences
+from ..tokens import Purpose, load
+from .forms import PreferencesForm
+
+bp = Blueprint("manage", __name__)
+
+
+def _uid(purpose: Purpose, token: str) -> str:
+    uid = load(purpose, token).get("s")
+    if not isinstance(uid, str):
+        raise TokenInvalid("this link is not valid")
+    return uid
+
+
+def _invalid_link() -> tuple[str, int]:
+    return render_template(
+        "error.html",
+        title="This link is not valid",
+        message="The link may have been cut short when it was copied. "
+        "Open it again from the email you received.",
+    ), 400
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> tuple[str, int]:
+    # GET only shows the button: mail scanners fetch every link they see.
+    try:
+        _uid(Purpose.UNSUBSCRIBE, token)
+    except TokenError:
+        return _invalid_link()
+    return render_template("unsubscribe.html", token=token), 200
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt
+def unsubscribe_post(token: str) -> tuple[str, int]:
+    """The page's button and the RFC 8058 one-click POST from mail clients, alike.
+
+    The signed token is the credential, so no cookie or CSRF token is needed, and the
+    answer is a 200 page, never a redirect (mail clients do not follow them).
+    """
+    try:
+        uid = _uid(Purpose.UNSUBSCRIBE, token)
+    except TokenError:
+        return _invalid_link()
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    unsubscribe(uid, Origin.from_request("one-click" if one_click else "unsubscribe-page"))
+    db.session.commit()
+    return render_template("unsubscribed.html"), 200
+
+
+@bp.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences(token: str) -> tuple[str, int]:
+    try:
+        uid = _uid(Purpose.PREFERENCES, token)
+    except TokenError:
+        return _invalid_link()
+    subscriber = by_uid(uid)
+    if subscriber is None:
+        return _invalid_link()
+    form = PreferencesForm(
+        data={"topics": subscriber.topics, "frequency": subscriber.frequency}
+        if request.method == "GET"
+        else None
+    )
+    saved = False
+    if request.method == "POST":
+        if not form.validate():
+            return render_template("preferences.html", form=form, subscriber=subscriber), 400
+        update_preferences(
+            subscriber,
+            topics.clean(form.topics.data or []),
+            form.frequency.data,
+            Origin.from_request("preferences-page"),
+        )
+        db.session.commit()
+        saved = True
+    return render_template(
+        "preferences.html", form=form, subscriber=subscriber, saved=saved
+    ), 200

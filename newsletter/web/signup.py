@@ -1,0 +1,191 @@
+"""Signup and double opt-in: the form, the "check your inbox" answer, the confirm page."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+)
+from limits import parse
+
+from .. import topics
+from ..consent import Origin
+from ..errors import TokenError, TokenExpired, TokenInvalid
+from ..extensions import csrf, db, limiter
+from ..models import address_hash
+from ..subscriptions import ConfirmOutcome, Notice, by_uid, confirm, request_signup
+from ..tasks import enqueue, send_signup_mail
+from ..tokens import Purpose, load, load_age, sign
+from .forms import SignupForm
+
+bp = Blueprint("signup", __name__)
+
+
+def _signup_limit() -> str:
+    return str(current_app.config["RATELIMIT_SIGNUP"])
+
+
+def _resend_limit() -> str:
+    return str(current_app.config["RATELIMIT_RESEND"])
+
+
+def embed_origin() -> str | None:
+    """The caller's origin when it is one of the publisher's pages allowed to embed the form."""
+    allowed = current_app.config["EMBED_ORIGINS"]
+    origin = request.headers.get("Origin")
+    if not origin:
+        referer = request.headers.get("Referer")
+        if referer:
+            parts = urlsplit(referer)
+            origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if origin in allowed else None
+
+
+def _form_page(form: SignupForm, status: int = 200) -> tuple[str, int]:
+    form.started.data = sign(Purpose.SIGNUP_FORM, {})
+    return render_template("subscribe.html", form=form, consent_text=_consent_text()), status
+
+
+def _consent_text() -> str:
+    return str(current_app.config["CONSENT_TEXT"])
+
+
+def _mail_allowed(email: str) -> bool:
+    """At most CONFIRM_MAILS_PER_DAY signup mails per address per day (stops list bombing)."""
+    per_day = int(current_app.config["CONFIRM_MAILS_PER_DAY"])
+    item = parse(f"{per_day} per day")
+    return bool(limiter.limiter.hit(item, "signup-mail", address_hash(email)))
+
+
+def _looks_automated(form: SignupForm) -> bool:
+    if form.website.data:
+        return True
+    try:
+        age = load_age(Purpose.SIGNUP_FORM, form.started.data or "")
+    except TokenError:
+        return True
+    return age < float(current_app.config["SIGNUP_MIN_SECONDS"])
+
+
+@bp.get("/subscribe")
+def subscribe_form() -> tuple[str, int]:
+    return _form_page(SignupForm())
+
+
+@bp.get("/subscribe/embed-token")
+def embed_token() -> Response:
+    """A signed form start time for signup boxes on the publisher's own pages."""
+    response = jsonify(started=sign(Purpose.SIGNUP_FORM, {}))
+    origin = request.headers.get("Origin")
+    if origin and origin in current_app.config["EMBED_ORIGINS"]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/subscribe")
+@csrf.exempt
+@limiter.limit(_signup_limit)
+def subscribe() -> tuple[str, int]:
+    embedded = embed_origin()
+    # Pages of the publisher post here across sites, with no session cookie; for them the
+    # allow-listed Origin stands in for the CSRF token.
+    form = SignupForm(meta={"csrf": embedded is None})
+    if not form.validate():
+        # Errors (a stale CSRF token included) are shown on a fresh copy of the form.
+        return _form_page(form, 400)
+    if not form.started.data and embedded is not None:
+        # An embedded box without its script: finish on our own page, nothing lost.
+        return _form_page(form, 200)
+    if not _looks_automated(form):
+        subscriber_id, notice = request_signup(
+            email=form.normalized_email,
+            name=form.name.data.strip() if form.name.data else "",
+            topics=topics.clean(form.topics.data or []),
+            frequency=form.frequency.data,
+            origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
+        )
+        db.session.commit()
+        if _mail_allowed(form.normalized_email):
+            enqueue(send_signup_mail, subscriber_id, str(notice))
+    # The same page for every address and every outcome: nothing here tells whether an
+    # address is known, active, over its limit or was taken for a bot.
+    return render_template("check_inbox.html"), 200
+
+
+def _confirm_payload(token: str) -> tuple[str, str]:
+    payload = load(Purpose.CONFIRM, token)
+    uid, nonce = payload.get("s"), payload.get("n")
+    if not isinstance(uid, str) or not isinstance(nonce, str):
+        raise TokenInvalid("this link is not valid")
+    return uid, nonce
+
+
+def _token_problem(exc: TokenError, token: str) -> tuple[str, int]:
+    if isinstance(exc, TokenExpired):
+        return render_template("confirm_expired.html", token=token), 410
+    return render_template(
+        "error.html",
+        title="This link is not valid",
+        message="The link may have been cut short when it was copied. "
+        "Open it again from the email, or sign up again.",
+        retry_url="/subscribe",
+    ), 400
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> tuple[str, int]:
+    # GET changes nothing: link scanners open these links; only the button confirms.
+    try:
+        _confirm_payload(token)
+    except TokenError as exc:
+        return _token_problem(exc, token)
+    return render_template("confirm.html", token=token), 200
+
+
+@bp.post("/confirm/<token>")
+def confirm_post(token: str) -> tuple[str, int]:
+    try:
+        uid, nonce = _confirm_payload(token)
+    except TokenError as exc:
+        return _token_problem(exc, token)
+    outcome = confirm(uid, nonce, Origin.from_request("confirm-page"))
+    db.session.commit()
+    if outcome is ConfirmOutcome.STALE:
+        return render_template(
+            "error.html",
+            title="This link is no longer valid",
+            message="This confirmation link has been replaced or withdrawn. "
+            "Sign up again to get a fresh one.",
+            retry_url="/subscribe",
+        ), 410
+    return render_template("confirmed.html", already=outcome is ConfirmOutcome.ALREADY), 200
+
+
+@bp.post("/confirm/<token>/resend")
+@limiter.limit(_resend_limit)
+def resend(token: str) -> tuple[str, int]:
+    """Send a fresh confirmation link in place of an expired one."""
+    try:
+        _confirm_payload(token)
+        return render_template("confirm.html", token=token), 200
+    except TokenExpired as exc:
+        payload = exc.payload if isinstance(exc.payload, dict) else {}
+    except TokenError as exc:
+        return _token_problem(exc, token)
+    subscriber = by_uid(str(payload.get("s", "")))
+    if (
+        subscriber is not None
+        and subscriber.status != "active"
+        and subscriber.confirm_nonce == payload.get("n")
+        and _mail_allowed(subscriber.email)
+    ):
+        enqueue(send_signup_mail, subscriber.id, str(Notice.CONFIRM))
+    return render_template("check_inbox.html"), 200

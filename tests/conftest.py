@@ -1,0 +1,154 @@
+"""Fixtures: the app on SQLite and on a fresh PostgreSQL database, clients and mail."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, make_url, text
+
+from newsletter import create_app
+from newsletter.extensions import db, limiter
+from newsletter.mail.backends import MemoryBackend
+from newsletter.mail.message import OutgoingMessage
+from tests import services
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def base_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "MAIL_BACKEND": "memory",
+        "MAIL_OUTBOX": str(tmp_path / "outbox"),
+        "BASE_URL": "https://news.example.test",
+        "MAIL_FROM": "The Daily Ledger <newsletter@ledger.example>",
+        "SIGNUP_MIN_SECONDS": 0,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "BROKER_URL": None,
+    }
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database created for this test run on the machine's PostgreSQL, dropped at the end."""
+    admin_url = make_url(services.POSTGRES_ADMIN_URL)
+    name = f"newsletter_test_{secrets.token_hex(4)}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        services.unavailable(f"PostgreSQL at {admin_url.render_as_string()}", exc)
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'newsletter.db'}"
+
+
+_migrated: set[str] = set()
+
+
+def _fresh_schema(app: Flask) -> None:
+    """Migrate once per database, then empty every table before each test."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    with app.app_context():
+        if url not in _migrated:
+            upgrade()
+            _migrated.add(url)
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    """Tests override settings by redefining this fixture or updating it first."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, config_overrides: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app({**base_config(database_url, tmp_path), **config_overrides})
+    _fresh_schema(app)
+    limiter.reset()
+    MemoryBackend.outbox.clear()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def outbox() -> list[OutgoingMessage]:
+    """Messages the memory backend received during this test."""
+    return MemoryBackend.outbox
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """The hidden fields (CSRF token, form start time) of a page's form."""
+    fields = {}
+    for tag in re.findall(r"<input\b[^>]*>", html):
+        if 'type="hidden"' in tag:
+            name = re.search(r'name="([^"]*)"', tag)
+            value = re.search(r'value="([^"]*)"', tag)
+            if name:
+                fields[name.group(1)] = value.group(1) if value else ""
+    return fields
+
+
+def signup(client: FlaskClient, email: str, **fields: Any) -> Any:
+    """Fill in and submit the signup form as a browser would."""
+    page = client.get("/subscribe")
+    data: dict[str, Any] = {
+        **form_fields(page.get_data(as_text=True)),
+        "email": email,
+        "name": "",
+        "consent": "y",
+        "frequency": "weekly",
+        "topics": ["analytics", "breaking-news"],
+    }
+    data.update(fields)
+    return client.post("/subscribe", data=data)
+
+
+def link_from(message: OutgoingMessage, path: str) -> str:
+    """The first link in a message's text part whose path starts with ``path``."""
+    from email import message_from_bytes, policy
+
+    parsed = message_from_bytes(message.data, policy=policy.default)
+    text_part = parsed.get_body(("plain",))  # type: ignore[attr-defined]
+    found = re.search(rf"https?://[^\s]+{re.escape(path)}[^\s]+", text_part.get_content())
+    assert found, f"no {path} link in the mail"
+    return found.group(0)
