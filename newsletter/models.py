@@ -1,4 +1,4 @@
-"""Database tables: subscribers, their consent log and the suppression list."""
+"""Database tables: readers, consent, suppression, articles, editions and the delivery ledger."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
     event,
 )
 from sqlalchemy.engine import Dialect
@@ -148,3 +151,89 @@ class ConsentWording(db.Model):  # type: ignore[name-defined,misc]
     version: Mapped[str] = mapped_column(String(32), primary_key=True)
     text: Mapped[str] = mapped_column(String(2000))
     first_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Editions reach a million readers: the ledger's ids must not run out.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+EDITION_STATES = ("sending", "done")
+DELIVERY_STATES = ("queued", "sending", "attempting", "sent", "failed", "skipped", "unknown")
+
+
+class Article(db.Model):  # type: ignore[name-defined,misc]
+    """One article of the site, identified by its feed guid (or link)."""
+
+    __tablename__ = "article"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guid: Mapped[str] = mapped_column(String(1000), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")  # sanitized HTML
+    category: Mapped[str] = mapped_column(String(100))  # the site's section, as shown
+    topic: Mapped[str] = mapped_column(String(64), index=True)  # its slug
+    source: Mapped[str] = mapped_column(String(300), default="")
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Edition(db.Model):  # type: ignore[name-defined,misc]
+    """One digest: which articles, for which frequency, and how far its sending has got."""
+
+    __tablename__ = "edition"
+    __table_args__ = (
+        CheckConstraint("frequency IN ('daily', 'weekly')", name="frequency"),
+        CheckConstraint(f"state IN {EDITION_STATES!r}", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frequency: Mapped[str] = mapped_column(String(8), index=True)
+    state: Mapped[str] = mapped_column(String(12), default="sending")
+    subject: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Articles published up to this moment are in this edition; the next starts after it.
+    covers_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    planning_seconds: Mapped[float | None] = mapped_column(default=None)
+
+    article_rows: Mapped[list[EditionArticle]] = relationship(
+        cascade="all, delete-orphan", order_by="EditionArticle.position", lazy="selectin"
+    )
+
+
+class EditionArticle(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "edition_article"
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), primary_key=True
+    )
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    article: Mapped[Article] = relationship(lazy="joined")
+
+
+class Delivery(db.Model):  # type: ignore[name-defined,misc]
+    """The ledger: one row per (edition, reader), the single truth about that send."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
+        CheckConstraint(f"state IN {DELIVERY_STATES!r}", name="state"),
+        Index("ix_delivery_edition_state", "edition_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Which worker holds the row while it is "sending"/"attempting"; a fencing token, so a
+    # worker whose rows were reclaimed cannot send them too.
+    claim: Mapped[str | None] = mapped_column(String(32), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    message_id: Mapped[str | None] = mapped_column(String(200), default=None)

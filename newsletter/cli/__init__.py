@@ -8,10 +8,15 @@ from flask.cli import FlaskGroup
 
 def init_app(app: Flask) -> None:
     """Attach the operators' command groups to ``app.cli``."""
+    from .articles import articles
+    from .digest import digest
+
+    app.cli.add_command(articles)
+    app.cli.add_command(digest)
 
 
 def _create_app() -> Flask:
-    from . import create_app
+    from .. import create_app
 
     return create_app()
 
