@@ -33,7 +33,19 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TIMEOUT": 30.0,
     "SMTP_CA_FILE": None,
     "SMTP_LOCAL_HOSTNAME": None,
+    "FEEDS": [],  # RSS/Atom URLs (or local paths) that `articles fetch` and the beat task read
+    "FEED_TIMEOUT": 20.0,  # seconds; a feed that takes longer is reported and skipped
     "TOPICS": ["Breaking News", "Politics", "Business", "Analytics", "Technology", "Culture"],
+    "TIMEZONE": "UTC",
+    "DIGEST_HOUR": 7,
+    "DIGEST_WEEKDAY": "monday",
+    "DIGEST_MAX_ARTICLES": 20,
+    "BATCH_SIZE": 500,
+    "JOURNAL_EVERY": 50,
+    "MAX_ATTEMPTS": 5,
+    "RETRY_BASE_SECONDS": 60.0,
+    "LEASE_SECONDS": 300.0,
+    "SEND_RATE": 0,
     "CONFIRM_MAX_AGE_DAYS": 7,
     "CONFIRM_MAILS_PER_DAY": 3,
     "SIGNUP_MIN_SECONDS": 2.0,
@@ -54,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
 }
 
-LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS")
+LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS")
 
 
 def _as_list(value: Any) -> list[str]:

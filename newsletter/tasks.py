@@ -8,12 +8,15 @@ from typing import Any
 from celery import Task, shared_task
 from flask import Flask, Response, after_this_request, current_app, has_request_context
 
+from sqlalchemy import select
+
+from . import delivery, editions
 from .errors import MailError, TransientMailError
 from .extensions import db
 from .mail import render
 from .mail.backends import get_backend
 from .mail.message import build, mailbox
-from .models import Subscriber
+from .models import Edition, Subscriber, utcnow
 from .subscriptions import Notice
 from .tokens import Purpose, sign
 from .web.links import external_url
@@ -93,3 +96,46 @@ def send_signup_mail(subscriber_id: int, notice: str) -> None:
     )
     with get_backend() as backend:
         backend.send(message)
+
+
+@shared_task(name="newsletter.tasks.send_digest_batch")
+def send_digest_batch(edition_id: int, first_id: int, last_id: int) -> dict[str, int]:
+    """Send one id range of an edition; a redelivered or repeated task finds nothing left."""
+    result = delivery.send_batch(edition_id, first_id, last_id)
+    if result.retry_at is not None and current_app.config["BROKER_URL"]:
+        # Without a broker, the command that started the send waits and retries itself.
+        delay = max(1.0, (result.retry_at - utcnow()).total_seconds())
+        send_digest_batch.apply_async((edition_id, first_id, last_id), countdown=delay)
+    if result.stopped:
+        log.warning("edition %s batch %s-%s stopped: %s", edition_id, first_id, last_id, result.stopped)
+    return {"sent": result.sent, "failed": result.failed, "deferred": result.deferred}
+
+
+def dispatch(edition_id: int) -> int:
+    """Queue a batch task for each id range of the edition's waiting rows."""
+    ranges = delivery.batches(edition_id, int(current_app.config["BATCH_SIZE"]))
+    for first_id, last_id in ranges:
+        send_digest_batch.delay(edition_id, first_id, last_id)
+    if not ranges:
+        delivery.finish_if_done(edition_id)
+    return len(ranges)
+
+
+@shared_task(name="newsletter.tasks.send_scheduled_digest")
+def send_scheduled_digest(frequency: str) -> int | None:
+    """Beat's entry: resume an unfinished edition of this frequency, or plan the next one."""
+    edition = editions.unfinished(frequency) or editions.plan(frequency)
+    if edition is None:
+        log.info("no new articles for the %s digest", frequency)
+        return None
+    dispatch(edition.id)
+    return edition.id
+
+
+@shared_task(name="newsletter.tasks.recover_deliveries")
+def recover_deliveries() -> dict[str, int]:
+    """Reclaim rows of vanished workers and queue again what is waiting."""
+    found = delivery.recover()
+    for edition_id in db.session.scalars(select(Edition.id).where(Edition.state == "sending")):
+        dispatch(edition_id)
+    return found

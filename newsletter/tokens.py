@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -22,8 +23,15 @@ class Purpose(StrEnum):
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
     config = current_app.config
     # itsdangerous signs with the last key and verifies with all of them, oldest first.
-    keys = [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]]
-    return URLSafeTimedSerializer(keys, salt=f"newsletter.{purpose.value}")
+    return _cached_serializer(
+        (*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose
+    )
+
+
+@lru_cache(maxsize=64)
+def _cached_serializer(keys: tuple[str, ...], purpose: Purpose) -> URLSafeTimedSerializer:
+    # Digests sign two links per reader: build each serializer once, not per reader.
+    return URLSafeTimedSerializer(list(keys), salt=f"newsletter.{purpose.value}")
 
 
 def max_age(purpose: Purpose) -> int | None:

@@ -2,7 +2,227 @@
 
 from __future__ import annotations
 
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
 import click
+from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from .. import delivery, editions, topics
+from ..addresses import normalize
+from ..digest import Composer, EditionContent, Reader, article_view
+from ..errors import InvalidAddress
+from ..extensions import db
+from ..models import Delivery, Edition, Subscriber, SubscriberTopic, utcnow
+from ..tasks import dispatch
 
 digest = AppGroup("digest", help="Preview, send and follow digest editions.")
+
+frequency_option = click.option(
+    "--frequency",
+    type=click.Choice(topics.FREQUENCIES),
+    default="daily",
+    show_default=True,
+    help="Which readers and which period.",
+)
+
+
+@digest.command("preview")
+@click.option("--email", help="Render what this subscriber would get (default: every topic).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the mail here: a .eml file opens in a mail client, anything else gets the HTML.",
+)
+@frequency_option
+def preview(email: str | None, output: Path | None, frequency: str) -> None:
+    """Render the next digest without sending or recording anything."""
+    articles = editions.choose_articles(frequency, utcnow())
+    if not articles:
+        raise click.ClickException(f"no new articles for the {frequency} digest; nothing to preview")
+    content = EditionContent(
+        id=0, frequency=frequency, created_at=utcnow(), articles=tuple(map(article_view, articles))
+    )
+    reader = _preview_reader(email, content)
+    message = Composer(content).message(reader)
+    if output is None:
+        parsed = message_from_bytes(message.data, policy=policy.default)
+        click.echo(f"Subject: {parsed['Subject']}\n")
+        click.echo(parsed.get_body(("plain",)).get_content())  # type: ignore[attr-defined]
+        return
+    if output.suffix.lower() == ".eml":
+        output.write_bytes(message.data)
+    else:
+        parsed = message_from_bytes(message.data, policy=policy.default)
+        output.write_text(parsed.get_body(("html",)).get_content(), encoding="utf-8")  # type: ignore[attr-defined]
+    click.echo(f"Wrote {output} ({len(message.data):,} bytes as mail).")
+
+
+def _preview_reader(email: str | None, content: EditionContent) -> Reader:
+    if email is None:
+        return Reader(0, "preview", "reader@example.com", "Reader", content.topics)
+    try:
+        address = normalize(email)
+    except InvalidAddress as exc:
+        raise click.BadParameter(exc.reason, param_hint="--email") from exc
+    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
+    if subscriber is None:
+        raise click.BadParameter(f"no subscriber {address}", param_hint="--email")
+    return Reader(
+        subscriber.id, subscriber.uid, subscriber.email, subscriber.name,
+        frozenset(subscriber.topics),
+    )
+
+
+@digest.command("send")
+@frequency_option
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; create and send nothing.")
+@click.option("--no-wait", is_flag=True, help="Queue the edition and return at once.")
+def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
+    """Create the next edition (or resume an unfinished one) and deliver it."""
+    if dry_run:
+        _dry_run(frequency)
+        return
+    edition = editions.unfinished(frequency)
+    if edition is not None:
+        found = delivery.recover()
+        click.echo(
+            f"Resuming edition {edition.id} ({frequency}); "
+            f"{found['requeued']} rows queued again, {found['unknown']} marked unknown."
+        )
+    else:
+        edition = editions.plan(frequency)
+        if edition is None:
+            click.echo(f"No new articles since the last {frequency} edition: nothing to send.")
+            return
+        total = db.session.scalar(select(func.count()).where(Delivery.edition_id == edition.id))
+        click.echo(
+            f"Edition {edition.id}: {len(edition.article_rows)} articles for {total:,} readers "
+            f"(planned in {edition.planning_seconds or 0:.2f}s)."
+        )
+    edition_id = edition.id
+    if current_app.config["BROKER_URL"]:
+        queued = dispatch(edition_id)
+        click.echo(f"Queued {queued} batches.")
+        if no_wait:
+            click.echo(f"Follow it with: newsletter digest status {edition_id}")
+            return
+        _follow(edition_id)
+    else:
+        _send_here(edition_id)
+    _print_counts(edition_id)
+
+
+def _dry_run(frequency: str) -> None:
+    articles = editions.choose_articles(frequency, utcnow())
+    if not articles:
+        click.echo(f"No new articles since the last {frequency} edition: nothing would be sent.")
+        return
+    wanted = sorted({article.topic for article in articles})
+    readers = db.session.scalar(
+        select(func.count(func.distinct(Subscriber.id)))
+        .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
+        .where(
+            Subscriber.status == "active",
+            Subscriber.frequency == frequency,
+            SubscriberTopic.topic.in_(wanted),
+        )
+    )
+    click.echo(f"Dry run: a {frequency} edition of {len(articles)} articles to {readers:,} readers.")
+    for article in articles:
+        click.echo(f"  [{article.category}] {article.title}")
+    click.echo("Nothing was created or sent.")
+
+
+def _follow(edition_id: int) -> None:
+    """Show progress until no row is left to send."""
+    total = sum(editions.counts(edition_id).values())
+    started, done_before = time.monotonic(), None
+    with click.progressbar(length=total, label="Sending", show_pos=True, show_eta=True,
+                           item_show_func=lambda info: info) as bar:
+        shown = 0
+        while True:
+            counts = editions.counts(edition_id)
+            finished = sum(counts.get(state, 0) for state in ("sent", "failed", "skipped", "unknown"))
+            if done_before is None:
+                done_before = finished
+            rate = (finished - done_before) / max(time.monotonic() - started, 1e-6)
+            bar.current_item = (  # type: ignore[attr-defined]
+                f"sent {counts.get('sent', 0):,} failed {counts.get('failed', 0):,} "
+                f"remaining {total - finished:,} {rate:,.0f}/s"
+            )
+            bar.update(finished - shown)
+            shown = finished
+            if finished >= total:
+                break
+            time.sleep(0.5)
+    delivery.finish_if_done(edition_id)
+
+
+def _send_here(edition_id: int) -> None:
+    """Without a broker this process sends every batch itself, waiting out retry delays."""
+    total = sum(editions.counts(edition_id).values())
+    size = int(current_app.config["BATCH_SIZE"])
+    with click.progressbar(length=total, label="Sending", show_pos=True, show_eta=True) as bar:
+        while True:
+            for first_id, last_id in delivery.batches(edition_id, size):
+                result = delivery.send_batch(edition_id, first_id, last_id)
+                bar.update(result.sent + result.failed + result.skipped)
+            if delivery.finish_if_done(edition_id):
+                break
+            wait = db.session.scalar(
+                select(func.min(Delivery.not_before)).where(
+                    Delivery.edition_id == edition_id, Delivery.state == "queued"
+                )
+            )
+            if wait is None:
+                break
+            time.sleep(min(max((wait - utcnow()).total_seconds(), 0.1), 3600))
+
+
+def _print_counts(edition_id: int) -> None:
+    counts = editions.counts(edition_id)
+    click.echo(
+        "Edition {}: ".format(edition_id)
+        + ", ".join(f"{state} {counts[state]:,}" for state in sorted(counts))
+    )
+
+
+@digest.command("status")
+@click.argument("edition_id", required=False, type=int)
+def status(edition_id: int | None) -> None:
+    """Counts by delivery state for an edition (default: the newest)."""
+    if edition_id is None:
+        edition_id = db.session.scalar(select(func.max(Edition.id)))
+        if edition_id is None:
+            click.echo("No edition has been created yet.")
+            return
+    edition = db.session.get(Edition, edition_id)
+    if edition is None:
+        raise click.BadParameter(f"there is no edition {edition_id}", param_hint="EDITION")
+    counts = editions.counts(edition_id)
+    click.echo(
+        f"Edition {edition.id} ({edition.frequency}, {edition.state}), "
+        f"created {edition.created_at:%Y-%m-%d %H:%M} UTC, {len(edition.article_rows)} articles"
+    )
+    for state in ("queued", "sending", "attempting", "sent", "failed", "skipped", "unknown"):
+        click.echo(f"  {state:<11} {counts.get(state, 0):>10,}")
+    click.echo(f"  {'total':<11} {sum(counts.values()):>10,}")
+    reasons = db.session.execute(
+        select(Delivery.state, Delivery.last_error, func.count())
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.state.in_(("failed", "skipped", "unknown", "queued")),
+            Delivery.last_error.is_not(None),
+        )
+        .group_by(Delivery.state, Delivery.last_error)
+        .order_by(func.count().desc())
+        .limit(10)
+    ).all()
+    if reasons:
+        click.echo("Most common reasons:")
+        for state, reason, number in reasons:
+            click.echo(f"  {number:>8,}  {state}: {reason}")

@@ -1,17 +1,41 @@
-"""Turning rendered parts and headers into the bytes handed to a mail backend."""
+"""Turning rendered mail into bytes: built once per content, personalized per reader.
+
+A ``MessageTemplate`` holds the finished MIME structure of one content with named slots
+(greeting, links) still open. Personalizing it joins pre-encoded bytes with a few small,
+freshly encoded values, so a digest to a million readers is rendered once per distinct
+content rather than once per reader.
+"""
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import html
+import re
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address, HeaderRegistry
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import lru_cache
+
 from flask import current_app
 
 from ..addresses import needs_smtputf8
+from ..errors import ConfigError
 from ..models import utcnow
+
+CRLF = b"\r\n"
+SLOT_OPEN, SLOT_CLOSE = "\ue000", "\ue001"  # private-use characters never found in content
+_SLOT = re.compile(f"{SLOT_OPEN}([a-z_]+){SLOT_CLOSE}")
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]*")
+_registry = HeaderRegistry()
+
+
+def slot(name: str) -> str:
+    """The marker a template renders where a per-reader value goes."""
+    return f"{SLOT_OPEN}{name}{SLOT_CLOSE}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +65,14 @@ def mailbox(address: str, display_name: str = "") -> Address:
 
 def sender_address() -> Address:
     """The configured From mailbox."""
-    header = HeaderRegistry()("From", current_app.config["MAIL_FROM"])
-    addresses = header.addresses  # type: ignore[attr-defined]
+    return _parse_mailbox(current_app.config["MAIL_FROM"])
+
+
+@lru_cache(maxsize=8)
+def _parse_mailbox(value: str) -> Address:
+    addresses = _registry("From", value).addresses  # type: ignore[attr-defined]
     if len(addresses) != 1:
-        raise ValueError("NEWSLETTER_MAIL_FROM must hold exactly one mailbox")
+        raise ConfigError("NEWSLETTER_MAIL_FROM", "must hold exactly one mailbox")
     found: Address = addresses[0]
     return found
 
@@ -68,45 +96,168 @@ def deterministic_message_id(*parts: object) -> str:
     return f"<{digest}@{mail_domain()}>"
 
 
-def build(
-    *,
-    to: Address,
-    subject: str,
-    text: str,
-    html: str,
-    message_id: str | None = None,
-    extra_headers: dict[str, str] | None = None,
-) -> OutgoingMessage:
-    """Assemble a multipart/alternative message (text first, HTML last) with our headers."""
-    sender = sender_address()
-    recipient = to.addr_spec
-    # Python's default policy turns a non-ASCII local part into an encoded-word inside
-    # the address, which is invalid; such mail must be written as raw UTF-8 for SMTPUTF8.
-    international = needs_smtputf8(recipient)
-    msg_policy = policy.SMTPUTF8 if international else policy.SMTP
-    msg = EmailMessage(policy=msg_policy)
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = single_line(subject)
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = message_id or make_msgid(domain=sender.domain)
-    msg["MIME-Version"] = "1.0"
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["List-Id"] = list_id()
-    feedback_id = current_app.config.get("FEEDBACK_ID")
-    if feedback_id:
-        msg["Feedback-ID"] = single_line(str(feedback_id))
-    for name, value in (extra_headers or {}).items():
-        msg[name] = single_line(value)
-    msg.set_content(text, subtype="plain")
-    msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    for part in msg.iter_parts():
-        # The email package copies MIME-Version into subparts; it belongs at the top only.
-        del part["MIME-Version"]
-    return OutgoingMessage(
-        sender=sender.addr_spec,
-        recipient=recipient,
-        data=msg.as_bytes(policy=msg_policy),
-        message_id=str(msg["Message-ID"]),
-    )
+def header(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """One header field, folded; RFC 2047-encoded (or raw UTF-8 for SMTPUTF8) only if needed."""
+    value = single_line(value)
+    if value.isascii():
+        # Structured ASCII fields (List-Unsubscribe's URLs, Message-IDs) must stay literal:
+        # fold at spaces only, which every parser unfolds back to the same value.
+        return _fold_ascii(f"{name}: {value}").encode("ascii")
+    chosen = policy.SMTPUTF8 if utf8 else policy.SMTP
+    return chosen.fold_binary(name, _registry(name, value))
 
+
+def _fold_ascii(line: str, width: int = 78) -> str:
+    out, current = [], ""
+    for word in line.split(" "):
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    out.append(current)
+    return "\r\n".join(out) + "\r\n"
+
+
+def to_header(to: Address) -> bytes:
+    """The To field; the common case (ASCII name and address) skips the email package."""
+    name, addr = to.display_name, to.addr_spec
+    if addr.isascii() and _PLAIN_PHRASE.fullmatch(name) and len(name) + len(addr) < 900:
+        return f"To: {name} <{addr}>\r\n".encode() if name else f"To: {addr}\r\n".encode()
+    # A non-ASCII mailbox name cannot be an encoded-word (RFC 2047 5): raw UTF-8 instead.
+    return header("To", str(to), utf8=needs_smtputf8(addr))
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends; every line, the last too, leaves room for '='."""
+    plain = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    lines = binascii.b2a_qp(plain).split(b"\n")
+    # b2a_qp keeps lines to 76 but for rare trailing-space cases; the last line must also
+    # leave room for the soft break that joins it to the next piece.
+    lines[-1] = _wrap(lines[-1])
+    return CRLF.join(line if len(line) <= 76 else _wrap(line) for line in lines)
+
+
+def _wrap(line: bytes, width: int = 75) -> bytes:
+    """Split an encoded line with soft breaks so no piece exceeds ``width`` plus its '='."""
+    pieces = []
+    while len(line) > width:
+        cut = width
+        while b"=" in line[cut - 2 : cut]:
+            cut -= 1  # never split an =XX escape
+        pieces.append(line[:cut] + b"=")
+        line = line[cut:]
+    pieces.append(line)
+    return CRLF.join(pieces)
+
+
+# A soft line break: decoders drop it, so pieces encoded apart join into one body.
+_SOFT_BREAK = b"=\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """A body part as alternating pre-encoded bytes and slot names."""
+
+    pieces: tuple[bytes | str, ...]
+    escape_html: bool
+
+    @classmethod
+    def compile(cls, rendered: str, escape_html: bool) -> _Part:
+        pieces: list[bytes | str] = []
+        for index, chunk in enumerate(_SLOT.split(rendered)):
+            if index % 2:
+                pieces.append(chunk)
+            elif chunk:
+                pieces.append(_qp(chunk) + _SOFT_BREAK)
+        return cls(tuple(pieces), escape_html)
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        out: list[bytes] = []
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                out.append(piece)
+            else:
+                value = values[piece]
+                if self.escape_html:
+                    value = html.escape(value)
+                out.append(_qp(value) + _SOFT_BREAK)
+        return b"".join(out)
+
+
+class MessageTemplate:
+    """One content's message with per-reader slots: headers, text part and HTML part."""
+
+    def __init__(
+        self,
+        *,
+        subject: str,
+        text: str,
+        html_body: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.boundary = f"=_{secrets.token_hex(12)}"
+        fields = {
+            "From": current_app.config["MAIL_FROM"],
+            "Subject": single_line(subject),
+            "MIME-Version": "1.0",
+            "Auto-Submitted": "auto-generated",
+            "List-Id": list_id(),
+        }
+        feedback_id = current_app.config.get("FEEDBACK_ID")
+        if feedback_id:
+            fields["Feedback-ID"] = str(feedback_id)
+        fields.update(headers or {})
+        self.sender = sender_address().addr_spec
+        self.head = b"".join(header(name, value) for name, value in fields.items()) + (
+            f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode()
+        )
+        self.text = _Part.compile(text, escape_html=False)
+        self.html = _Part.compile(html_body, escape_html=True)
+        delimiter = f"--{self.boundary}\r\n".encode()
+        part_head = "Content-Type: text/{}; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        self._text_open = CRLF + delimiter + part_head.format("plain").encode()
+        self._html_open = CRLF + delimiter + part_head.format("html").encode()
+        self._close = f"\r\n--{self.boundary}--\r\n".encode()
+
+    def personalize(
+        self,
+        to: Address,
+        *,
+        message_id: str | None = None,
+        values: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        date: bytes | None = None,
+    ) -> OutgoingMessage:
+        """The finished message for one reader."""
+        values = values or {}
+        message_id = message_id or make_msgid(domain=self.sender.rpartition("@")[2])
+        per_reader = [
+            to_header(to),
+            date or date_header(),
+            f"Message-ID: {message_id}\r\n".encode(),
+            *(header(name, value) for name, value in (headers or {}).items()),
+        ]
+        data = b"".join(
+            (
+                *per_reader,
+                self.head,
+                self._text_open,
+                self.text.fill(values),
+                self._html_open,
+                self.html.fill(values),
+                self._close,
+            )
+        )
+        return OutgoingMessage(
+            sender=self.sender, recipient=to.addr_spec, data=data, message_id=message_id
+        )
+
+
+def date_header() -> bytes:
+    return f"Date: {format_datetime(utcnow().replace(microsecond=0))}\r\n".encode()
+
+
+def build(*, to: Address, subject: str, text: str, html: str) -> OutgoingMessage:
+    """A single message with nothing to personalize (confirmation mails and notices)."""
+    return MessageTemplate(subject=subject, text=text, html_body=html).personalize(to)

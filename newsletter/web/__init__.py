@@ -6,9 +6,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import errors, health, manage, signup
+    from . import archive, errors, health, manage, signup
 
     app.register_blueprint(signup.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(archive.bp)
     errors.init_app(app)

@@ -1,0 +1,367 @@
+"""Sending an edition's ledger rows exactly once, whatever fails along the way.
+
+A row moves queued -> sending (claimed by one batch) -> attempting (journalled just
+before its chunk goes to the server) -> sent | failed | skipped | queued (retry later).
+Only "attempting" rows can have reached the server without us knowing: if their worker
+dies, recovery marks them "unknown" instead of sending them again. Rows still "sending"
+were never handed to the server and are safely queued again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from .digest import Composer, Reader, load_content
+from .errors import MailError, MessageNotSendable, RecipientRejected, TransientMailError
+from .extensions import db
+from .mail.backends import MailBackend, get_backend
+from .mail.throttle import Throttle
+from .models import Delivery, Edition, Subscriber, SubscriberTopic, Suppression, address_hash, utcnow
+
+UNFINISHED = ("queued", "sending", "attempting")
+UNKNOWN_REASON = (
+    "the worker stopped while this message was being handed to the server; "
+    "it may or may not have been accepted, so it is not sent again"
+)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did, for logs and for scheduling its retry."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    retry_at: datetime | None = None
+    stopped: str | None = None
+    outcomes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+_composers: dict[int, Composer] = {}
+
+
+def composer_for(edition_id: int) -> Composer:
+    """Editions never change once planned, so each process renders each variant once."""
+    found = _composers.get(edition_id)
+    if found is None:
+        if len(_composers) > 8:
+            _composers.clear()
+        found = _composers[edition_id] = Composer(load_content(edition_id))
+    return found
+
+
+def claim(edition_id: int, first_id: int, last_id: int, now: datetime) -> tuple[str, list[int]]:
+    """Take the due, queued rows of an id range for this batch; concurrent batches skip them."""
+    token = secrets.token_hex(8)
+    due = (
+        select(Delivery.id)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.id.between(first_id, last_id),
+            Delivery.state == "queued",
+            or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+        )
+        .order_by(Delivery.id)
+        # PostgreSQL: rows another worker is claiming are skipped, not waited for.
+        # SQLite has no row locks; its single writer makes the UPDATE below atomic.
+        .with_for_update(skip_locked=True)
+    )
+    ids = db.session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()), Delivery.state == "queued")
+        .values(state="sending", claim=token, claimed_at=now)
+        .returning(Delivery.id)
+    ).all()
+    db.session.commit()
+    return token, sorted(ids)
+
+
+def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
+    """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
+    rows = db.session.execute(
+        select(
+            Delivery.id,
+            Delivery.attempts,
+            Subscriber.id,
+            Subscriber.uid,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.status,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(ids))
+    ).all()
+    topic_rows = db.session.execute(
+        select(SubscriberTopic.subscriber_id, SubscriberTopic.topic).where(
+            SubscriberTopic.subscriber_id.in_([row[2] for row in rows])
+        )
+    )
+    topics: dict[int, set[str]] = {}
+    for subscriber_id, topic in topic_rows:
+        topics.setdefault(subscriber_id, set()).add(topic)
+    hashes = {row[0]: address_hash(row[4]) for row in rows}
+    suppressed = set(
+        db.session.scalars(
+            select(Suppression.address_hash).where(
+                Suppression.address_hash.in_(list(hashes.values()))
+            )
+        )
+    )
+    found: dict[int, tuple[int, str, Reader | None]] = {}
+    for delivery_id, attempts, subscriber_id, uid, email, name, status in rows:
+        # Checked now, at send time: an unsubscribe after planning must win.
+        if status != "active":
+            found[delivery_id] = (attempts, f"subscriber is {status}", None)
+        elif hashes[delivery_id] in suppressed:
+            found[delivery_id] = (attempts, "address is suppressed", None)
+        else:
+            reader = Reader(subscriber_id, uid, email, name, frozenset(topics.get(subscriber_id, ())))
+            found[delivery_id] = (attempts, "", reader)
+    return found
+
+
+def _journal(edition_id: int, first_id: int, last_id: int, token: str, chunk: list[int]) -> list[int]:
+    """Mark a chunk as being handed over and renew the batch's lease; returns rows still ours."""
+    now = utcnow()
+    rows = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.id.between(first_id, last_id),
+            Delivery.claim == token,
+            Delivery.state == "sending",
+        )
+        .values(
+            state=case((Delivery.id.in_(chunk), "attempting"), else_=Delivery.state),
+            claimed_at=now,
+        )
+        .returning(Delivery.id, Delivery.state)
+    ).all()
+    db.session.commit()
+    return sorted(row[0] for row in rows if row[1] == "attempting")
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential delay before the next try: base, 2x base, 4x base, ... capped at a day."""
+    base = float(current_app.config["RETRY_BASE_SECONDS"])
+    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)), 86400.0))
+
+
+def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
+    """Write a chunk's outcomes: one executemany per outcome kind, fenced by the claim."""
+    table = Delivery.__table__
+    fenced = and_(
+        table.c.id == bindparam("did"),
+        table.c.claim == token,
+        # "unknown" too: if recovery gave up on a slow but live worker, its answer still wins.
+        # (spelled out: executemany cannot expand an IN list)
+        or_(table.c.state == "attempting", table.c.state == "unknown"),
+    )
+    done: dict[str, Any] = {"claim": None, "claimed_at": None}
+    tried = {**done, "attempts": table.c.attempts + 1}
+    statements = {
+        "sent": {"state": "sent", "sent_at": bindparam("at"), "message_id": bindparam("mid"), **tried},
+        "failed": {"state": "failed", "last_error": bindparam("error"), **tried},
+        "retry": {"state": "queued", "last_error": bindparam("error"), "not_before": bindparam("at"), **tried},
+        "skipped": {"state": "skipped", "last_error": bindparam("error"), **done},
+        "release": {"state": "queued", **done},
+    }
+    for kind, values in statements.items():
+        params = outcomes.get(kind)
+        if params:
+            db.session.execute(update(table).where(fenced).values(**values), params)
+    bounced = outcomes.get("bounced")
+    if bounced:
+        _suppress_bounced([item["sid"] for item in bounced])
+    db.session.commit()
+
+
+def _suppress_bounced(subscriber_ids: list[int]) -> None:
+    emails = db.session.scalars(select(Subscriber.email).where(Subscriber.id.in_(subscriber_ids)))
+    hashes = {address_hash(email) for email in emails}
+    known = set(
+        db.session.scalars(select(Suppression.address_hash).where(Suppression.address_hash.in_(hashes)))
+    )
+    db.session.add_all(Suppression(address_hash=h, reason="bounced") for h in hashes - known)
+    db.session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == "active")
+        .values(status="bounced"),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
+    """Send the queued rows of one id range over one connection; safe to run twice."""
+    result = BatchResult()
+    token, ids = claim(edition_id, first_id, last_id, utcnow())
+    if not ids:
+        return result
+    config = current_app.config
+    composer = composer_for(edition_id)
+    facts = readers(ids)
+    max_attempts = int(config["MAX_ATTEMPTS"])
+    throttle = Throttle.for_app()
+    backend = get_backend()
+    try:
+        pending = list(ids)
+        for chunk in _chunks(pending, int(config["JOURNAL_EVERY"])):
+            if result.stopped:
+                break
+            owned = _journal(edition_id, first_id, last_id, token, chunk)
+            composer.refresh_date()
+            outcomes: dict[str, list[dict[str, Any]]] = {}
+            for position, delivery_id in enumerate(owned):
+                if result.stopped:
+                    # The server is unreachable: hand the rest back untouched for the retry.
+                    outcomes.setdefault("release", []).append({"did": delivery_id})
+                    continue
+                attempts, reason, reader = facts[delivery_id]
+                if reader is None:
+                    outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
+                    result.skipped += 1
+                    continue
+                _send_one(backend, throttle, composer, delivery_id, attempts, reader,
+                          max_attempts, outcomes, result)
+            _record(token, outcomes)
+        if result.stopped:
+            _release_rest(edition_id, first_id, last_id, token)
+    finally:
+        backend.close()
+    finish_if_done(edition_id)
+    return result
+
+
+def _send_one(
+    backend: MailBackend,
+    throttle: Throttle,
+    composer: Composer,
+    delivery_id: int,
+    attempts: int,
+    reader: Reader,
+    max_attempts: int,
+    outcomes: dict[str, list[dict[str, Any]]],
+    result: BatchResult,
+) -> None:
+    message = composer.message(reader)
+    throttle.wait()
+    try:
+        backend.send(message)
+    except TransientMailError as exc:
+        tries = attempts + 1
+        if tries >= max_attempts:
+            outcomes.setdefault("failed", []).append(
+                {"did": delivery_id, "error": f"gave up after {tries} attempts: {exc}"[:500]}
+            )
+            result.failed += 1
+        else:
+            at = utcnow() + backoff(tries)
+            outcomes.setdefault("retry", []).append({"did": delivery_id, "error": str(exc)[:500], "at": at})
+            result.deferred += 1
+            result.retry_at = min(result.retry_at or at, at)
+        if exc.code is None:
+            # No reply at all (refused, dropped, timed out): stop this batch rather than
+            # wait out the timeout for every remaining reader.
+            result.stopped = str(exc)
+        return
+    except RecipientRejected as exc:
+        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(exc)[:500]})
+        outcomes.setdefault("bounced", []).append({"sid": reader.subscriber_id})
+        result.failed += 1
+        return
+    except (MessageNotSendable, MailError) as exc:
+        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(exc)[:500]})
+        result.failed += 1
+        return
+    outcomes.setdefault("sent", []).append({"did": delivery_id, "at": utcnow(), "mid": message.message_id})
+    result.sent += 1
+
+
+def _release_rest(edition_id: int, first_id: int, last_id: int, token: str) -> None:
+    """Rows of this batch never handed over go back to the queue, due when the retry is."""
+    db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.id.between(first_id, last_id),
+            Delivery.claim == token,
+            Delivery.state == "sending",
+        )
+        .values(state="queued", claim=None, claimed_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+
+
+def finish_if_done(edition_id: int) -> bool:
+    """Mark the edition done once no row is left to send."""
+    left = db.session.scalar(
+        select(
+            exists().where(Delivery.edition_id == edition_id, Delivery.state.in_(UNFINISHED))
+        )
+    )
+    if left:
+        return False
+    db.session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.state == "sending")
+        .values(state="done", finished_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    return True
+
+
+def batches(edition_id: int, size: int) -> list[tuple[int, int]]:
+    """Id ranges covering the edition's unfinished rows, about ``size`` rows each."""
+    low, high = db.session.execute(
+        select(func.min(Delivery.id), func.max(Delivery.id)).where(
+            Delivery.edition_id == edition_id, Delivery.state == "queued"
+        )
+    ).one()
+    if low is None:
+        return []
+    return [(start, min(start + size - 1, high)) for start in range(low, high + 1, size)]
+
+
+def recover(lease_seconds: float | None = None) -> dict[str, int]:
+    """Reclaim rows whose worker vanished: never-sent ones are queued, in-flight ones unknown."""
+    lease = float(lease_seconds if lease_seconds is not None else current_app.config["LEASE_SECONDS"])
+    stale = utcnow() - timedelta(seconds=lease)
+    requeued = db.session.execute(
+        update(Delivery)
+        .where(Delivery.state == "sending", Delivery.claimed_at < stale)
+        .values(state="queued", claim=None, claimed_at=None),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    unknown = db.session.execute(
+        update(Delivery)
+        .where(Delivery.state == "attempting", Delivery.claimed_at < stale)
+        .values(state="unknown", last_error=UNKNOWN_REASON),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    db.session.commit()
+    return {"requeued": int(requeued or 0), "unknown": int(unknown or 0)}
+
