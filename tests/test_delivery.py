@@ -1,0 +1,300 @@
+"""Exactly-once delivery of an edition through a real SMTP server, whatever fails."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from newsletter import delivery, editions
+from newsletter.extensions import db
+from newsletter.models import (
+    Article,
+    Delivery,
+    Subscriber,
+    Suppression,
+    address_hash,
+    utcnow,
+)
+from tests.smtp_server import DROP, HANG, SMTPTestServer
+
+
+@pytest.fixture
+def config_overrides(smtp_server: SMTPTestServer) -> dict[str, Any]:
+    return smtp_server.app_config(
+        RETRY_BASE_SECONDS=0.05, SMTP_TIMEOUT=1.0, JOURNAL_EVERY=4, BATCH_SIZE=10
+    )
+
+
+def seed(app: Flask, readers: int, topics: tuple[str, ...] = ("analytics",)) -> list[str]:
+    """Articles in two sections and ``readers`` active daily readers; returns addresses."""
+    now = utcnow()
+    with app.app_context():
+        for index, (category, topic) in enumerate(
+            [("Analytics", "analytics"), ("Business", "business")] * 2
+        ):
+            db.session.add(
+                Article(
+                    guid=f"urn:test:{index}",
+                    url=f"https://ledger.example/story/{index}",
+                    title=f"Story {index}",
+                    summary="<p>Summary</p>",
+                    category=category,
+                    topic=topic,
+                    published_at=now - timedelta(minutes=index + 1),
+                )
+            )
+        emails = [f"reader{index}@example.org" for index in range(readers)]
+        for email in emails:
+            subscriber = Subscriber(email=email, status="active", frequency="daily")
+            subscriber.topics = list(topics)
+            db.session.add(subscriber)
+        db.session.commit()
+    return emails
+
+
+def plan(app: Flask) -> int:
+    with app.app_context():
+        edition = editions.plan("daily")
+        assert edition is not None
+        return edition.id
+
+
+def send_all(app: Flask, edition_id: int) -> None:
+    with app.app_context():
+        for first_id, last_id in delivery.batches(edition_id, 10):
+            delivery.send_batch(edition_id, first_id, last_id)
+
+
+def states(app: Flask, edition_id: int) -> dict[str, str]:
+    with app.app_context():
+        rows = db.session.execute(
+            select(Subscriber.email, Delivery.state)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(Delivery.edition_id == edition_id)
+        )
+        return {email: state for email, state in rows}
+
+
+def received(server: SMTPTestServer) -> Counter[str]:
+    """How many copies each recipient got, counted by Message-ID."""
+    copies: Counter[str] = Counter()
+    ids: set[str] = set()
+    for message in server.messages:
+        parsed = message.parsed()
+        assert parsed["Message-ID"] not in ids, "the same Message-ID arrived twice"
+        ids.add(parsed["Message-ID"])
+        copies.update(message.rcpt_tos)
+    return copies
+
+
+def send_until_done(app: Flask, edition_id: int, limit: float = 20.0) -> None:
+    """Run batches, waiting out retry delays, until the edition has nothing left to send."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        send_all(app, edition_id)
+        with app.app_context():
+            if delivery.finish_if_done(edition_id):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"edition not done: {states(app, edition_id)}")
+
+
+def test_every_reader_gets_exactly_one_copy(app: Flask, smtp_server: SMTPTestServer) -> None:
+    emails = seed(app, 25)
+    edition_id = plan(app)
+    send_all(app, edition_id)
+    send_all(app, edition_id)  # a second run of every batch finds nothing left to send
+    assert received(smtp_server) == Counter(emails)
+    assert set(states(app, edition_id).values()) == {"sent"}
+
+
+def test_one_connection_per_batch(app: Flask, smtp_server: SMTPTestServer) -> None:
+    seed(app, 20)
+    send_all(app, plan(app))
+    assert len(smtp_server.messages) == 20
+    assert smtp_server.connections == 2  # two batches of ten
+
+
+def test_greylisted_reader_is_retried_and_gets_one_copy(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 5)
+    smtp_server.fail("rcpt", "451 4.7.1 Greylisted, try again", recipients={emails[2]}, times=1)
+    edition_id = plan(app)
+    send_all(app, edition_id)
+    assert states(app, edition_id)[emails[2]] == "queued"
+    with app.app_context():
+        row = db.session.scalars(
+            select(Delivery).join(Subscriber).where(Subscriber.email == emails[2])
+        ).one()
+        assert row.attempts == 1 and "451" in (row.last_error or "")
+        assert row.not_before is not None and row.not_before > utcnow() - timedelta(seconds=5)
+    send_until_done(app, edition_id)
+    assert received(smtp_server) == Counter(emails)
+
+
+def test_permanent_rejection_suppresses_only_that_address(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 6)
+    smtp_server.fail("rcpt", "550 5.1.1 No such user", recipients={emails[1], emails[4]})
+    edition_id = plan(app)
+    send_until_done(app, edition_id)
+    assert received(smtp_server) == Counter(e for e in emails if e not in (emails[1], emails[4]))
+    final = states(app, edition_id)
+    assert final[emails[1]] == final[emails[4]] == "failed"
+    with app.app_context():
+        bounced = db.session.scalars(
+            select(Subscriber.email).where(Subscriber.status == "bounced")
+        ).all()
+        assert sorted(bounced) == sorted([emails[1], emails[4]])
+        hashes = set(db.session.scalars(select(Suppression.address_hash)))
+        assert hashes == {address_hash(emails[1]), address_hash(emails[4])}
+        row = db.session.scalars(
+            select(Delivery).join(Subscriber).where(Subscriber.email == emails[1])
+        ).one()
+        assert row.attempts == 1 and "550" in (row.last_error or "")
+
+
+def test_connection_dropped_mid_data_is_retried_and_delivered_once(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 8)
+    smtp_server.fail("data", DROP, recipients={emails[3]}, times=1)
+    edition_id = plan(app)
+    send_until_done(app, edition_id)
+    assert received(smtp_server) == Counter(emails)
+
+
+def test_server_that_never_answers_times_out_and_the_batch_is_retried(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 6)
+    smtp_server.fail("mail", HANG, times=1)
+    edition_id = plan(app)
+    started = time.monotonic()
+    send_all(app, edition_id)
+    # One timeout stops the batch instead of being waited out once per reader.
+    assert time.monotonic() - started < 10
+    first = states(app, edition_id)
+    assert set(first.values()) == {"queued"}
+    send_until_done(app, edition_id)
+    assert received(smtp_server) == Counter(emails)
+
+
+def test_retries_stop_at_the_limit_with_the_reason_recorded(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 3)
+    smtp_server.fail("rcpt", "421 4.3.2 Service shutting down", recipients={emails[0]})
+    edition_id = plan(app)
+    send_until_done(app, edition_id)
+    with app.app_context():
+        row = db.session.scalars(
+            select(Delivery).join(Subscriber).where(Subscriber.email == emails[0])
+        ).one()
+        assert row.state == "failed"
+        assert row.attempts == app.config["MAX_ATTEMPTS"]
+        assert "gave up after" in (row.last_error or "") and "421" in (row.last_error or "")
+        assert db.session.scalar(select(Subscriber.status).where(Subscriber.email == emails[0])) == "active"
+    assert received(smtp_server) == Counter(emails[1:])
+
+
+def test_unsubscribe_after_planning_wins(app: Flask, smtp_server: SMTPTestServer) -> None:
+    emails = seed(app, 4)
+    edition_id = plan(app)
+    with app.app_context():
+        db.session.execute(
+            update(Subscriber).where(Subscriber.email == emails[0]).values(status="unsubscribed")
+        )
+        db.session.add(Suppression(address_hash=address_hash(emails[1]), reason="complained"))
+        db.session.commit()
+    send_until_done(app, edition_id)
+    assert received(smtp_server) == Counter(emails[2:])
+    with app.app_context():
+        rows = {
+            email: error
+            for email, error in db.session.execute(
+                select(Subscriber.email, Delivery.last_error).join(Delivery)
+            )
+        }
+    assert "unsubscribed" in (rows[emails[0]] or "")
+    assert "suppressed" in (rows[emails[1]] or "")
+
+
+def test_racing_workers_never_send_twice(app: Flask, smtp_server: SMTPTestServer) -> None:
+    emails = seed(app, 60)
+    edition_id = plan(app)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with app.app_context():
+                # Every thread runs every batch: only claims decide who sends what.
+                for first_id, last_id in delivery.batches(edition_id, 10) or []:
+                    delivery.send_batch(edition_id, first_id, last_id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and errors:
+        pytest.skip(f"SQLite serializes writers; a racing thread gave up: {errors[0]}")
+    assert not errors, errors
+    send_until_done(app, edition_id)
+    assert received(smtp_server) == Counter(emails)
+
+
+def test_crash_leaves_in_flight_rows_unknown_and_resends_only_untouched_ones(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 10)
+    edition_id = plan(app)
+    with app.app_context():
+        ids = db.session.scalars(
+            select(Delivery.id).where(Delivery.edition_id == edition_id).order_by(Delivery.id)
+        ).all()
+        # A worker claimed the whole range, journalled the first two, then died.
+        long_ago = utcnow() - timedelta(hours=1)
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(state="sending", claim="deadbeef", claimed_at=long_ago)
+        )
+        db.session.execute(
+            update(Delivery).where(Delivery.id.in_(ids[:2])).values(state="attempting")
+        )
+        db.session.commit()
+        assert delivery.recover() == {"requeued": 8, "unknown": 2}
+    send_until_done(app, edition_id)
+    final = states(app, edition_id)
+    assert [final[e] for e in emails[:2]] == ["unknown", "unknown"]
+    assert received(smtp_server) == Counter(emails[2:])
+    with app.app_context():
+        reasons = db.session.scalars(
+            select(Delivery.last_error).where(Delivery.state == "unknown")
+        ).all()
+        assert all("may or may not" in (reason or "") for reason in reasons)
+
+
+def test_second_digest_send_resumes_and_sends_nothing_twice(
+    app: Flask, smtp_server: SMTPTestServer, runner: Any
+) -> None:
+    emails = seed(app, 12)
+    first = runner.invoke(args=["digest", "send", "--frequency", "daily"])
+    assert first.exit_code == 0, first.output
+    assert "12 readers" in first.output
+    again = runner.invoke(args=["digest", "send", "--frequency", "daily"])
+    assert again.exit_code == 0, again.output
+    assert "No new articles" in again.output
+    assert received(smtp_server) == Counter(emails)
