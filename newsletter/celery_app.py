@@ -62,4 +62,5 @@ def celery_init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     from . import article_tasks  # noqa: F401
+
     return celery

@@ -93,8 +93,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     if not app.config["MAIL_OUTBOX"]:
         app.config["MAIL_OUTBOX"] = f"{app.instance_path}/outbox"
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
-    # Celery and Flask-Limiter read their own keys; keep one setting name for each.
-    app.config["RATELIMIT_ENABLED"] = app.config.get("RATELIMIT_ENABLED", True)
+    # Behind https the session cookie (it carries the CSRF token) must never go out in clear.
+    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https://"))
     check(app)
 
 

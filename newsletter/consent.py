@@ -24,8 +24,16 @@ class Origin:
     def from_request(cls, source: str) -> Origin:
         if not has_request_context():
             return cls(source=source)
-        agent = request.headers.get("User-Agent", "")[:300] or None
-        return cls(source=source[:120], ip=client_ip(), user_agent=agent)
+        agent = _printable(request.headers.get("User-Agent", ""))[:300] or None
+        # Cut to the columns' sizes: behind a proxy the IP is read from X-Forwarded-For,
+        # which a client can fill with anything when the hop count is set too high.
+        ip = _printable(client_ip())[:45]
+        return cls(source=_printable(source)[:120], ip=ip, user_agent=agent)
+
+
+def _printable(value: str) -> str:
+    """Header text as it is stored: control characters dropped (PostgreSQL refuses NUL)."""
+    return "".join(ch for ch in value if ch.isprintable())
 
 
 def wording() -> tuple[str, str]:

@@ -58,3 +58,21 @@ class RecipientRejected(MailError):
 
 class MessageNotSendable(MailError):
     """The message cannot go through this server (e.g. no SMTPUTF8); fail it, suppress nothing."""
+
+
+class FeedError(NewsletterError):
+    """A whole feed could not be read: unreachable, timed out, or not RSS/Atom."""
+
+    def __init__(self, feed: str, reason: str) -> None:
+        super().__init__(f"{feed}: {reason}")
+        self.feed = feed
+        self.reason = reason
+
+
+class InvalidArticle(NewsletterError):
+    """One article's fields cannot be stored; ``field`` names the culprit."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

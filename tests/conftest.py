@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,108 @@ def link_from(message: OutgoingMessage, path: str) -> str:
     found = re.search(rf"https?://[^\s]+{re.escape(path)}[^\s]+", text_part.get_content())
     assert found, f"no {path} link in the mail"
     return found.group(0)
+
+
+# --- Reader-side helpers (web-flow tests) ------------------------------------------------
+
+
+def with_config(**settings: Any) -> pytest.MarkDecorator:
+    """Run a test with ``settings`` on top of the test defaults (overrides config_overrides)."""
+    return pytest.mark.parametrize("config_overrides", [settings], ids=["config"])
+
+
+def path_of(url: str) -> str:
+    """The path of an absolute link from a mail, to request it through the test client."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+def add_subscriber(
+    app: Flask,
+    email: str = "reader@example.com",
+    *,
+    status: str = "active",
+    topics: tuple[str, ...] = ("analytics",),
+    frequency: str = "weekly",
+    confirm_nonce: str | None = None,
+) -> str:
+    """Insert a reader directly and return the opaque uid their tokens carry."""
+    from newsletter.models import Subscriber
+
+    with app.app_context():
+        subscriber = Subscriber(
+            email=email, status=status, frequency=frequency, confirm_nonce=confirm_nonce
+        )
+        subscriber.topics = list(topics)
+        db.session.add(subscriber)
+        db.session.commit()
+        return str(subscriber.uid)
+
+
+def make_token(app: Flask, purpose: Any, payload: dict[str, Any]) -> str:
+    """A token signed the way the app signs it, with the app's current keys."""
+    from newsletter.tokens import sign
+
+    with app.app_context():
+        return sign(purpose, payload)
+
+
+@contextmanager
+def signed_ago(*, days: float = 0, seconds: float = 0) -> Iterator[None]:
+    """Tokens signed inside this block carry a timestamp this far in the past.
+
+    itsdangerous reads the clock through ``TimestampSigner.get_timestamp`` both when signing
+    and when checking an age, so sign inside the block and verify outside it.
+    """
+    from itsdangerous import TimestampSigner
+
+    original = TimestampSigner.get_timestamp
+    shift = int(days * 86400 + seconds)
+    TimestampSigner.get_timestamp = lambda signer: original(signer) - shift  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TimestampSigner.get_timestamp = original  # type: ignore[method-assign]
+
+
+def db_state(app: Flask) -> dict[str, Any]:
+    """Everything a reader's request may change, to compare before and after."""
+    from sqlalchemy import func, select
+
+    from newsletter.models import ConsentEvent, ConsentWording, Subscriber
+
+    with app.app_context():
+        readers = [
+            (
+                s.email,
+                s.name,
+                s.status,
+                s.frequency,
+                tuple(s.topics),
+                s.confirm_nonce,
+                s.confirmed_at,
+                s.unsubscribed_at,
+            )
+            for s in db.session.scalars(select(Subscriber).order_by(Subscriber.id))
+        ]
+        return {
+            "subscribers": readers,
+            "consent_events": db.session.scalar(select(func.count()).select_from(ConsentEvent)),
+            "wordings": db.session.scalar(select(func.count()).select_from(ConsentWording)),
+        }
+
+
+def mail_parts(message: OutgoingMessage) -> tuple[str, str]:
+    """The decoded text and HTML parts of a message."""
+    from email import message_from_bytes, policy
+
+    parsed = message_from_bytes(message.data, policy=policy.default)
+    text = parsed.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    html = parsed.get_body(("html",)).get_content()  # type: ignore[attr-defined]
+    return text, html
+
+
+# The real SMTP server and Celery worker fixtures live in their own modules; see their docstrings.
+from tests.celery_worker import celery_worker, live_worker, worker_app  # noqa: E402, F401
+from tests.smtp_server import smtp_server, smtp_server_factory, tls_certificate  # noqa: E402, F401

@@ -20,6 +20,7 @@ from email.headerregistry import Address, HeaderRegistry
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 
+import idna
 from flask import current_app
 
 from ..addresses import needs_smtputf8
@@ -58,8 +59,15 @@ def single_line(value: str) -> str:
 
 
 def mailbox(address: str, display_name: str = "") -> Address:
-    """An Address whose display name is safe to put in a header."""
+    """An Address whose display name is safe to put in a header.
+
+    An international domain is written as its ASCII (A-label) form: stored addresses keep
+    the Unicode domain, which the email package would turn into an encoded-word inside the
+    address and smtplib cannot put in RCPT TO without SMTPUTF8.
+    """
     local, _, domain = address.rpartition("@")
+    if not domain.isascii():
+        domain = idna.encode(domain, uts46=True).decode("ascii")
     return Address(display_name=single_line(display_name), username=local, domain=domain)
 
 

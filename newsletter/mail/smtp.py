@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -119,6 +118,10 @@ class SMTPBackend(MailBackend):
         if connection is not None:
             connection.close()
 
+    def _forget_if_closed(self, connection: smtplib.SMTP) -> None:
+        if connection.sock is None and self._connection is connection:
+            self._connection = None
+
     def send(self, message: OutgoingMessage) -> None:
         self.open()
         connection = self._connection
@@ -134,16 +137,20 @@ class SMTPBackend(MailBackend):
             refused = connection.sendmail(
                 message.sender, [message.recipient], message.data, mail_options=options
             )
-        # sendmail itself sends RSET after a refusal, so the connection stays usable.
+        # sendmail itself sends RSET after a refusal, so the connection stays usable; but on
+        # a 421 (the server is closing the channel) it closes the socket, so reconnect next time.
         except smtplib.SMTPRecipientsRefused as exc:
+            self._forget_if_closed(connection)
             code, raw = next(iter(exc.recipients.values()))
             raise classify_reply(code, _reply_text(raw)) from exc
         except smtplib.SMTPSenderRefused as exc:
+            self._forget_if_closed(connection)
             # A refused sender is about us, not the reader: never suppress the reader for it.
             raise TransientMailError(
                 f"sender refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
             ) from exc
         except smtplib.SMTPDataError as exc:
+            self._forget_if_closed(connection)
             raise classify_reply(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
@@ -153,7 +160,7 @@ class SMTPBackend(MailBackend):
             raise TransientMailError(
                 f"{exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
             ) from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             self._drop()
             raise TransientMailError(f"no answer within {self.timeout:g}s") from exc
         except (smtplib.SMTPException, OSError) as exc:
@@ -162,4 +169,3 @@ class SMTPBackend(MailBackend):
         if refused:
             code, raw = next(iter(refused.values()))
             raise classify_reply(code, _reply_text(raw))
-

@@ -36,11 +36,13 @@ def _no_line_breaks(form: Any, field: Any) -> None:
         raise ValidationError("Use a single line.")
 
 
+FREQUENCY_CHOICES = [("daily", "Daily"), ("weekly", "Weekly")]
+
+
 class PreferencesForm(FlaskForm):
     topics = TopicsField("Topics", choices=[])
     frequency = RadioField(
-        "How often", choices=[("daily", "Daily"), ("weekly", "Weekly")], default="weekly",
-        validators=[InputRequired()],
+        "How often", choices=FREQUENCY_CHOICES, default="weekly", validators=[InputRequired()]
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -49,6 +51,9 @@ class PreferencesForm(FlaskForm):
 
 
 class SignupForm(PreferencesForm):
+    # Optional at signup (DESIGN: "optional name, topics, frequency"): a signup box that only
+    # asks for an address gets the weekly digest. A value that is sent must still be a choice.
+    frequency = RadioField("How often", choices=FREQUENCY_CHOICES, default="weekly")
     email = EmailField("Email", validators=[DataRequired("Enter your email address.")])
     name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
     consent = BooleanField(

@@ -68,11 +68,12 @@ def preferences(token: str) -> tuple[str, int]:
     subscriber = by_uid(uid)
     if subscriber is None:
         return _invalid_link()
-    form = PreferencesForm(
-        data={"topics": subscriber.topics, "frequency": subscriber.frequency}
-        if request.method == "GET"
-        else None
-    )
+    if request.method == "GET":
+        form = PreferencesForm(
+            formdata=None, data={"topics": subscriber.topics, "frequency": subscriber.frequency}
+        )
+    else:
+        form = PreferencesForm(formdata=request.form)  # form fields only, never a JSON body
     saved = False
     if request.method == "POST":
         if not form.validate():
@@ -85,6 +86,4 @@ def preferences(token: str) -> tuple[str, int]:
         )
         db.session.commit()
         saved = True
-    return render_template(
-        "preferences.html", form=form, subscriber=subscriber, saved=saved
-    ), 200
+    return render_template("preferences.html", form=form, subscriber=subscriber, saved=saved), 200

@@ -42,14 +42,35 @@ def embed_origin() -> str | None:
     if not origin:
         referer = request.headers.get("Referer")
         if referer:
-            parts = urlsplit(referer)
+            try:
+                parts = urlsplit(referer)
+            except ValueError:  # e.g. "http://[oops": a bad header is not a server error
+                return None
             origin = f"{parts.scheme}://{parts.netloc}"
     return origin if origin in allowed else None
 
 
-def _form_page(form: SignupForm, status: int = 200) -> tuple[str, int]:
-    form.started.data = sign(Purpose.SIGNUP_FORM, {})
-    return render_template("subscribe.html", form=form, consent_text=_consent_text()), status
+def _form_page(form: SignupForm, status: int = 200, *, finish: bool = False) -> tuple[str, int]:
+    # A reader correcting a mistake has been at this form since it was first shown: keep that
+    # start time, or pressing Subscribe again at once would look inhumanly fast (and be dropped).
+    if not _start_is_current(form.started.data):
+        form.started.data = sign(Purpose.SIGNUP_FORM, {})
+    return render_template(
+        "subscribe.html", form=form, consent_text=_consent_text(), finish=finish
+    ), status
+
+
+def _finish_here(posted: SignupForm, status: int, *, finish: bool = False) -> tuple[str, int]:
+    """Our own form, filled in from a post by a publisher's page that cannot be taken as is.
+
+    That post had no session and no CSRF token (its allow-listed Origin stood in for them),
+    so the page shown must carry a token of its own, or the reader's next press of Subscribe,
+    now from our own origin, would be refused as an expired form.
+    """
+    page = SignupForm(formdata=request.form)
+    for field in posted:
+        page[field.name].errors = list(field.errors)
+    return _form_page(page, status, finish=finish)
 
 
 def _consent_text() -> str:
@@ -61,6 +82,27 @@ def _mail_allowed(email: str) -> bool:
     per_day = int(current_app.config["CONFIRM_MAILS_PER_DAY"])
     item = parse(f"{per_day} per day")
     return bool(limiter.limiter.hit(item, "signup-mail", address_hash(email)))
+
+
+def _start_is_current(started: str | None) -> bool:
+    try:
+        load_age(Purpose.SIGNUP_FORM, started or "")
+    except TokenError:
+        return False
+    return True
+
+
+def _form_expired(form: SignupForm) -> bool:
+    """A genuine start time older than SIGNUP_FORM_MAX_AGE_HOURS: a tab left open, most likely."""
+    if form.website.data:
+        return False  # a bot's: answered below like any other signup
+    try:
+        load_age(Purpose.SIGNUP_FORM, form.started.data or "")
+    except TokenExpired:
+        return True
+    except TokenError:
+        return False
+    return False
 
 
 def _looks_automated(form: SignupForm) -> bool:
@@ -97,13 +139,20 @@ def subscribe() -> tuple[str, int]:
     embedded = embed_origin()
     # Pages of the publisher post here across sites, with no session cookie; for them the
     # allow-listed Origin stands in for the CSRF token.
-    form = SignupForm(meta={"csrf": embedded is None})
+    # Form fields only: left to itself Flask-WTF would also read a JSON body, whose lists,
+    # numbers and objects these fields are not written for (a 500 rather than a 400).
+    form = SignupForm(formdata=request.form, meta={"csrf": embedded is None})
     if not form.validate():
         # Errors (a stale CSRF token included) are shown on a fresh copy of the form.
-        return _form_page(form, 400)
+        return _finish_here(form, 400) if embedded else _form_page(form, 400)
     if not form.started.data and embedded is not None:
         # An embedded box without its script: finish on our own page, nothing lost.
-        return _form_page(form, 200)
+        return _finish_here(form, 200, finish=True)
+    if _form_expired(form):
+        # Show it again, filled in and with a fresh start time, rather than drop a person's
+        # signup as a bot's; nothing is written until it comes back.
+        form.started.errors.append("This form had expired.")
+        return _finish_here(form, 400) if embedded else _form_page(form, 400)
     if not _looks_automated(form):
         subscriber_id, notice = request_signup(
             email=form.normalized_email,

@@ -1,0 +1,468 @@
+"""A real Chromium against the real app on a real HTTP server: what a reader sees and does.
+
+Signup, confirmation and unsubscribe through the service's own pages, and the signup box of
+docs/embed.md served from a publisher's site (a second server, a different origin).
+Screenshots of the pages go to test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import select
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from newsletter import create_app
+from newsletter.extensions import db, limiter
+from newsletter.models import ConsentEvent, Subscriber
+from newsletter.tokens import Purpose, sign
+from newsletter.web.links import external_url
+from tests import services
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+EMBED_DOC = ROOT / "docs" / "embed.md"
+DOC_SERVICE_URL = "https://newsletter.example.com"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MIN_SECONDS = 1.0
+WAIT = 10_000  # milliseconds a page or element may take to appear
+
+# Playwright is only needed here; without it these tests skip (or fail in CI).
+_PLAYWRIGHT_MISSING: ImportError | None = None
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError as exc:  # pragma: no cover
+    _PLAYWRIGHT_MISSING = exc
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+@dataclass
+class LiveService:
+    """The newsletter app served over HTTP on a free loopback port."""
+
+    app: Flask
+    url: str
+    outbox: Path
+
+
+@dataclass
+class _Deferred:
+    """A WSGI app chosen after the server is bound, so BASE_URL can name the real port."""
+
+    target: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return self.target(environ, start_response)
+
+
+def _serve(server: BaseWSGIServer | ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(server: BaseWSGIServer | ThreadingHTTPServer, thread: threading.Thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
+    """Start the app (file mail backend, migrated SQLite, both in tmp) on a real server."""
+    started: list[tuple[BaseWSGIServer, threading.Thread, Flask]] = []
+
+    def start(scheme: str = "http", **overrides: Any) -> LiveService:
+        deferred = _Deferred()
+        # Over https (a throwaway self-signed certificate) the CSRF check also wants a
+        # same-origin Referer, which only a real browser following the page's policy shows.
+        tls: Literal["adhoc"] | None = "adhoc" if scheme == "https" else None
+        server = make_server("127.0.0.1", 0, deferred, threaded=True, ssl_context=tls)
+        url = f"{scheme}://127.0.0.1:{server.server_port}"
+        outbox = tmp_path / "outbox"
+        app = create_app(
+            {
+                # Not TESTING: the production path, where the confirmation mail is sent after
+                # the reader's answer has gone out.
+                "SECRET_KEY": "browser-test-secret-key-0123456789abcdef",
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'newsletter.db'}",
+                "MAIL_BACKEND": "file",
+                "MAIL_OUTBOX": str(outbox),
+                "BASE_URL": url,
+                "SIGNUP_MIN_SECONDS": MIN_SECONDS,
+                "BROKER_URL": None,
+                "RATELIMIT_STORAGE_URI": "memory://",
+                **overrides,
+            }
+        )
+        with app.app_context():
+            upgrade()
+        limiter.reset()
+        deferred.target = app
+        started.append((server, _serve(server), app))
+        return LiveService(app=app, url=url, outbox=outbox)
+
+    yield start
+    for server, thread, app in started:
+        _stop(server, thread)
+        with app.app_context():
+            db.engine.dispose()
+
+
+@dataclass
+class Publisher:
+    """A publisher's site: one article page with the documented signup box pasted in."""
+
+    host: str = "localhost"
+    page: str = ""
+    server: ThreadingHTTPServer | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def origin(self) -> str:
+        assert self.server is not None
+        return f"http://{self.host}:{self.server.server_port}"
+
+    def start(self) -> None:
+        publisher = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = publisher.page.encode("utf-8")
+                self.send_response(200 if self.path == "/" else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = _serve(self.server)
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            _stop(self.server, self.thread)
+
+
+@pytest.fixture
+def publisher() -> Iterator[Publisher]:
+    # "localhost" and "127.0.0.1" are different sites to a browser, not only different
+    # origins: the post from the publisher's page is a real cross-site one.
+    site = Publisher()
+    site.start()
+    yield site
+    site.stop()
+
+
+def embed_snippet() -> str:
+    """The first html block of docs/embed.md, exactly as a publisher would copy it."""
+    found = re.search(r"^```html\n(.*?)^```$", EMBED_DOC.read_text("utf-8"), re.S | re.M)
+    assert found, "docs/embed.md has no ```html block"
+    return found.group(1)
+
+
+def publisher_page(snippet: str) -> str:
+    return (
+        '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Springfield Gazette</title></head>\n<body>\n"
+        "<article><h1>Council approves new bridge</h1>"
+        "<p>The vote was unanimous.</p></article>\n"
+        f"<aside>\n{snippet}</aside>\n</body>\n</html>\n"
+    )
+
+
+# --- the browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if _PLAYWRIGHT_MISSING is not None:
+        services.unavailable("Playwright", _PLAYWRIGHT_MISSING)
+    if not Path(CHROMIUM).exists():
+        services.unavailable("Chromium", f"{CHROMIUM} does not exist")
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as exc:
+            services.unavailable("Chromium", exc)
+        expect.set_options(timeout=WAIT)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    contexts = []
+
+    def make(**options: Any) -> Page:
+        defaults = {"viewport": {"width": 1024, "height": 768}, "ignore_https_errors": True}
+        context = browser.new_context(**{**defaults, **options})
+        context.set_default_timeout(WAIT)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+# --- reading the outbox and the database ---------------------------------------------------
+
+
+def wait_for_mail(outbox: Path, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
+    """The messages in the outbox once ``count`` have arrived (they are sent after the answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(outbox.glob("*.eml")) if outbox.exists() else []
+        if len(files) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(files) == count, f"expected {count} message(s) in the outbox, found {len(files)}"
+    return [message_from_bytes(path.read_bytes(), policy=policy.default) for path in files]
+
+
+def recipient(message: EmailMessage) -> str:
+    [address] = message["To"].addresses
+    return str(address.addr_spec)
+
+
+def link_in(message: EmailMessage, path: str) -> str:
+    text_part = message.get_body(("plain",))
+    assert text_part is not None, "the mail has no text part"
+    found = re.search(rf"https?://\S+{re.escape(path)}\S+", text_part.get_content())
+    assert found, f"no {path} link in the mail's text"
+    return found.group(0)
+
+
+def subscriber(app: Flask, email: str) -> Subscriber:
+    with app.app_context():
+        try:
+            row = db.session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+            db.session.expunge(row)
+            return row
+        finally:
+            db.session.remove()
+
+
+def consent_sources(app: Flask) -> list[tuple[str, str]]:
+    with app.app_context():
+        try:
+            rows = db.session.execute(
+                select(ConsentEvent.action, ConsentEvent.source).order_by(ConsentEvent.id)
+            )
+            return [(action, source) for action, source in rows]
+        finally:
+            db.session.remove()
+
+
+def wait_out_fill_time(since: float) -> None:
+    """A person takes longer than the minimum fill time; make sure the browser does too."""
+    remaining = since + MIN_SECONDS + 0.3 - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def tick(page: Page, labels: Iterable[str]) -> None:
+    for label in labels:
+        page.get_by_label(label, exact=True).check()
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_signup_confirm_and_unsubscribe_in_a_browser(
+    start_service: Callable[..., LiveService], new_page: Callable[..., Page], scheme: str
+) -> None:
+    service = start_service(scheme)
+    page = new_page()
+
+    response = page.goto(f"{service.url}/subscribe")
+    opened = time.monotonic()
+    assert response is not None and response.status == 200
+    expect(page.get_by_role("heading", name="Get the latest news")).to_be_visible()
+    expect(
+        page.get_by_text("Enter your information below to receive the latest news and articles.")
+    ).to_be_visible()
+    expect(page.get_by_text("Your information is secure.")).to_be_visible()
+    expect(page.get_by_text("you can opt out at any time", exact=False)).to_be_visible()
+    # The honeypot is in the page for bots but nowhere a person could see or reach it.
+    honeypot = page.locator("input[name=website]")
+    expect(honeypot).to_have_count(1)
+    box = honeypot.bounding_box()
+    assert box is None or box["x"] + box["width"] <= 0, f"honeypot on screen at {box}"
+    assert honeypot.get_attribute("tabindex") == "-1"
+    # Nothing sticks out of the page sideways (a field wider than the column, say).
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "signup-page.png")
+
+    # The same page on a phone in dark mode, for a person to look at.
+    phone = new_page(viewport={"width": 360, "height": 740}, color_scheme="dark")
+    phone.goto(f"{service.url}/subscribe")
+    expect(phone.get_by_role("button", name="Subscribe")).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(phone, "signup-page-phone-dark.png")
+
+    page.get_by_label("Name", exact=True).fill("Ann Reader")
+    page.get_by_label("Email", exact=True).fill("Ann.Reader@Example.com")
+    tick(page, ["Technology", "Weekly", "I agree to receive emails from The Daily Ledger"])
+    wait_out_fill_time(opened)
+    page.get_by_role("button", name="Subscribe").click()
+
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    assert page.url == f"{service.url}/subscribe"
+
+    [mail] = wait_for_mail(service.outbox)
+    assert recipient(mail) == "ann.reader@example.com"
+    confirm_url = link_in(mail, "/confirm/")
+    assert confirm_url.startswith(f"{service.url}/confirm/")
+
+    response = page.goto(confirm_url)
+    assert response is not None and response.status == 200
+    expect(page.get_by_role("heading", name="Confirm your subscription")).to_be_visible()
+    expect(page.get_by_role("button", name="Confirm")).to_be_visible()
+    screenshot(page, "confirm-page.png")
+    # Opening the link (as a mail scanner would) changed nothing.
+    row = subscriber(service.app, "ann.reader@example.com")
+    assert row.status == "pending"
+    assert (row.name, row.topics, row.frequency) == ("Ann Reader", ["technology"], "weekly")
+
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("heading", name="You're subscribed")).to_be_visible()
+    screenshot(page, "confirmed-page.png")
+    row = subscriber(service.app, "ann.reader@example.com")
+    assert row.status == "active"
+
+    # Digests are not built yet: make the link a digest will carry.
+    with service.app.app_context():
+        unsubscribe_url = external_url(
+            "manage.unsubscribe_page", token=sign(Purpose.UNSUBSCRIBE, {"s": row.uid})
+        )
+    response = page.goto(unsubscribe_url)
+    assert response is not None and response.status == 200
+    expect(page.get_by_role("heading", name="Unsubscribe")).to_be_visible()
+    assert subscriber(service.app, "ann.reader@example.com").status == "active"
+    screenshot(page, "unsubscribe-page.png")
+
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.get_by_role("heading", name="You're unsubscribed")).to_be_visible()
+    expect(page.get_by_role("link", name="Subscribe again")).to_be_visible()
+    screenshot(page, "unsubscribed-page.png")
+    assert subscriber(service.app, "ann.reader@example.com").status == "unsubscribed"
+    assert consent_sources(service.app) == [
+        ("signup", "signup-page"),
+        ("confirm", "confirm-page"),
+        ("unsubscribe", "unsubscribe-page"),
+    ]
+    # Only the confirmation mail was sent.
+    assert len(list(service.outbox.glob("*.eml"))) == 1
+
+
+def test_embedded_signup_box_from_the_docs(
+    start_service: Callable[..., LiveService],
+    publisher: Publisher,
+    new_page: Callable[..., Page],
+) -> None:
+    service = start_service(EMBED_ORIGINS=[publisher.origin])
+    publisher.page = publisher_page(embed_snippet().replace(DOC_SERVICE_URL, service.url))
+    page = new_page()
+
+    with page.expect_response(lambda r: "/subscribe/embed-token" in r.url) as token_answer:
+        page.goto(f"{publisher.origin}/")
+    opened = time.monotonic()
+    assert token_answer.value.status == 200
+    assert token_answer.value.headers.get("access-control-allow-origin") == publisher.origin
+    # The inline script put a start time in the form.
+    expect(page.locator("#newsletter-signup input[name=started]")).not_to_have_value("")
+
+    expect(
+        page.get_by_text("Enter your information below to receive the latest news and articles.")
+    ).to_be_visible()
+    expect(page.get_by_text("Your information is secure.")).to_be_visible()
+    expect(page.get_by_text("you can opt out at any time", exact=False)).to_be_visible()
+    box = page.locator("#newsletter-signup input[name=website]").bounding_box()
+    assert box is None or box["x"] + box["width"] <= 0, f"honeypot on screen at {box}"
+    screenshot(page, "embed-box.png")
+
+    page.get_by_label("Name", exact=True).fill("Bo Publisher-Reader")
+    page.get_by_label("Email", exact=True).fill("bo@example.org")
+    tick(page, ["Business", "I agree to receive emails from The Daily Ledger"])
+    wait_out_fill_time(opened)
+    page.get_by_role("button", name="Subscribe").click()
+
+    # The reader's browser now shows the service's answer.
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    assert page.url == f"{service.url}/subscribe"
+    [mail] = wait_for_mail(service.outbox)
+    assert recipient(mail) == "bo@example.org"
+    assert link_in(mail, "/confirm/").startswith(f"{service.url}/confirm/")
+    row = subscriber(service.app, "bo@example.org")
+    assert (row.status, row.name, row.topics) == ("pending", "Bo Publisher-Reader", ["business"])
+    assert consent_sources(service.app) == [("signup", f"embed:{publisher.origin}")]
+
+
+def test_embedded_box_without_javascript_finishes_on_our_page(
+    start_service: Callable[..., LiveService],
+    publisher: Publisher,
+    new_page: Callable[..., Page],
+) -> None:
+    service = start_service(EMBED_ORIGINS=[publisher.origin])
+    publisher.page = publisher_page(embed_snippet().replace(DOC_SERVICE_URL, service.url))
+    page = new_page(java_script_enabled=False, color_scheme="dark")
+
+    page.goto(f"{publisher.origin}/")
+    page.get_by_label("Email", exact=True).fill("cy@example.net")
+    tick(page, ["I agree to receive emails from The Daily Ledger"])
+    page.get_by_role("button", name="Subscribe").click()
+
+    # Our own form, with what the reader typed, and a word on what is left to do.
+    expect(
+        page.get_by_text("Almost done: check your details below and press Subscribe.")
+    ).to_be_visible()
+    opened = time.monotonic()
+    assert page.url == f"{service.url}/subscribe"
+    expect(page.get_by_label("Email", exact=True)).to_have_value("cy@example.net")
+    expect(page.get_by_label("I agree to receive emails from The Daily Ledger")).to_be_checked()
+    screenshot(page, "embed-finish-page.png")
+    assert not list(service.outbox.glob("*.eml"))
+
+    wait_out_fill_time(opened)
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    [mail] = wait_for_mail(service.outbox)
+    assert recipient(mail) == "cy@example.net"
+    assert subscriber(service.app, "cy@example.net").status == "pending"

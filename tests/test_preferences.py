@@ -1,0 +1,169 @@
+"""The preferences page behind a signed link: topics and how often."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.mail.message import OutgoingMessage
+from newsletter.models import ConsentEvent, Subscriber
+from newsletter.tokens import Purpose
+from tests.conftest import (
+    add_subscriber,
+    db_state,
+    form_fields,
+    link_from,
+    make_token,
+    path_of,
+    signed_ago,
+    signup,
+)
+
+
+def _checked(html: str, name: str) -> set[str]:
+    """The values of the ticked checkboxes or radio buttons called ``name``."""
+    values = set()
+    for tag in re.findall(r"<input\b[^>]*>", html):
+        if f'name="{name}"' in tag and re.search(r"\schecked\b", tag):
+            found = re.search(r'value="([^"]*)"', tag)
+            values.add(found.group(1) if found else "")
+    return values
+
+
+def _reader(app: Flask) -> tuple[set[str], str]:
+    with app.app_context():
+        subscriber = db.session.scalars(select(Subscriber)).one()
+        return set(subscriber.topics), subscriber.frequency
+
+
+def _events(app: Flask) -> list[ConsentEvent]:
+    with app.app_context():
+        rows = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)).all()
+        db.session.expunge_all()
+        return list(rows)
+
+
+@pytest.fixture
+def link(app: Flask) -> str:
+    uid = add_subscriber(app, topics=("analytics", "culture"), frequency="weekly")
+    return f"/preferences/{make_token(app, Purpose.PREFERENCES, {'s': uid})}"
+
+
+def _save(client: FlaskClient, link: str, **data: Any) -> Any:
+    page = client.get(link)
+    return client.post(link, data={**form_fields(page.get_data(as_text=True)), **data})
+
+
+def test_the_link_in_a_mail_shows_the_readers_current_choices(
+    app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
+    add_subscriber(app, topics=("politics", "technology"), frequency="daily")
+    signup(client, "reader@example.com")  # an active reader is sent their links instead
+    link = path_of(link_from(outbox[0], "/preferences/"))
+
+    page = client.get(link)
+
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert _checked(html, "topics") == {"politics", "technology"}
+    assert _checked(html, "frequency") == {"daily"}
+    assert "Breaking News" in html, "every topic is offered"
+
+
+def test_get_changes_nothing(app: Flask, client: FlaskClient, link: str) -> None:
+    before = db_state(app)
+    client.get(link)
+    assert db_state(app) == before
+
+
+def test_saving_changes_topics_and_frequency_and_logs_it(
+    app: Flask, client: FlaskClient, link: str
+) -> None:
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.44"
+    response = _save(client, link, topics=["politics", "business"], frequency="daily")
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Saved" in html
+    assert _checked(html, "topics") == {"politics", "business"}
+    assert _checked(html, "frequency") == {"daily"}
+    assert _reader(app) == ({"politics", "business"}, "daily")
+    [event] = _events(app)
+    assert (event.action, event.source, event.ip) == (
+        "preferences",
+        "preferences-page",
+        "192.0.2.44",
+    )
+    assert event.detail == {"topics": ["politics", "business"], "frequency": "daily"}
+    assert client.get(link).status_code == 200
+    assert _checked(client.get(link).get_data(as_text=True), "topics") == {"politics", "business"}
+
+
+@pytest.mark.parametrize(
+    "csrf", [None, "", "forged-token", "other-session"], ids=["absent", "empty", "forged", "other"]
+)
+def test_saving_needs_the_pages_csrf_token(
+    app: Flask, client: FlaskClient, link: str, csrf: str | None
+) -> None:
+    client.get(link)  # the reader has a session, but the post did not come from our page
+    data: dict[str, Any] = {"topics": ["politics"], "frequency": "daily"}
+    if csrf == "other-session":
+        stranger = app.test_client()
+        csrf = form_fields(stranger.get(link).get_data(as_text=True))["csrf_token"]
+    if csrf is not None:
+        data["csrf_token"] = csrf
+    before = db_state(app)
+
+    response = client.post(link, data=data)
+
+    assert 400 <= response.status_code < 500
+    assert "<h1>" in response.get_data(as_text=True)
+    assert db_state(app) == before
+
+
+def test_unknown_topics_are_ignored(app: Flask, client: FlaskClient, link: str) -> None:
+    topics = ["politics", "sport", "<script>x</script>"]
+    response = _save(client, link, topics=topics, frequency="weekly")
+    assert response.status_code == 200
+    assert _reader(app)[0] == {"politics"}
+    assert "<script>x" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("frequency", ["hourly", "", "daily\r\nX: y"])
+def test_an_unknown_frequency_is_refused_and_nothing_changes(
+    app: Flask, client: FlaskClient, link: str, frequency: str
+) -> None:
+    before = db_state(app)
+    response = _save(client, link, topics=["politics"], frequency=frequency)
+    assert response.status_code == 400
+    assert 'role="alert"' in response.get_data(as_text=True)
+    assert db_state(app) == before
+
+
+def test_saving_preferences_never_subscribes_again(app: Flask, client: FlaskClient) -> None:
+    uid = add_subscriber(app, status="unsubscribed")
+    link = f"/preferences/{make_token(app, Purpose.PREFERENCES, {'s': uid})}"
+    _save(client, link, topics=["culture"], frequency="daily")
+    with app.app_context():
+        assert db.session.scalar(select(Subscriber.status)) == "unsubscribed"
+
+
+def test_a_preferences_link_keeps_working_for_months(app: Flask, client: FlaskClient) -> None:
+    uid = add_subscriber(app)
+    with signed_ago(days=200):
+        token = make_token(app, Purpose.PREFERENCES, {"s": uid})
+    assert _save(client, f"/preferences/{token}", frequency="daily").status_code == 200
+    assert _reader(app)[1] == "daily"
+
+
+def test_a_link_for_a_reader_who_is_gone_is_a_clear_4xx(app: Flask, client: FlaskClient) -> None:
+    token = make_token(app, Purpose.PREFERENCES, {"s": "erased-reader"})
+    response = client.get(f"/preferences/{token}")
+    assert response.status_code == 400
+    assert "This link is not valid" in response.get_data(as_text=True)
