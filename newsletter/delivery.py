@@ -10,6 +10,7 @@ were never handed to the server and are safely queued again.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +20,6 @@ from flask import current_app
 from sqlalchemy import (
     and_,
     bindparam,
-    case,
     exists,
     func,
     or_,
@@ -104,6 +104,7 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
             Subscriber.email,
             Subscriber.name,
             Subscriber.status,
+            Delivery.message_id,
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids))
@@ -125,22 +126,35 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
         )
     )
     found: dict[int, tuple[int, str, Reader | None]] = {}
-    for delivery_id, attempts, subscriber_id, uid, email, name, status in rows:
+    for delivery_id, attempts, subscriber_id, uid, email, name, status, message_id in rows:
         # Checked now, at send time: an unsubscribe after planning must win.
         if status != "active":
             found[delivery_id] = (attempts, f"subscriber is {status}", None)
         elif hashes[delivery_id] in suppressed:
             found[delivery_id] = (attempts, "address is suppressed", None)
         else:
-            reader = Reader(subscriber_id, uid, email, name, frozenset(topics.get(subscriber_id, ())))
+            reader = Reader(
+                subscriber_id, uid, email, name, frozenset(topics.get(subscriber_id, ())), message_id
+            )
             found[delivery_id] = (attempts, "", reader)
     return found
 
 
-def _journal(edition_id: int, first_id: int, last_id: int, token: str, chunk: list[int]) -> list[int]:
-    """Mark a chunk as being handed over and renew the batch's lease; returns rows still ours."""
-    now = utcnow()
-    rows = db.session.execute(
+def _journal(token: str, chunk: list[int]) -> list[int]:
+    """Mark a chunk as being handed to the server; returns the rows this batch still holds."""
+    return sorted(
+        db.session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(chunk), Delivery.claim == token, Delivery.state == "sending")
+            .values(state="attempting", claimed_at=utcnow())
+            .returning(Delivery.id)
+        )
+    )
+
+
+def _renew(edition_id: int, first_id: int, last_id: int, token: str) -> None:
+    """Keep the batch's lease fresh so recovery does not mistake a slow batch for a dead one."""
+    db.session.execute(
         update(Delivery)
         .where(
             Delivery.edition_id == edition_id,
@@ -148,14 +162,9 @@ def _journal(edition_id: int, first_id: int, last_id: int, token: str, chunk: li
             Delivery.claim == token,
             Delivery.state == "sending",
         )
-        .values(
-            state=case((Delivery.id.in_(chunk), "attempting"), else_=Delivery.state),
-            claimed_at=now,
-        )
-        .returning(Delivery.id, Delivery.state)
-    ).all()
-    db.session.commit()
-    return sorted(row[0] for row in rows if row[1] == "attempting")
+        .values(claimed_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -165,7 +174,7 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
-    """Write a chunk's outcomes: one executemany per outcome kind, fenced by the claim."""
+    """Write a chunk's outcomes (in the caller's transaction), fenced by the claim."""
     table = Delivery.__table__
     fenced = and_(
         table.c.id == bindparam("did"),
@@ -176,8 +185,19 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
     )
     done: dict[str, Any] = {"claim": None, "claimed_at": None}
     tried = {**done, "attempts": table.c.attempts + 1}
+    sent = outcomes.get("sent")
+    if sent:
+        # The common case is one statement per chunk, not one per message.
+        db.session.execute(
+            update(table)
+            .where(
+                table.c.id.in_([item["did"] for item in sent]),
+                table.c.claim == token,
+                table.c.state.in_(("attempting", "unknown")),
+            )
+            .values(state="sent", sent_at=utcnow(), **tried)
+        )
     statements = {
-        "sent": {"state": "sent", "sent_at": bindparam("at"), "message_id": bindparam("mid"), **tried},
         "failed": {"state": "failed", "last_error": bindparam("error"), **tried},
         "retry": {"state": "queued", "last_error": bindparam("error"), "not_before": bindparam("at"), **tried},
         "skipped": {"state": "skipped", "last_error": bindparam("error"), **done},
@@ -190,7 +210,6 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
     bounced = outcomes.get("bounced")
     if bounced:
         _suppress_bounced([item["sid"] for item in bounced])
-    db.session.commit()
 
 
 def _suppress_bounced(subscriber_ids: list[int]) -> None:
@@ -223,17 +242,18 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     composer = composer_for(edition_id)
     facts = readers(ids)
     max_attempts = int(config["MAX_ATTEMPTS"])
+    renew_every = float(config["LEASE_SECONDS"]) / 4
     throttle = Throttle.for_app()
     backend = get_backend()
+    chunks = list(_chunks(ids, int(config["JOURNAL_EVERY"])))
+    renewed = time.monotonic()
     try:
-        pending = list(ids)
-        for chunk in _chunks(pending, int(config["JOURNAL_EVERY"])):
-            if result.stopped:
-                break
-            owned = _journal(edition_id, first_id, last_id, token, chunk)
+        owned = _journal(token, chunks[0])
+        db.session.commit()
+        for index in range(len(chunks)):
             composer.refresh_date()
             outcomes: dict[str, list[dict[str, Any]]] = {}
-            for position, delivery_id in enumerate(owned):
+            for delivery_id in owned:
                 if result.stopped:
                     # The server is unreachable: hand the rest back untouched for the retry.
                     outcomes.setdefault("release", []).append({"did": delivery_id})
@@ -243,11 +263,22 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                     outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
                     result.skipped += 1
                     continue
-                _send_one(backend, throttle, composer, delivery_id, attempts, reader,
-                          max_attempts, outcomes, result)
+                _send_one(
+                    backend, throttle, composer, delivery_id, attempts, reader, max_attempts,
+                    outcomes, result,
+                )
+            # One commit per chunk records its outcomes and journals the next chunk.
             _record(token, outcomes)
-        if result.stopped:
-            _release_rest(edition_id, first_id, last_id, token)
+            if result.stopped:
+                _release_rest(edition_id, first_id, last_id, token)
+            elif index + 1 < len(chunks):
+                owned = _journal(token, chunks[index + 1])
+                if time.monotonic() - renewed > renew_every:
+                    _renew(edition_id, first_id, last_id, token)
+                    renewed = time.monotonic()
+            db.session.commit()
+            if result.stopped:
+                break
     finally:
         backend.close()
     finish_if_done(edition_id)
@@ -295,7 +326,7 @@ def _send_one(
         outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(exc)[:500]})
         result.failed += 1
         return
-    outcomes.setdefault("sent", []).append({"did": delivery_id, "at": utcnow(), "mid": message.message_id})
+    outcomes.setdefault("sent", []).append({"did": delivery_id})
     result.sent += 1
 
 
@@ -312,7 +343,6 @@ def _release_rest(edition_id: int, first_id: int, last_id: int, token: str) -> N
         .values(state="queued", claim=None, claimed_at=None),
         execution_options={"synchronize_session": False},
     )
-    db.session.commit()
 
 
 def finish_if_done(edition_id: int) -> bool:

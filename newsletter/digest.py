@@ -10,7 +10,7 @@ from typing import Any
 
 import nh3
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, literal, select
 
 from . import topics
 from .extensions import db
@@ -19,12 +19,11 @@ from .mail.message import (
     MessageTemplate,
     OutgoingMessage,
     date_header,
-    deterministic_message_id,
-    mailbox,
+    mail_domain,
     single_line,
     slot,
 )
-from .models import Edition, EditionArticle
+from .models import Edition, EditionArticle, Subscriber
 from .tokens import Purpose, sign
 from .web.links import external_url
 
@@ -118,6 +117,16 @@ def load_content(edition_id: int) -> EditionContent:
     )
 
 
+def message_id(edition_id: int | str, uid: str) -> str:
+    """Deterministic per edition and reader, so a resend would be recognizable as one."""
+    return f"<digest.{edition_id}.{uid}@{mail_domain()}>"
+
+
+def message_id_column(edition_id: int) -> ColumnElement[str]:
+    """``message_id`` as SQL, so planning writes it with the ledger rows in one statement."""
+    return literal(f"<digest.{edition_id}.") + Subscriber.uid + literal(f"@{mail_domain()}>")
+
+
 @dataclass(frozen=True, slots=True)
 class Reader:
     """The per-reader facts a digest needs, as read from the database."""
@@ -127,6 +136,7 @@ class Reader:
     email: str
     name: str
     topics: frozenset[str]
+    message_id: str
 
 
 class Composer:
@@ -176,8 +186,9 @@ class Composer:
         preferences_url = self._preferences + sign(Purpose.PREFERENCES, {"s": reader.uid})
         name = single_line(reader.name)
         return self.template(self.variant(reader.topics)).personalize(
-            mailbox(reader.email, name),
-            message_id=deterministic_message_id("digest", self.content.id, reader.subscriber_id),
+            reader.email,
+            name,
+            message_id=reader.message_id,
             values={
                 "greeting": f"Hello {name}," if name else "Hello,",
                 "unsubscribe_url": unsubscribe_url,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import and_, exists, func, insert, literal, or_, select, text
 
+from .digest import message_id_column
 from .extensions import db
 from .models import Article, Delivery, Edition, EditionArticle, Subscriber, SubscriberTopic, utcnow
 from .topics import FREQUENCIES
@@ -84,7 +85,13 @@ def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     db.session.flush()
     wanted = sorted({article.topic for article in articles})
     readers = (
-        select(literal(edition.id), Subscriber.id, literal("queued"), literal(0))
+        select(
+            literal(edition.id),
+            Subscriber.id,
+            literal("queued"),
+            literal(0),
+            message_id_column(edition.id),
+        )
         .where(
             Subscriber.status == "active",
             Subscriber.frequency == frequency,
@@ -97,7 +104,7 @@ def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     # One INSERT ... SELECT: the ledger of a million readers never passes through Python.
     db.session.execute(
         insert(Delivery).from_select(
-            ["edition_id", "subscriber_id", "state", "attempts"], readers
+            ["edition_id", "subscriber_id", "state", "attempts", "message_id"], readers
         )
     )
     edition.planning_seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from .. import delivery, editions, topics
 from ..addresses import normalize
-from ..digest import Composer, EditionContent, Reader, article_view
+from ..digest import Composer, EditionContent, Reader, article_view, message_id
 from ..errors import InvalidAddress
 from ..extensions import db
 from ..models import Delivery, Edition, Subscriber, SubscriberTopic, utcnow
@@ -63,7 +63,10 @@ def preview(email: str | None, output: Path | None, frequency: str) -> None:
 
 def _preview_reader(email: str | None, content: EditionContent) -> Reader:
     if email is None:
-        return Reader(0, "preview", "reader@example.com", "Reader", content.topics)
+        return Reader(
+            0, "preview", "reader@example.com", "Reader", content.topics,
+            message_id("preview", "preview"),
+        )
     try:
         address = normalize(email)
     except InvalidAddress as exc:
@@ -73,7 +76,7 @@ def _preview_reader(email: str | None, content: EditionContent) -> Reader:
         raise click.BadParameter(f"no subscriber {address}", param_hint="--email")
     return Reader(
         subscriber.id, subscriber.uid, subscriber.email, subscriber.name,
-        frozenset(subscriber.topics),
+        frozenset(subscriber.topics), message_id("preview", subscriber.uid),
     )
 
 

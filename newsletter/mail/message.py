@@ -9,7 +9,6 @@ content rather than once per reader.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import html
 import re
 import secrets
@@ -30,7 +29,8 @@ from ..models import utcnow
 CRLF = b"\r\n"
 SLOT_OPEN, SLOT_CLOSE = "\ue000", "\ue001"  # private-use characters never found in content
 _SLOT = re.compile(f"{SLOT_OPEN}([a-z_]+){SLOT_CLOSE}")
-_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]*")
+# Atoms that need no quoting or encoding ("=" and "?" left out: they could form an encoded-word).
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9 !#$%&'*+/^_`{|}~-]*")
 _registry = HeaderRegistry()
 
 
@@ -98,12 +98,6 @@ def list_id() -> str:
     return f'"{site}" <newsletter.{mail_domain()}>'
 
 
-def deterministic_message_id(*parts: object) -> str:
-    """A Message-ID that is the same every time the same parts are sent."""
-    digest = hashlib.sha256("/".join(str(part) for part in parts).encode()).hexdigest()[:32]
-    return f"<{digest}@{mail_domain()}>"
-
-
 def header(name: str, value: str, *, utf8: bool = False) -> bytes:
     """One header field, folded; RFC 2047-encoded (or raw UTF-8 for SMTPUTF8) only if needed."""
     value = single_line(value)
@@ -127,13 +121,15 @@ def _fold_ascii(line: str, width: int = 78) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def to_header(to: Address) -> bytes:
+def to_header(addr: str, name: str = "") -> bytes:
     """The To field; the common case (ASCII name and address) skips the email package."""
-    name, addr = to.display_name, to.addr_spec
+    name = single_line(name)
     if addr.isascii() and _PLAIN_PHRASE.fullmatch(name) and len(name) + len(addr) < 900:
-        return f"To: {name} <{addr}>\r\n".encode() if name else f"To: {addr}\r\n".encode()
+        return f"To: {name} <{addr}>\r\n".encode() if name.strip() else f"To: {addr}\r\n".encode()
+    local, _, domain = addr.rpartition("@")
+    mailbox = Address(display_name=name, username=local, domain=domain)
     # A non-ASCII mailbox name cannot be an encoded-word (RFC 2047 5): raw UTF-8 instead.
-    return header("To", str(to), utf8=needs_smtputf8(addr))
+    return header("To", str(mailbox), utf8=needs_smtputf8(addr))
 
 
 def _qp(text: str) -> bytes:
@@ -230,7 +226,8 @@ class MessageTemplate:
 
     def personalize(
         self,
-        to: Address,
+        recipient: str,
+        display_name: str = "",
         *,
         message_id: str | None = None,
         values: Mapping[str, str] | None = None,
@@ -241,7 +238,7 @@ class MessageTemplate:
         values = values or {}
         message_id = message_id or make_msgid(domain=self.sender.rpartition("@")[2])
         per_reader = [
-            to_header(to),
+            to_header(recipient, display_name),
             date or date_header(),
             f"Message-ID: {message_id}\r\n".encode(),
             *(header(name, value) for name, value in (headers or {}).items()),
@@ -258,7 +255,7 @@ class MessageTemplate:
             )
         )
         return OutgoingMessage(
-            sender=self.sender, recipient=to.addr_spec, data=data, message_id=message_id
+            sender=self.sender, recipient=recipient, data=data, message_id=message_id
         )
 
 
@@ -268,4 +265,5 @@ def date_header() -> bytes:
 
 def build(*, to: Address, subject: str, text: str, html: str) -> OutgoingMessage:
     """A single message with nothing to personalize (confirmation mails and notices)."""
-    return MessageTemplate(subject=subject, text=text, html_body=html).personalize(to)
+    template = MessageTemplate(subject=subject, text=text, html_body=html)
+    return template.personalize(to.addr_spec, to.display_name)
