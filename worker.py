@@ -2,5 +2,6 @@
 
 from newsletter import create_app
 
-app = create_app()
-celery = app.extensions["celery"]
+# Not named ``app``: Celery's -A lookup would take a module attribute of that name first.
+flask_app = create_app()
+celery = flask_app.extensions["celery"]

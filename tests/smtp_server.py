@@ -225,9 +225,10 @@ class _Connection(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         envelope = self.envelope
-        fault = self.owner._take("data", envelope.rcpt_tos if envelope else ())
-        if fault is None or not envelope or not envelope.rcpt_tos:
-            await super().smtp_DATA(arg)
+        ready = envelope is not None and bool(envelope.rcpt_tos) and not arg
+        fault = self.owner._take("data", envelope.rcpt_tos) if ready and envelope else None
+        if fault is None:
+            await super().smtp_DATA(arg)  # answers a DATA out of order as aiosmtpd does
         elif fault.action == HANG:
             await _forever()
         elif fault.action == DROP:
