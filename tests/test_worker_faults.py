@@ -1,0 +1,152 @@
+"""SMTP faults during a digest sent by a real Celery worker through Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import select
+
+from newsletter import create_app
+from newsletter.extensions import db
+from newsletter.models import Delivery, Subscriber, Suppression, address_hash
+from tests import services
+from tests.celery_worker import CeleryWorker, WorkerFailed
+from tests.conftest import _fresh_schema, base_config
+from tests.smtp_server import DROP, HANG, SMTPTestServer
+from tests.test_worker_digest import seed, wait_until_done
+
+pytestmark = pytest.mark.services
+
+# A broker database of its own, so the suite's shared worker never takes these tasks.
+BROKER = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture(scope="module")
+def fault_worker(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    """A worker that retries within a second and gives the server one second to answer."""
+    try:
+        redis.Redis.from_url(BROKER, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as exc:
+        services.unavailable(f"Redis at {BROKER}", exc)
+    folder = tmp_path_factory.mktemp("fault-worker")
+    _fresh_schema(create_app(base_config(postgres_url, folder)))
+    with SMTPTestServer() as smtp:
+        worker = CeleryWorker(
+            postgres_url,
+            smtp,
+            broker_url=BROKER,
+            log_file=folder / "worker.log",
+            extra_env={
+                "NEWSLETTER_RETRY_BASE_SECONDS": "0.2",
+                "NEWSLETTER_SMTP_TIMEOUT": "1",
+                "NEWSLETTER_BATCH_SIZE": "25",
+            },
+        )
+        try:
+            worker.start()
+        except WorkerFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+
+@pytest.fixture
+def fault_app(fault_worker: CeleryWorker, tmp_path: Path) -> Iterator[Flask]:
+    fault_worker.reset()
+    app = create_app({**base_config(fault_worker.database_url, tmp_path), **fault_worker.app_config()})
+    _fresh_schema(app)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def send(app: Flask) -> int:
+    result = app.test_cli_runner().invoke(
+        args=["digest", "send", "--frequency", "daily", "--no-wait"]
+    )
+    assert result.exit_code == 0, result.output
+    return int(re.search(r"Edition (\d+)", result.output).group(1))  # type: ignore[union-attr]
+
+
+def copies(server: SMTPTestServer) -> Counter[str]:
+    counted: Counter[str] = Counter()
+    for message in server.messages:
+        counted.update(message.rcpt_tos)
+    return counted
+
+
+def rows(app: Flask, edition_id: int) -> dict[str, tuple[str, int, str | None]]:
+    with app.app_context():
+        found = db.session.execute(
+            select(Subscriber.email, Delivery.state, Delivery.attempts, Delivery.last_error)
+            .join(Delivery)
+            .where(Delivery.edition_id == edition_id)
+        )
+        return {email: (state, attempts, error) for email, state, attempts, error in found}
+
+
+def test_greylisting_451_then_250_is_delivered_once_after_a_retry(
+    fault_worker: CeleryWorker, fault_app: Flask
+) -> None:
+    readers = sorted(seed(fault_app, 30))
+    fault_worker.smtp.fail("rcpt", "451 4.7.1 Greylisted, try again later", times=3)
+    edition_id = send(fault_app)
+    assert wait_until_done(fault_app, edition_id, within=60) == {"sent": 30}
+    assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
+    retried = [email for email, (_, attempts, _) in rows(fault_app, edition_id).items() if attempts == 2]
+    assert len(retried) == 3
+
+
+def test_550_suppresses_those_addresses_and_the_others_are_delivered(
+    fault_worker: CeleryWorker, fault_app: Flask
+) -> None:
+    readers = sorted(seed(fault_app, 30))
+    gone = {readers[3], readers[17]}
+    fault_worker.smtp.fail("rcpt", "550 5.1.1 The email account does not exist", recipients=gone)
+    edition_id = send(fault_app)
+    counts = wait_until_done(fault_app, edition_id, within=60)
+    assert counts == {"sent": 28, "failed": 2}
+    assert copies(fault_worker.smtp) == Counter({e: 1 for e in readers if e not in gone})
+    with fault_app.app_context():
+        assert set(db.session.scalars(select(Suppression.address_hash))) == {
+            address_hash(e) for e in gone
+        }
+        statuses = dict(db.session.execute(select(Subscriber.email, Subscriber.status)).all())
+    assert {e for e, s in statuses.items() if s == "bounced"} == gone
+
+
+def test_connection_dropped_mid_data_is_retried_and_delivered_once(
+    fault_worker: CeleryWorker, fault_app: Flask
+) -> None:
+    readers = sorted(seed(fault_app, 30))
+    fault_worker.smtp.fail("data", DROP, times=2)
+    edition_id = send(fault_app)
+    assert wait_until_done(fault_app, edition_id, within=60) == {"sent": 30}
+    assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
+
+
+def test_server_that_never_answers_times_out_and_is_retried(
+    fault_worker: CeleryWorker, fault_app: Flask
+) -> None:
+    readers = sorted(seed(fault_app, 30))
+    fault_worker.smtp.fail("mail", HANG, times=1)
+    edition_id = send(fault_app)
+    assert wait_until_done(fault_app, edition_id, within=90) == {"sent": 30}
+    assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
+    timed_out = [
+        email for email, (_, attempts, error) in rows(fault_app, edition_id).items()
+        if attempts == 2 and "timed out" in (error or "")
+    ]
+    assert len(timed_out) == 1, rows(fault_app, edition_id)
+    # The worker lived through it and is still taking work.
+    assert fault_worker.ping()
