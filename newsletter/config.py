@@ -117,3 +117,6 @@ def check(app: Flask) -> None:
         )
     if not app.config["TOPICS"]:
         raise ConfigError("NEWSLETTER_TOPICS", "list at least one topic")
+    from .mail.backends import backend_class
+
+    backend_class(str(app.config["MAIL_BACKEND"]))  # an unknown name fails at start, not mid-send
