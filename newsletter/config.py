@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TIMEOUT": 30.0,
     "SMTP_CA_FILE": None,
     "SMTP_LOCAL_HOSTNAME": None,
+    "DKIM_SELECTOR": None,
+    "DKIM_DOMAIN": None,
+    "DKIM_PRIVATE_KEY_FILE": None,
     "FEEDS": [],  # RSS/Atom URLs (or local paths) that `articles fetch` and the beat task read
     "FEED_TIMEOUT": 20.0,  # seconds; a feed that takes longer is reported and skipped
     "TOPICS": ["Breaking News", "Politics", "Business", "Analytics", "Technology", "Culture"],

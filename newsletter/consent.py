@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_request_context, request
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import client_ip, db
 from .models import ConsentEvent, ConsentWording, Subscriber
@@ -51,11 +52,7 @@ def record(
     with_wording: bool = False,
 ) -> ConsentEvent:
     """Append one event to the log (in the caller's transaction)."""
-    version: str | None = None
-    if with_wording:
-        version, text = wording()
-        if db.session.get(ConsentWording, version) is None:
-            db.session.add(ConsentWording(version=version, text=text))
+    version = _stored_wording() if with_wording else None
     event = ConsentEvent(
         action=action,
         source=origin.source,
@@ -67,3 +64,15 @@ def record(
     event.subscriber_id = subscriber.id
     db.session.add(event)
     return event
+
+
+def _stored_wording() -> str:
+    """The current wording's version, its text stored on first use."""
+    version, text = wording()
+    if db.session.get(ConsentWording, version) is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(ConsentWording(version=version, text=text))
+        except IntegrityError:
+            pass  # stored at the same moment by another request's first use of it
+    return version

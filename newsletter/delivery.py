@@ -54,16 +54,15 @@ class BatchResult:
     outcomes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-_composers: dict[int, Composer] = {}
-
-
 def composer_for(edition_id: int) -> Composer:
     """Editions never change once planned, so each process renders each variant once."""
-    found = _composers.get(edition_id)
+    # Kept on the app, not the module: another app (tests, another database) has its own.
+    composers: dict[int, Composer] = current_app.extensions.setdefault("newsletter.composers", {})
+    found = composers.get(edition_id)
     if found is None:
-        if len(_composers) > 8:
-            _composers.clear()
-        found = _composers[edition_id] = Composer(load_content(edition_id))
+        if len(composers) > 8:
+            composers.clear()
+        found = composers[edition_id] = Composer(load_content(edition_id))
     return found
 
 

@@ -6,6 +6,7 @@ import secrets
 from enum import StrEnum
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from . import consent
 from .consent import Origin
@@ -28,10 +29,7 @@ def request_signup(
     A request for an active reader changes nothing (anybody can type an address) and
     asks for a notice instead; any other state gets a confirmation link.
     """
-    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == email))
-    if subscriber is None:
-        subscriber = Subscriber(email=email, status="pending")
-        db.session.add(subscriber)
+    subscriber = _find_or_add(email)
     if subscriber.status == "active":
         notice = Notice.ALREADY_SUBSCRIBED
     else:
@@ -50,6 +48,26 @@ def request_signup(
         with_wording=True,
     )
     return subscriber.id, notice
+
+
+def _find_or_add(email: str) -> Subscriber:
+    """The row for ``email``, added as pending when the address is new.
+
+    The insert skips a conflicting row rather than failing on the unique address: a second
+    request for the same new address (a double click) may add it between look-up and insert.
+    """
+    query = select(Subscriber).where(Subscriber.email == email)
+    subscriber = db.session.scalar(query)
+    if subscriber is None:
+        on_postgresql = db.session.get_bind().dialect.name == "postgresql"
+        insert = postgresql.insert if on_postgresql else sqlite.insert
+        db.session.execute(
+            insert(Subscriber)
+            .values(email=email, status="pending")
+            .on_conflict_do_nothing(index_elements=[Subscriber.email])
+        )
+        subscriber = db.session.scalars(query).one()
+    return subscriber
 
 
 class ConfirmOutcome(StrEnum):

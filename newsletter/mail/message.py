@@ -25,6 +25,7 @@ from flask import current_app
 from ..addresses import needs_smtputf8
 from ..errors import ConfigError
 from ..models import utcnow
+from . import dkim
 
 CRLF = b"\r\n"
 SLOT_OPEN, SLOT_CLOSE = "\ue000", "\ue001"  # private-use characters never found in content
@@ -213,6 +214,7 @@ class MessageTemplate:
             fields["Feedback-ID"] = str(feedback_id)
         fields.update(headers or {})
         self.sender = sender_address().addr_spec
+        self.signer = dkim.signer()
         self.head = b"".join(header(name, value) for name, value in fields.items()) + (
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode()
         )
@@ -254,6 +256,8 @@ class MessageTemplate:
                 self._close,
             )
         )
+        if self.signer is not None:
+            data = self.signer.sign(data)
         return OutgoingMessage(
             sender=self.sender, recipient=recipient, data=data, message_id=message_id
         )

@@ -29,15 +29,21 @@ def init_app(app: Flask) -> None:
         ), 400
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
+    def http_error(exc: HTTPException) -> tuple[str, int, list[tuple[str, str]]]:
         code = exc.code or 500
         if code >= 500:
             log.error("server error: %s", exc)
-        return render_template(
-            "error.html",
-            title=exc.name,
-            message=MESSAGES.get(code, "Something went wrong on our side."),
-        ), code
+        # Keep the headers the error carries (Allow on a 405, Retry-After), not its body's type.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return (
+            render_template(
+                "error.html",
+                title=exc.name,
+                message=MESSAGES.get(code, "Something went wrong on our side."),
+            ),
+            code,
+            headers,
+        )
 
     @app.errorhandler(InternalServerError)
     def server_error(exc: InternalServerError) -> tuple[str, int]:

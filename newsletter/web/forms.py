@@ -33,7 +33,7 @@ class TopicsField(SelectMultipleField):
 
 def _no_line_breaks(form: Any, field: Any) -> None:
     if field.data and any(ch in field.data for ch in "\r\n\0"):
-        raise ValidationError("Use a single line.")
+        raise ValidationError("Write this on a single line, without line breaks.")
 
 
 FREQUENCY_CHOICES = [("daily", "Daily"), ("weekly", "Weekly")]
@@ -66,6 +66,10 @@ class SignupForm(PreferencesForm):
     normalized_email: str = ""
 
     def validate_email(self, field: Any) -> None:
+        if "\ufffd" in (field.data or ""):
+            # Bytes the browser sent that were not UTF-8 were decoded as U+FFFD: not what
+            # the reader typed, so not an address to write to.
+            raise ValidationError("That email address is not valid.")
         try:
             self.normalized_email = normalize(field.data or "")
         except InvalidAddress as exc:
