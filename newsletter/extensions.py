@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 from flask import request
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -22,6 +26,17 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_settings(dbapi_connection: Any, connection_record: Any) -> None:
+    """SQLite leaves foreign keys (and so ON DELETE cascades) off unless asked per connection."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # Readers (the web) and the writer (a CLI send) no longer block each other.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
 
 
 def client_ip() -> str:

@@ -21,8 +21,12 @@ def available() -> dict[str, str]:
     return {slugify(name): name for name in current_app.config["TOPICS"]}
 
 
+def known(chosen: list[str]) -> list[str]:
+    """The known slugs among ``chosen``, in configured order."""
+    wanted = set(chosen)
+    return [slug for slug in available() if slug in wanted]
+
+
 def clean(chosen: list[str]) -> list[str]:
     """Keep the known slugs in configured order; an empty choice means every topic."""
-    known = available()
-    picked = [slug for slug in known if slug in set(chosen)]
-    return picked or list(known)
+    return known(chosen) or list(available())

@@ -105,6 +105,18 @@ def test_saving_changes_topics_and_frequency_and_logs_it(
     assert _checked(client.get(link).get_data(as_text=True), "topics") == {"politics", "business"}
 
 
+def test_unticking_every_topic_is_refused_with_a_way_to_unsubscribe(
+    app: Flask, client: FlaskClient, link: str
+) -> None:
+    before = db_state(app)
+    response = _save(client, link, frequency="daily")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Pick at least one topic" in html
+    assert "/unsubscribe/" in html
+    assert db_state(app) == before
+
+
 @pytest.mark.parametrize(
     "csrf", [None, "", "forged-token", "other-session"], ids=["absent", "empty", "forged", "other"]
 )
@@ -158,7 +170,8 @@ def test_a_preferences_link_keeps_working_for_months(app: Flask, client: FlaskCl
     uid = add_subscriber(app)
     with signed_ago(days=200):
         token = make_token(app, Purpose.PREFERENCES, {"s": uid})
-    assert _save(client, f"/preferences/{token}", frequency="daily").status_code == 200
+    saved = _save(client, f"/preferences/{token}", topics=["analytics"], frequency="daily")
+    assert saved.status_code == 200
     assert _reader(app)[1] == "daily"
 
 

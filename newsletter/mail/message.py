@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email import policy
+from email.header import Header
 from email.headerregistry import Address, HeaderRegistry
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
@@ -59,16 +59,21 @@ def single_line(value: str) -> str:
     return " ".join(value.split())
 
 
-def mailbox(address: str, display_name: str = "") -> Address:
-    """An Address whose display name is safe to put in a header.
+def ascii_domain(address: str) -> str:
+    """``address`` with an international domain written as its ASCII (A-label) form.
 
-    An international domain is written as its ASCII (A-label) form: stored addresses keep
-    the Unicode domain, which the email package would turn into an encoded-word inside the
-    address and smtplib cannot put in RCPT TO without SMTPUTF8.
+    Stored addresses keep the Unicode domain, which the email package would turn into an
+    encoded-word inside the address and smtplib cannot put in RCPT TO without SMTPUTF8.
     """
     local, _, domain = address.rpartition("@")
-    if not domain.isascii():
-        domain = idna.encode(domain, uts46=True).decode("ascii")
+    if domain.isascii():
+        return address
+    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+
+
+def mailbox(address: str, display_name: str = "") -> Address:
+    """An Address whose display name is safe to put in a header (domain as its A-label)."""
+    local, _, domain = ascii_domain(address).rpartition("@")
     return Address(display_name=single_line(display_name), username=local, domain=domain)
 
 
@@ -95,19 +100,31 @@ def list_id() -> str:
     configured = current_app.config.get("LIST_ID")
     if configured:
         return str(configured)
-    site = single_line(current_app.config["SITE_NAME"]).replace('"', "")
-    return f'"{site}" <newsletter.{mail_domain()}>'
+    site = single_line(current_app.config["SITE_NAME"])
+    if site.isascii() and "=?" not in site:
+        phrase = '"{}"'.format(site.replace("\\", "\\\\").replace('"', '\\"'))
+    else:
+        # Encoded-words may form the phrase but never sit inside a quoted string (RFC 2047 5).
+        phrase = single_line(Header(site, "utf-8").encode())
+    return f"{phrase} <newsletter.{mail_domain()}>"
 
 
-def header(name: str, value: str, *, utf8: bool = False) -> bytes:
-    """One header field, folded; RFC 2047-encoded (or raw UTF-8 for SMTPUTF8) only if needed."""
+def header(name: str, value: str, *, text: bool = False) -> bytes:
+    """One unstructured header field, folded; RFC 2047-encoded only if needed.
+
+    The value is never parsed by the email package's header registry: it decodes any
+    encoded-words it finds, so a title spelling CR LF as one would reach the wire as a header
+    line of its own (and Python before 3.11.10 writes it out unchecked, CVE-2024-6923).
+    ``text`` marks what readers see (the subject): there an ASCII "=?" is encoded as well, so
+    a title that looks like an encoded-word is shown as written.
+    """
     value = single_line(value)
-    if value.isascii():
+    if value.isascii() and not (text and "=?" in value):
         # Structured ASCII fields (List-Unsubscribe's URLs, Message-IDs) must stay literal:
         # fold at spaces only, which every parser unfolds back to the same value.
         return _fold_ascii(f"{name}: {value}").encode("ascii")
-    chosen = policy.SMTPUTF8 if utf8 else policy.SMTP
-    return chosen.fold_binary(name, _registry(name, value))
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
 
 
 def _fold_ascii(line: str, width: int = 78) -> str:
@@ -123,14 +140,31 @@ def _fold_ascii(line: str, width: int = 78) -> str:
 
 
 def to_header(addr: str, name: str = "") -> bytes:
-    """The To field; the common case (ASCII name and address) skips the email package."""
+    """The To field; the common case (short ASCII name and address) is a single format."""
     name = single_line(name)
-    if addr.isascii() and _PLAIN_PHRASE.fullmatch(name) and len(name) + len(addr) < 900:
-        return f"To: {name} <{addr}>\r\n".encode() if name.strip() else f"To: {addr}\r\n".encode()
+    if addr.isascii() and _PLAIN_PHRASE.fullmatch(name) and len(name) + len(addr) < 70:
+        return f"To: {name} <{addr}>\r\n".encode() if name else f"To: {addr}\r\n".encode()
+    return address_field("To", addr, name)
+
+
+def address_field(field: str, addr: str, display_name: str = "") -> bytes:
+    """A From or To field holding one mailbox, built from its parts and never parsed.
+
+    A non-ASCII address is sent over SMTPUTF8 as raw UTF-8, never as an encoded-word (RFC
+    2047 5, RFC 6532); so is its display name. Otherwise a display name that is not plain
+    ASCII atoms is RFC 2047-encoded when it holds non-ASCII or "=?", and quoted if not.
+    """
     local, _, domain = addr.rpartition("@")
-    mailbox = Address(display_name=name, username=local, domain=domain)
-    # A non-ASCII mailbox name cannot be an encoded-word (RFC 2047 5): raw UTF-8 instead.
-    return header("To", str(mailbox), utf8=needs_smtputf8(addr))
+    addr_spec = Address(username=local, domain=domain).addr_spec
+    name = single_line(display_name)
+    if _PLAIN_PHRASE.fullmatch(name):
+        phrase = name
+    elif "=?" not in name and (name.isascii() or not addr.isascii()):
+        phrase = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
+    else:
+        phrase = single_line(Header(name, "utf-8").encode())
+    value = f"{phrase} <{addr_spec}>" if phrase else addr_spec
+    return _fold_ascii(f"{field}: {value}").encode("utf-8")
 
 
 def _qp(text: str) -> bytes:
@@ -203,8 +237,6 @@ class MessageTemplate:
     ) -> None:
         self.boundary = f"=_{secrets.token_hex(12)}"
         fields = {
-            "From": current_app.config["MAIL_FROM"],
-            "Subject": single_line(subject),
             "MIME-Version": "1.0",
             "Auto-Submitted": "auto-generated",
             "List-Id": list_id(),
@@ -213,10 +245,16 @@ class MessageTemplate:
         if feedback_id:
             fields["Feedback-ID"] = str(feedback_id)
         fields.update(headers or {})
-        self.sender = sender_address().addr_spec
+        sender = sender_address()
+        self.sender = ascii_domain(sender.addr_spec)
         self.signer = dkim.signer()
-        self.head = b"".join(header(name, value) for name, value in fields.items()) + (
-            f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode()
+        self.head = b"".join(
+            (
+                address_field("From", self.sender, sender.display_name),
+                header("Subject", subject, text=True),
+                *(header(name, value) for name, value in fields.items()),
+                f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
+            )
         )
         self.text = _Part.compile(text, escape_html=False)
         self.html = _Part.compile(html_body, escape_html=True)
@@ -238,6 +276,7 @@ class MessageTemplate:
     ) -> OutgoingMessage:
         """The finished message for one reader."""
         values = values or {}
+        recipient = ascii_domain(recipient)
         message_id = message_id or make_msgid(domain=self.sender.rpartition("@")[2])
         per_reader = [
             to_header(recipient, display_name),

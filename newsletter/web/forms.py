@@ -49,6 +49,12 @@ class PreferencesForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.topics.choices = list(topics.available().items())
 
+    def validate_topics(self, field: Any) -> None:
+        # At signup no choice means every topic; here a reader unticking them all more
+        # likely wants to stop, and silently saving "everything" would be the opposite.
+        if not isinstance(self, SignupForm) and not topics.known(field.data or []):
+            raise ValidationError("Pick at least one topic, or unsubscribe below.")
+
 
 class SignupForm(PreferencesForm):
     # Optional at signup (DESIGN: "optional name, topics, frequency"): a signup box that only

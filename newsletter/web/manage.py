@@ -9,7 +9,8 @@ from ..consent import Origin
 from ..errors import TokenError, TokenInvalid
 from ..extensions import csrf, db
 from ..subscriptions import by_uid, unsubscribe, update_preferences
-from ..tokens import Purpose, load
+from ..models import Subscriber
+from ..tokens import Purpose, load, sign
 from .forms import PreferencesForm
 
 bp = Blueprint("manage", __name__)
@@ -77,7 +78,7 @@ def preferences(token: str) -> tuple[str, int]:
     saved = False
     if request.method == "POST":
         if not form.validate():
-            return render_template("preferences.html", form=form, subscriber=subscriber), 400
+            return _preferences_page(form, subscriber, saved=False), 400
         update_preferences(
             subscriber,
             topics.clean(form.topics.data or []),
@@ -86,4 +87,11 @@ def preferences(token: str) -> tuple[str, int]:
         )
         db.session.commit()
         saved = True
-    return render_template("preferences.html", form=form, subscriber=subscriber, saved=saved), 200
+    return _preferences_page(form, subscriber, saved=saved), 200
+
+
+def _preferences_page(form: PreferencesForm, subscriber: Subscriber, *, saved: bool) -> str:
+    unsubscribe_token = sign(Purpose.UNSUBSCRIBE, {"s": subscriber.uid})
+    return render_template(
+        "preferences.html", form=form, saved=saved, unsubscribe_token=unsubscribe_token
+    )

@@ -153,7 +153,9 @@ def subscribe() -> tuple[str, int]:
         # signup as a bot's; nothing is written until it comes back.
         form.started.errors.append("This form had expired.")
         return _finish_here(form, 400) if embedded else _form_page(form, 400)
-    if not _looks_automated(form):
+    # Over the address's daily limit nothing is written either: a flood of requests for
+    # one address must not grow the consent log or rewrite a pending reader's choices.
+    if not _looks_automated(form) and _mail_allowed(form.normalized_email):
         subscriber_id, notice = request_signup(
             email=form.normalized_email,
             name=form.name.data.strip() if form.name.data else "",
@@ -162,8 +164,7 @@ def subscribe() -> tuple[str, int]:
             origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
         )
         db.session.commit()
-        if _mail_allowed(form.normalized_email):
-            enqueue(send_signup_mail, subscriber_id, str(notice))
+        enqueue(send_signup_mail, subscriber_id, str(notice))
     # The same page for every address and every outcome: nothing here tells whether an
     # address is known, active, over its limit or was taken for a bot.
     return render_template("check_inbox.html"), 200
