@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
@@ -10,15 +11,22 @@ def init_app(app: Flask) -> None:
     """Attach the operators' command groups to ``app.cli``."""
     from .articles import articles
     from .digest import digest
+    from .doctor import doctor
 
     app.cli.add_command(articles)
     app.cli.add_command(digest)
+    app.cli.add_command(doctor)
 
 
 def _create_app() -> Flask:
     from .. import create_app
+    from ..errors import ConfigError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigError as exc:
+        # An operator's settings mistake is a message naming the setting, not a traceback.
+        raise click.ClickException(str(exc)) from exc
 
 
 main = FlaskGroup(create_app=_create_app, help="Run and operate the newsletter service.")
