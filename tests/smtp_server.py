@@ -15,7 +15,8 @@ writes a self-signed one (for 127.0.0.1 and localhost unless told otherwise) who
 ``cert_file`` a client trusts through ``SMTP_CA_FILE``. AUTH (PLAIN and LOGIN, or only
 ``auth_mechanisms``) is offered only over TLS (aiosmtpd's ``auth_require_tls``; never on a
 plain connection).
-``smtputf8=False`` stops advertising and accepting SMTPUTF8.
+``smtputf8=False`` stops advertising and accepting SMTPUTF8; ``pipelining=False`` stops
+advertising PIPELINING (RFC 2920), so clients fall back to one command per round trip.
 
 What it saw:
 
@@ -254,6 +255,10 @@ class _Handler:
     ) -> list[str]:  # fmt: skip
         session.host_name = hostname
         self.owner._event(server, "EHLO")
+        if self.owner.pipelining:
+            # aiosmtpd reads commands one by one from its buffer, so it serves pipelined
+            # clients; it just does not say so. Real relays (Postfix, Exim) do.
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(
@@ -356,6 +361,7 @@ class SMTPTestServer:
         auth: tuple[str, str] | None = None,
         auth_mechanisms: Collection[str] = ("PLAIN", "LOGIN"),
         smtputf8: bool = True,
+        pipelining: bool = True,
         timeout: float = 60,
     ) -> None:
         if security != "none" and certificate is None:
@@ -365,6 +371,7 @@ class SMTPTestServer:
         self.auth = auth
         self.auth_mechanisms = {m.upper() for m in auth_mechanisms}
         self.smtputf8 = smtputf8
+        self.pipelining = pipelining
         self.timeout = timeout
         self.port = 0
         self._state = _State()

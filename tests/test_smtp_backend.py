@@ -51,6 +51,14 @@ def _app_context(mail_app: Flask) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-command-a-trip"])
+def smtp_server(
+    request: pytest.FixtureRequest, smtp_server_factory: Callable[..., SMTPTestServer]
+) -> SMTPTestServer:
+    """Every test here runs against a server with and without PIPELINING (RFC 2920)."""
+    return smtp_server_factory(pipelining=request.param)
+
+
 @pytest.fixture
 def backend_for() -> Iterator[BackendFactory]:
     """``backend_for(server, **setting_overrides)``: an SMTPBackend, closed after the test."""
