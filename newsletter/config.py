@@ -67,6 +67,13 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Bounces and complaints (newsletter bounces process, POST /webhooks/bounces)
+    "VERP_DOMAIN": None,  # the domain of MAIL_FROM when unset
+    "VERP_LOCAL": "bounces",  # return path: bounces+<delivery id>-<hmac>@VERP_DOMAIN
+    "SOFT_BOUNCE_LIMIT": 3,  # soft bounces (mailbox full...) within the window that suppress
+    "SOFT_BOUNCE_WINDOW_DAYS": 30,
+    "BOUNCE_WEBHOOK_TOKEN": None,  # unset: the webhook answers 404
+    "BOUNCE_MAX_BYTES": 2 * 1024 * 1024,  # per message, webhook body and CLI input alike
 }
 
 LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS")

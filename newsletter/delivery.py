@@ -133,7 +133,8 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
             found[delivery_id] = (attempts, "address is suppressed", None)
         else:
             reader = Reader(
-                subscriber_id, uid, email, name, frozenset(topics.get(subscriber_id, ())), message_id
+                subscriber_id, uid, email, name, frozenset(topics.get(subscriber_id, ())), message_id,
+                delivery_id,
             )
             found[delivery_id] = (attempts, "", reader)
     return found

@@ -12,7 +12,7 @@ import nh3
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, literal, select
 
-from . import topics
+from . import topics, verp
 from .extensions import db
 from .mail import render
 from .mail.message import (
@@ -137,6 +137,7 @@ class Reader:
     name: str
     topics: frozenset[str]
     message_id: str
+    delivery_id: int | None = None  # the ledger row, named by the VERP return path
 
 
 class Composer:
@@ -196,6 +197,8 @@ class Composer:
             },
             headers={"List-Unsubscribe": f"<{unsubscribe_url}>"},
             date=self._date,
+            # Bounces come back to an address naming this delivery; From is unchanged.
+            envelope_sender=verp.address(reader.delivery_id) if reader.delivery_id else None,
         )
 
     def refresh_date(self) -> None:

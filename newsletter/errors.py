@@ -76,3 +76,25 @@ class InvalidArticle(NewsletterError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class InvalidReaderField(NewsletterError):
+    """A reader's name, topics or frequency from an operator cannot be stored."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ReaderRefused(NewsletterError):
+    """An operator asked to add an address that is suppressed or already on the list."""
+
+
+class ImportFileError(NewsletterError):
+    """A whole import file cannot be read: not UTF-8, not CSV, or without an email column."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason

@@ -237,3 +237,32 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(String(500), default=None)
     message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+BOUNCE_KINDS = ("hard", "soft", "policy", "complaint")
+
+
+class BounceEvent(db.Model):  # type: ignore[name-defined,misc]
+    """One bounce or complaint we acted on (or were alerted by), from a DSN or ARF report."""
+
+    __tablename__ = "bounce_event"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {BOUNCE_KINDS!r}", name="kind"),
+        # Counting a reader's recent soft bounces is the hot query.
+        Index("ix_bounce_event_subscriber_kind_received", "subscriber_id", "kind", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("delivery.id", ondelete="SET NULL"), index=True, default=None
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str | None] = mapped_column(String(16), default=None)  # X.Y.Z (RFC 3463)
+    diagnostic: Mapped[str] = mapped_column(String(500), default="")  # mailbox names redacted
+    source: Mapped[str] = mapped_column(String(120))  # "webhook", "cli:<file>"
+    # sha256 of the report's Message-ID (or bytes): the same report is never counted twice.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

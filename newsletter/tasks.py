@@ -16,6 +16,7 @@ from .extensions import db
 from .mail import render
 from .mail.backends import get_backend
 from .mail.message import build, mailbox
+from .mail.throttle import Throttle
 from .models import Edition, Subscriber, utcnow
 from .subscriptions import Notice
 from .tokens import Purpose, sign
@@ -94,8 +95,18 @@ def send_signup_mail(subscriber_id: int, notice: str) -> None:
         text=rendered.text,
         html=rendered.html,
     )
+    # The relay's send rate covers these too: an import can queue thousands of them at once.
+    _signup_throttle().wait()
     with get_backend() as backend:
         backend.send(message)
+
+
+def _signup_throttle() -> Throttle:
+    """One throttle per app and process, so its window (and Redis client) outlives one task."""
+    throttle: Throttle | None = current_app.extensions.get("newsletter.signup_throttle")
+    if throttle is None:
+        throttle = current_app.extensions["newsletter.signup_throttle"] = Throttle.for_app()
+    return throttle
 
 
 @shared_task(name="newsletter.tasks.send_digest_batch")

@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
-from newsletter import delivery, editions
+from newsletter import delivery, editions, verp
 from newsletter.digest import Composer, load_content
 from newsletter.extensions import db
 from newsletter.models import Article, Delivery, Edition, Subscriber
@@ -60,6 +60,7 @@ EXPECTED_HEADERS = Counter(
     ]
 )
 INJECTION = "Evil\r\nBcc: victim@example.org"
+ENCODED_INJECTION = ("=?utf-8?q?Evil=0D=0ABcc:_victim@example.org?=",) * 2
 ARTICLE_URL = re.compile(r"https://ledger\.example/[^\s\"'<>]+")
 GMAIL_CLIP = 102 * 1024
 
@@ -67,14 +68,14 @@ GMAIL_CLIP = 102 * 1024
 @pytest.fixture
 def config_overrides(smtp_server: SMTPTestServer) -> dict[str, Any]:
     return smtp_server.app_config(
-        BASE_URL=BASE_URL, SITE_NAME=SITE, POSTAL_ADDRESS=POSTAL, SMTP_TIMEOUT=5.0
+        BASE_URL=BASE_URL,
+        SITE_NAME=SITE,
+        POSTAL_ADDRESS=POSTAL,
+        SMTP_TIMEOUT=5.0,
+        # A failure shows up as a failed row at once rather than as retries an hour apart.
+        RETRY_BASE_SECONDS=0.05,
+        MAX_ATTEMPTS=2,
     )
-
-
-@pytest.fixture(autouse=True)
-def _forget_rendered_editions() -> None:
-    """delivery caches a Composer per edition id for the process; ids restart in each test."""
-    delivery._composers.clear()
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -174,7 +175,10 @@ def test_each_mail_has_exactly_one_date_from_to_subject_and_message_id(
         message = received.parsed()
         sender = message["From"].addresses
         assert len(sender) == 1 and sender[0].addr_spec == "newsletter@ledger.example"
-        assert received.mail_from == "newsletter@ledger.example"
+        # The envelope sender is the delivery's VERP return path, naming this very row.
+        with app.app_context():
+            row = db.session.get(Delivery, verp.parse(received.mail_from))
+            assert row is not None and row.message_id == message["Message-ID"]
         to = message["To"].addresses
         assert [(a.addr_spec, a.display_name) for a in to] == [(email, readers[email])]
         assert message["Date"].datetime is not None and message["Date"].datetime.tzinfo
@@ -243,31 +247,50 @@ def test_no_line_exceeds_998_octets_and_long_headers_are_folded(
 
 
 @pytest.mark.parametrize(
-    "injection",
-    [INJECTION, "Evil\nBcc: victim@example.org", "Evil\rBcc: victim@example.org"],
-    ids=["crlf", "lf", "cr"],
+    ("injection", "shown"),
+    [
+        (INJECTION, "Evil Bcc: victim@example.org"),
+        ("Evil\nBcc: victim@example.org", "Evil Bcc: victim@example.org"),
+        ("Evil\rBcc: victim@example.org", "Evil Bcc: victim@example.org"),
+        # CR LF spelled as an encoded-word: the email package would decode it into the header.
+        ENCODED_INJECTION,
+    ],
+    ids=["crlf", "lf", "cr", "encoded-word"],
 )
 def test_line_breaks_in_names_and_titles_never_start_a_header(
-    app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer, injection: str
+    app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer, injection: str, shown: str
 ) -> None:
-    add_article(app, f"Headline {injection}")
-    add_reader(app, "ascii@example.org", name=injection)
-    add_reader(app, "utf8@example.org", name=f"Zoë {injection}")
+    add_article(app, f"Zürich {injection}", minutes_ago=1)  # the lead: the Subject
+    add_article(app, f"Headline {injection}", minutes_ago=2)
+    names = {
+        "ascii@example.org": injection,
+        "utf8@example.org": f"Zoë {injection}",
+        "jörg@example.org": f"Jörg {injection}",
+    }
+    for email, name in names.items():
+        add_reader(app, email, name=name)
 
     send_daily(runner)
 
     mails = by_recipient(smtp_server)
-    assert set(mails) == {"ascii@example.org", "utf8@example.org"}
+    assert set(mails) == set(names)
     for email, received in mails.items():
         assert received.rcpt_tos == [email]
         assert Counter(header_names(received.data)) == EXPECTED_HEADERS
-        message = received.parsed()
-        assert message["Bcc"] is None
-        assert "victim@example.org" not in {a.addr_spec for a in message["To"].addresses}
-        assert message["Subject"].startswith("Headline Evil Bcc: victim@example.org")
         head = received.data.split(b"\r\n\r\n", 1)[0]
         assert not re.search(rb"^Bcc:", head, re.I | re.M)
+        message = received.parsed()
+        assert message["Bcc"] is None
         assert all_defects(message) == []
+        assert decoded(message["Subject"]) == f"Zürich {shown} and 1 more | {SITE} daily digest"
+        to = message["To"].addresses
+        assert [decoded(a.addr_spec) for a in to] == [email]
+        # Whitespace aside: Python keeps the space between adjacent encoded-words of a phrase
+        # (RFC 2047 6.2 says to drop it); mail clients follow the RFC.
+        expected_name = "".join(names[email].replace(injection, shown).split())
+        assert "".join(decoded(to[0].display_name).split()) == expected_name
+        text = text_part(message)
+        assert f"Headline {shown}" in text and f"Zürich {shown}" in text
 
 
 # ---- STANDARDS 4: RFC 2047 and SMTPUTF8 ---------------------------------------------------
@@ -579,11 +602,11 @@ def test_html_has_inlined_css_a_color_scheme_meta_and_no_external_stylesheets(
 def test_twenty_long_articles_keep_the_html_under_gmails_clipping_size(
     app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer
 ) -> None:
-    title = ("Very long headline about everything " * 300)[: title_limit(app, 10_000)]
+    title = ("Very long headline about everything " * 300)[: title_limit(app, 10_000) - 3]
     for index in range(20):
         add_article(
             app,
-            f"{index} {title}",
+            f"{index:02} {title}",
             ("Analytics", "Business", "Technology")[index % 3],
             summary="<p>" + "Long summary text, sentence after sentence. " * 500 + "</p>",
         )
@@ -700,8 +723,9 @@ def test_hostile_articles_and_names_give_a_well_formed_safe_mail(
             "Breaking Evil Bcc: victim@example.org 🚨 über alles and 3 more | Ле Журнал"
         )
         html, text = html_part(message), text_part(message)
-        import sys; i = html.lower().find("<script"); print(repr(html[i-300:i+200]), file=sys.stderr)
-        assert "<script" not in html.lower() and "onerror" not in html.lower()
+        # Hostile markup shows as text at most: no element, no attribute made of it.
+        assert not re.search(r"<script|<img\b|<[^>]*\bon[a-z]+=", html, re.I)
+        assert "&lt;script&gt;alert('t')&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
         assert "Breaking Evil Bcc: victim@example.org 🚨 über alles" in text
         assert "Café society" in text and "ΞΞΞ" in text and "Le Monde ✓" in html
         assert "Ле Журнал «Ñandú» 日報" in text
@@ -839,3 +863,20 @@ def test_archive_lists_and_shows_the_edition_that_each_mail_links_to(
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Shares" in body
     assert "<script>alert" not in body
     assert client.get(f"/archive/{edition_id + 1}").status_code == 404
+
+
+def test_send_keeps_going_after_a_reader_fails_on_a_dropped_connection(
+    app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer
+) -> None:
+    from tests.smtp_server import DROP
+
+    add_article(app, "Rates held steady")
+    for email in ("a@example.org", "b@example.org", "c@example.org"):
+        add_reader(app, email)
+    smtp_server.fail("data", DROP, recipients={"b@example.org"})
+
+    send_daily(runner)
+
+    rows = delivery_rows(app, newest_edition(app))
+    print(rows)
+    assert set(by_recipient(smtp_server)) == {"a@example.org", "c@example.org"}

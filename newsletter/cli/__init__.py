@@ -10,11 +10,15 @@ from flask.cli import FlaskGroup
 def init_app(app: Flask) -> None:
     """Attach the operators' command groups to ``app.cli``."""
     from .articles import articles
+    from .bounces import bounces
     from .digest import digest
     from .doctor import doctor
+    from .subscribers import subscribers
 
     app.cli.add_command(articles)
     app.cli.add_command(digest)
+    app.cli.add_command(bounces)
+    app.cli.add_command(subscribers)
     app.cli.add_command(doctor)
 
 

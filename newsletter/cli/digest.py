@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 
 from .. import delivery, editions, topics
 from ..addresses import normalize
+from ..bounce_store import bounce_counts
 from ..digest import Composer, EditionContent, Reader, article_view, message_id
 from ..errors import InvalidAddress
 from ..extensions import db
-from ..models import Delivery, Edition, Subscriber, SubscriberTopic, utcnow
+from ..models import BOUNCE_KINDS, Delivery, Edition, Subscriber, SubscriberTopic, utcnow
 from ..tasks import dispatch
 
 digest = AppGroup("digest", help="Preview, send and follow digest editions.")
@@ -214,6 +215,12 @@ def status(edition_id: int | None) -> None:
     for state in ("queued", "sending", "attempting", "sent", "failed", "skipped", "unknown"):
         click.echo(f"  {state:<11} {counts.get(state, 0):>10,}")
     click.echo(f"  {'total':<11} {sum(counts.values()):>10,}")
+    bounced = bounce_counts(edition_id)
+    if bounced:
+        click.echo(
+            "Bounces and complaints: "
+            + ", ".join(f"{kind} {bounced.get(kind, 0):,}" for kind in BOUNCE_KINDS)
+        )
     reasons = db.session.execute(
         select(Delivery.state, Delivery.last_error, func.count())
         .where(

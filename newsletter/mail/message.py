@@ -273,8 +273,9 @@ class MessageTemplate:
         values: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         date: bytes | None = None,
+        envelope_sender: str | None = None,
     ) -> OutgoingMessage:
-        """The finished message for one reader."""
+        """The finished message for one reader (``envelope_sender``: a VERP return path)."""
         values = values or {}
         recipient = ascii_domain(recipient)
         message_id = message_id or make_msgid(domain=self.sender.rpartition("@")[2])
@@ -298,7 +299,10 @@ class MessageTemplate:
         if self.signer is not None:
             data = self.signer.sign(data)
         return OutgoingMessage(
-            sender=self.sender, recipient=recipient, data=data, message_id=message_id
+            sender=envelope_sender or self.sender,
+            recipient=recipient,
+            data=data,
+            message_id=message_id,
         )
 
 

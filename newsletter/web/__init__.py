@@ -6,10 +6,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import archive, errors, health, manage, signup
+    from . import archive, bounces, errors, health, manage, signup
 
     app.register_blueprint(signup.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(archive.bp)
+    app.register_blueprint(bounces.bp)
     errors.init_app(app)

@@ -1,0 +1,321 @@
+"""Acting on bounces and complaints: find the delivery, record the event, suppress if due.
+
+The shell around ``bounces`` (pure parsing): each message is looked up, recorded as one
+BounceEvent and committed on its own. Nothing is suppressed on a guess: only a genuine VERP
+address, a Message-ID we issued or (for complaints) the reported recipient identifies a
+reader, and a forged VERP address makes the whole message count for nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from . import bounces, consent, verp
+from .addresses import normalize
+from .bounces import Form, Kind, Report, Unparseable
+from .errors import InvalidAddress
+from .extensions import db
+from .models import BounceEvent, Delivery, Subscriber, Suppression, address_hash, utcnow
+
+log = logging.getLogger(__name__)
+
+RESULTS = ("hard", "soft", "policy", "complaint", "ignored", "unparseable")
+DETAIL_LIMIT = 50  # listed lines per section of a summary; counts are always complete
+FORGED = "a forged or tampered VERP address (bad signature)"
+UNMATCHED = "no VERP address, Message-ID or subscriber of ours to match"
+REPEATED = "already processed (the same report seen before)"
+# digest.message_id: <digest.EDITION.UID@domain>; looked up through indexed columns.
+_DIGEST_ID = re.compile(r"<digest\.(\d{1,18})\.([A-Za-z0-9_-]{1,32})@[^<>\s]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What processing one message did."""
+
+    result: str  # one of RESULTS
+    reason: str = ""
+    status: str | None = None
+    diagnostic: str = ""
+    delivery_id: int | None = None
+    subscriber_id: int | None = None
+    suppressed: bool = False
+
+
+@dataclass
+class Summary:
+    """Totals over many messages, for the CLI's report and the webhook's answer."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    unparseable: list[tuple[str, str]] = field(default_factory=list)
+    policy: list[Outcome] = field(default_factory=list)
+    suppressed: int = 0
+
+    @property
+    def processed(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, label: str, outcome: Outcome) -> None:
+        self.counts[outcome.result] += 1
+        self.suppressed += outcome.suppressed
+        if outcome.result == "ignored":
+            known = outcome.reason in self.ignored or len(self.ignored) < DETAIL_LIMIT
+            key = outcome.reason if known else "other reasons"
+            self.ignored[key] += 1
+        elif outcome.result == "unparseable" and len(self.unparseable) < DETAIL_LIMIT:
+            self.unparseable.append((label, outcome.reason))
+        elif outcome.result == "policy" and len(self.policy) < DETAIL_LIMIT:
+            self.policy.append(outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "processed": self.processed,
+            "hard": self.counts["hard"],
+            "soft": self.counts["soft"],
+            "policy": self.counts["policy"],
+            "complaints": self.counts["complaint"],
+            "ignored": self.counts["ignored"],
+            "unparseable": self.counts["unparseable"],
+            "suppressed": self.suppressed,
+            "ignored_reasons": dict(self.ignored.most_common()),
+            "unparseable_reasons": [reason for _, reason in self.unparseable],
+            "policy_alerts": [
+                {
+                    "status": item.status,
+                    "delivery_id": item.delivery_id,
+                    "diagnostic": item.diagnostic,
+                }
+                for item in self.policy
+            ],
+        }
+
+    def lines(self) -> list[str]:
+        """The summary as the CLI prints it."""
+        c = self.counts
+        out = [
+            f"Processed {self.processed:,} messages: {c['hard']:,} hard, {c['soft']:,} soft, "
+            f"{c['policy']:,} policy, {c['complaint']:,} complaints, {c['ignored']:,} ignored, "
+            f"{c['unparseable']:,} unparseable.",
+            f"Suppressed {self.suppressed:,} addresses.",
+        ]
+        if c["policy"]:
+            out.append(
+                f"Policy rejections: {c['policy']:,} (nothing suppressed; check the sending "
+                "IP's and domain's reputation, block lists, SPF, DKIM and DMARC):"
+            )
+            out += [
+                f"  {item.status or '-':<8} delivery {item.delivery_id or '-'}: {item.diagnostic}"
+                for item in self.policy
+            ]
+        if self.ignored:
+            out.append("Ignored:")
+            out += [f"  {number:>6,}  {reason}" for reason, number in self.ignored.most_common()]
+        if self.unparseable:
+            out.append("Unparseable:")
+            out += [f"  {label}: {reason}" for label, reason in self.unparseable]
+        return out
+
+
+def process(raw: bytes, source: str, *, now: datetime | None = None) -> Outcome:
+    """Parse, identify, record and apply one message; commits, never raises on bad input."""
+    outcome = _process(raw, source, now or utcnow())
+    if outcome.result in ("ignored", "unparseable"):
+        db.session.rollback()  # only reads happened; end the transaction and its locks
+    return outcome
+
+
+def _process(raw: bytes, source: str, now: datetime) -> Outcome:
+    try:
+        report = bounces.parse(raw)
+    except Unparseable as exc:
+        return Outcome("unparseable", exc.reason)
+    verdict = bounces.verdict(report)
+    if verdict.kind is None:
+        return Outcome("ignored", verdict.reason)
+    target = identify(report)
+    if isinstance(target, str):
+        return Outcome("ignored", target)
+    delivery_id, subscriber_id = target
+    event = BounceEvent(
+        delivery_id=delivery_id,
+        subscriber_id=subscriber_id,
+        kind=verdict.kind.value,
+        status=verdict.status,
+        diagnostic=verdict.diagnostic,
+        source=bounces.clean(source, 120),
+        fingerprint=fingerprint(report, raw, delivery_id, subscriber_id),
+        received_at=now,
+    )
+    if db.session.scalar(
+        select(BounceEvent.id).where(BounceEvent.fingerprint == event.fingerprint)
+    ):
+        return Outcome("ignored", REPEATED)
+    try:
+        with db.session.begin_nested():
+            db.session.add(event)
+    except IntegrityError:
+        return Outcome("ignored", REPEATED)  # the same report, recorded at the same moment
+    suppressed = _apply(verdict.kind, subscriber_id, delivery_id, event, source, now)
+    db.session.commit()
+    return Outcome(
+        verdict.kind.value,
+        status=verdict.status,
+        diagnostic=verdict.diagnostic,
+        delivery_id=delivery_id,
+        subscriber_id=subscriber_id,
+        suppressed=suppressed,
+    )
+
+
+def fingerprint(
+    report: Report, raw: bytes, delivery_id: int | None, subscriber_id: int | None
+) -> str:
+    """A report's identity: its own Message-ID (or its bytes) and whom it is about."""
+    about = f"{delivery_id}/{subscriber_id}".encode()
+    if report.message_id:
+        own = b"mid:" + report.message_id.encode("utf-8", "replace")
+    else:
+        own = b"raw:" + hashlib.sha256(raw.replace(b"\r\n", b"\n").strip()).digest()
+    return hashlib.sha256(own + b"|" + about).hexdigest()
+
+
+def identify(report: Report) -> tuple[int | None, int | None] | str:
+    """(delivery id, subscriber id) a report is about, or the reason it names nobody."""
+    ids: set[int] = set()
+    for candidate in report.verp_candidates:
+        if not verp.looks_like(candidate):
+            continue
+        found = verp.parse(candidate)
+        if found is None:
+            # Whoever made this up may also have copied a real Message-ID: trust nothing.
+            return FORGED
+        ids.add(found)
+    if len(ids) > 1:
+        return "VERP addresses naming different deliveries"
+    if ids:
+        delivery = db.session.get(Delivery, ids.pop())
+        if delivery is None:
+            return "the delivery it names no longer exists"
+        return delivery.id, delivery.subscriber_id
+    if report.original_message_id:
+        found_delivery = by_message_id(report.original_message_id)
+        if found_delivery is not None:
+            return found_delivery.id, found_delivery.subscriber_id
+    if report.form is Form.ARF and report.original_rcpt_to:
+        try:
+            email = normalize(report.original_rcpt_to)
+        except InvalidAddress:
+            return UNMATCHED
+        subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == email))
+        if subscriber_id is not None:
+            return None, subscriber_id
+    return UNMATCHED
+
+
+def by_message_id(message_id: str) -> Delivery | None:
+    """The delivery whose digest carried this Message-ID, found through indexed columns."""
+    found = _DIGEST_ID.fullmatch(message_id)
+    if found is None:
+        return None
+    delivery: Delivery | None = db.session.scalar(
+        select(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Subscriber.uid == found.group(2),
+            Delivery.edition_id == int(found.group(1)),
+            Delivery.message_id == message_id,
+        )
+    )
+    return delivery
+
+
+def _apply(
+    kind: Kind,
+    subscriber_id: int | None,
+    delivery_id: int | None,
+    event: BounceEvent,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Suppress the reader if this event calls for it; True when it did."""
+    if kind is Kind.POLICY:
+        log.warning(
+            "policy rejection %s for delivery %s (not suppressed): %s",
+            event.status,
+            delivery_id,
+            event.diagnostic,
+        )
+        return False
+    if subscriber_id is None:
+        return False
+    if kind is Kind.SOFT:
+        window = timedelta(days=float(current_app.config["SOFT_BOUNCE_WINDOW_DAYS"]))
+        limit = int(current_app.config["SOFT_BOUNCE_LIMIT"])
+        # Distinct deliveries: two copies of one message's bounce are one soft bounce.
+        recent = db.session.scalar(
+            select(func.count(func.distinct(BounceEvent.delivery_id))).where(
+                BounceEvent.subscriber_id == subscriber_id,
+                BounceEvent.kind == "soft",
+                BounceEvent.received_at > now - window,
+                BounceEvent.received_at <= now,
+            )
+        )
+        if int(recent or 0) < limit:
+            return False
+        log.info("subscriber %s: %s soft bounces in %s, suppressed", subscriber_id, recent, window)
+    if kind is Kind.COMPLAINT:
+        return suppress(subscriber_id, "complained", source, event.diagnostic)
+    return suppress(subscriber_id, "bounced", source, event.diagnostic)
+
+
+def suppress(subscriber_id: int, reason: str, source: str, detail: str = "") -> bool:
+    """Add the reader's address to the suppression list and set their status; True if new."""
+    subscriber = db.session.scalar(
+        select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update()
+    )
+    if subscriber is None:
+        return False
+    key = address_hash(subscriber.email)
+    added = False
+    if db.session.scalar(select(Suppression.id).where(Suppression.address_hash == key)) is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(Suppression(address_hash=key, reason=reason))
+            added = True
+        except IntegrityError:
+            pass  # suppressed at the same moment by another process
+    if subscriber.status in ("active", "pending"):
+        previous = subscriber.status
+        subscriber.status = reason  # "bounced" or "complained", as the statuses are named
+        subscriber.confirm_nonce = None
+        if reason == "complained":
+            # Marking us as spam withdraws consent: the log keeps every withdrawal.
+            consent.record(
+                subscriber,
+                "complaint",
+                consent.Origin(source=f"bounces:{source}"[:120]),
+                {"previous_status": previous, "report": detail[:200]},
+            )
+        added = True
+    return added
+
+
+def bounce_counts(edition_id: int) -> dict[str, int]:
+    """Bounce events of an edition's deliveries by kind (hard, soft, policy, complaint)."""
+    rows = db.session.execute(
+        select(BounceEvent.kind, func.count())
+        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+        .where(Delivery.edition_id == edition_id)
+        .group_by(BounceEvent.kind)
+    )
+    return {kind: int(number) for kind, number in rows}
