@@ -201,7 +201,7 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
         "failed": {"state": "failed", "last_error": bindparam("error"), **tried},
         "retry": {"state": "queued", "last_error": bindparam("error"), "not_before": bindparam("at"), **tried},
         "skipped": {"state": "skipped", "last_error": bindparam("error"), **done},
-        "release": {"state": "queued", **done},
+        "release": {"state": "queued", "not_before": bindparam("at"), **done},
     }
     for kind, values in statements.items():
         params = outcomes.get(kind)
@@ -256,7 +256,9 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             for delivery_id in owned:
                 if result.stopped:
                     # The server is unreachable: hand the rest back untouched for the retry.
-                    outcomes.setdefault("release", []).append({"did": delivery_id})
+                    outcomes.setdefault("release", []).append(
+                        {"did": delivery_id, "at": result.retry_at}
+                    )
                     continue
                 attempts, reason, reader = facts[delivery_id]
                 if reader is None:
@@ -270,7 +272,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             # One commit per chunk records its outcomes and journals the next chunk.
             _record(token, outcomes)
             if result.stopped:
-                _release_rest(edition_id, first_id, last_id, token)
+                _release_rest(edition_id, first_id, last_id, token, result.retry_at)
             elif index + 1 < len(chunks):
                 owned = _journal(token, chunks[index + 1])
                 if time.monotonic() - renewed > renew_every:
@@ -302,20 +304,23 @@ def _send_one(
         backend.send(message)
     except TransientMailError as exc:
         tries = attempts + 1
+        at = utcnow() + backoff(tries)
         if tries >= max_attempts:
             outcomes.setdefault("failed", []).append(
                 {"did": delivery_id, "error": f"gave up after {tries} attempts: {exc}"[:500]}
             )
             result.failed += 1
         else:
-            at = utcnow() + backoff(tries)
-            outcomes.setdefault("retry", []).append({"did": delivery_id, "error": str(exc)[:500], "at": at})
+            outcomes.setdefault("retry", []).append(
+                {"did": delivery_id, "error": str(exc)[:500], "at": at}
+            )
             result.deferred += 1
             result.retry_at = min(result.retry_at or at, at)
         if exc.code is None:
             # No reply at all (refused, dropped, timed out): stop this batch rather than
-            # wait out the timeout for every remaining reader.
+            # wait out the timeout for every remaining reader; the rest is retried at `at`.
             result.stopped = str(exc)
+            result.retry_at = min(result.retry_at or at, at)
         return
     except RecipientRejected as exc:
         outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(exc)[:500]})
@@ -330,7 +335,9 @@ def _send_one(
     result.sent += 1
 
 
-def _release_rest(edition_id: int, first_id: int, last_id: int, token: str) -> None:
+def _release_rest(
+    edition_id: int, first_id: int, last_id: int, token: str, due: datetime | None
+) -> None:
     """Rows of this batch never handed over go back to the queue, due when the retry is."""
     db.session.execute(
         update(Delivery)
@@ -340,7 +347,7 @@ def _release_rest(edition_id: int, first_id: int, last_id: int, token: str) -> N
             Delivery.claim == token,
             Delivery.state == "sending",
         )
-        .values(state="queued", claim=None, claimed_at=None),
+        .values(state="queued", claim=None, claimed_at=None, not_before=due),
         execution_options={"synchronize_session": False},
     )
 

@@ -96,17 +96,9 @@ def send_signup_mail(subscriber_id: int, notice: str) -> None:
         html=rendered.html,
     )
     # The relay's send rate covers these too: an import can queue thousands of them at once.
-    _signup_throttle().wait()
+    Throttle.for_app().wait()
     with get_backend() as backend:
         backend.send(message)
-
-
-def _signup_throttle() -> Throttle:
-    """One throttle per app and process, so its window (and Redis client) outlives one task."""
-    throttle: Throttle | None = current_app.extensions.get("newsletter.signup_throttle")
-    if throttle is None:
-        throttle = current_app.extensions["newsletter.signup_throttle"] = Throttle.for_app()
-    return throttle
 
 
 @shared_task(name="newsletter.tasks.send_digest_batch")

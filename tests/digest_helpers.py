@@ -76,14 +76,14 @@ def text_part(message: EmailMessage) -> str:
     """The decoded text/plain part, line ends as "\\n"."""
     part = message.get_body(("plain",))
     assert part is not None, "no text/plain part"
-    return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def html_part(message: EmailMessage) -> str:
     """The decoded text/html part, line ends as "\\n"."""
     part = message.get_body(("html",))
     assert part is not None, "no text/html part"
-    return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def header_names(data: bytes) -> list[str]:

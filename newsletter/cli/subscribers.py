@@ -69,7 +69,7 @@ COLUMNS = (("Email", 34), ("Name", 20), ("Status", 12), ("Frequency", 9), ("Topi
 @status_option
 @topic_option
 def list_(status: str | None, topic: str | None) -> None:
-    """Show readers, oldest first, as they are read from the database."""
+    """Show readers as a table, oldest first (streamed)."""
     click.echo("  ".join(title.ljust(width) for title, width in COLUMNS) + "  Created (UTC)")
     count = 0
     for row in roster.iter_readers(status, _topic(topic)):
@@ -106,7 +106,7 @@ def list_(status: str | None, topic: str | None) -> None:
     help="The reader has already agreed elsewhere: active at once, no confirmation mail.",
 )
 def add(addr: str, name: str, topic_list: str, frequency: str, confirmed: bool) -> None:
-    """Add one reader; without --confirmed they get a confirmation mail and stay pending."""
+    """Add one reader: pending with a confirmation mail, or active with --confirmed."""
     email = _address(addr)
     try:
         chosen = roster.resolve_topics(topic_list)
@@ -144,7 +144,7 @@ def add(addr: str, name: str, topic_list: str, frequency: str, confirmed: bool) 
     "--skip-invalid", is_flag=True, help="Import the good rows even when some rows are bad."
 )
 def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> None:
-    """Import readers from a CSV file with columns email, name, topics, frequency.
+    """Import readers from a CSV file (columns email, name, topics, frequency).
 
     Every row is checked before anything is written. Topics are slugs or names separated by
     commas or semicolons (empty: every topic); frequency is daily or weekly (empty: weekly).
@@ -219,7 +219,7 @@ def _send_confirmations(ids: array[int]) -> None:
 @status_option
 @topic_option
 def export(fmt: str, output: Path | None, status: str | None, topic: str | None) -> None:
-    """Write readers as CSV or JSON, streamed row by row."""
+    """Write readers as CSV or JSON, streamed."""
     rows = roster.iter_readers(status, _topic(topic))
     write: Callable[[Iterable[roster.ReaderRow], TextIO], int] = roster.write_csv
     if fmt == "json":
@@ -235,7 +235,7 @@ def export(fmt: str, output: Path | None, status: str | None, topic: str | None)
 @subscribers.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def stats(as_json: bool) -> None:
-    """Counts by status, topic and frequency, and the last 30 days' growth and churn."""
+    """Counts by status, topic, frequency; 30-day growth and churn."""
     numbers = roster.stats()
     if as_json:
         click.echo(json.dumps(numbers.as_dict(), indent=2))
@@ -277,7 +277,7 @@ def _section(title: str, counts: Mapping[str, int | str], total: int | None = No
     help="Write to this file instead of standard output.",
 )
 def export_data(addr: str, output: Path | None) -> None:
-    """Print as JSON everything held about one person (a subject access request)."""
+    """Print everything held about one person, as JSON."""
     held = privacy.export_data(_address(addr))
     text = json.dumps(held, indent=2, ensure_ascii=False)
     if output is None:
@@ -291,7 +291,7 @@ def export_data(addr: str, output: Path | None) -> None:
 @click.argument("addr")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase(addr: str, yes: bool) -> None:
-    """Delete a person's data for good and suppress the address (right to erasure)."""
+    """Erase a person's data and suppress the address for good."""
     email = _address(addr)
     if not yes:
         click.confirm(

@@ -168,11 +168,16 @@ def address_field(field: str, addr: str, display_name: str = "") -> bytes:
 
 
 def _qp(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends; every line, the last too, leaves room for '='."""
+    """Quoted-printable with CRLF line ends; every line, the last too, leaves room for '='.
+
+    A line never starts with '.': it is written =2E, so the message needs no SMTP
+    dot-stuffing (RFC 5321 4.5.2) and the sender can skip scanning it.
+    """
     plain = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     lines = binascii.b2a_qp(plain).split(b"\n")
     # b2a_qp keeps lines to 76 but for rare trailing-space cases; the last line must also
     # leave room for the soft break that joins it to the next piece.
+    lines = [b"=2E" + line[1:] if line.startswith(b".") else line for line in lines]
     lines[-1] = _wrap(lines[-1])
     return CRLF.join(line if len(line) <= 76 else _wrap(line) for line in lines)
 
@@ -186,6 +191,8 @@ def _wrap(line: bytes, width: int = 75) -> bytes:
             cut -= 1  # never split an =XX escape
         pieces.append(line[:cut] + b"=")
         line = line[cut:]
+        if line.startswith(b"."):
+            line = b"=2E" + line[1:]  # nor start a piece with a dot
     pieces.append(line)
     return CRLF.join(pieces)
 

@@ -53,7 +53,9 @@ def _pipelined(connection: smtplib.SMTP, message: OutgoingMessage, options: list
         if rcpt[0] not in (250, 251):
             raise smtplib.SMTPRecipientsRefused({message.recipient: rcpt})
         raise smtplib.SMTPDataError(data[0], data[1])
-    body = _LEADING_DOT.sub(b"..", message.data)
+    body = message.data
+    if body.startswith(b".") or b"\n." in body:  # a plain search is far cheaper than the regex
+        body = _LEADING_DOT.sub(b"..", body)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     connection.send(body + b".\r\n")

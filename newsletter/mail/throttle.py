@@ -25,6 +25,14 @@ class Throttle:
 
     @classmethod
     def for_app(cls) -> Throttle:
+        """The app's throttle, made once per process: its window and Redis client outlive a task."""
+        found: Throttle | None = current_app.extensions.get("newsletter.throttle")
+        if found is None:
+            found = current_app.extensions["newsletter.throttle"] = cls._from_config()
+        return found
+
+    @classmethod
+    def _from_config(cls) -> Throttle:
         config = current_app.config
         rate = float(config["SEND_RATE"] or 0)
         if rate <= 0:

@@ -1,0 +1,118 @@
+"""The benchmarks still run end to end: bench/digest.py (and bench/web.py) on a small scale.
+
+No speed is asserted; only that the harness works and that the digest run delivered
+exactly one message per reader through real workers to a real SMTP sink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests import services
+
+pytestmark = pytest.mark.services
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def _bench_env() -> dict[str, str]:
+    """Point the benchmarks at the services the tests use."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    redis = urlsplit(services.REDIS_URL)
+    env["NEWSLETTER_BENCH_POSTGRES_URL"] = services.POSTGRES_ADMIN_URL
+    env["NEWSLETTER_BENCH_REDIS_URL"] = f"{redis.scheme}://{redis.netloc}"
+    return env
+
+
+def _require_postgres_and_redis() -> None:
+    import psycopg
+    import redis
+    from sqlalchemy import make_url
+
+    admin = make_url(services.POSTGRES_ADMIN_URL)
+    try:
+        libpq = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(libpq, connect_timeout=3):
+            pass
+    except psycopg.Error as exc:
+        services.unavailable(f"PostgreSQL at {admin.render_as_string()}", exc)
+    try:
+        with redis.Redis.from_url(services.REDIS_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        services.unavailable(f"Redis at {services.REDIS_URL}", exc)
+
+
+def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env=_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_digest_bench_smoke(tmp_path: Path) -> None:
+    if not (os.access("/usr/sbin/smtp-sink", os.X_OK) or shutil.which("smtp-sink")):
+        services.unavailable(
+            "smtp-sink", "not installed (DEBIAN_FRONTEND=noninteractive apt-get install postfix)"
+        )
+    _require_postgres_and_redis()
+    output = tmp_path / "digest.json"
+
+    completed = _run(
+        [sys.executable, str(BENCH / "digest.py"), "--smoke", "--workers", "1",
+         "--output", str(output), "--output-dir", str(tmp_path)],
+        timeout=600,
+    )  # fmt: skip
+
+    log = f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+    assert completed.returncode == 0, log
+    result = json.loads(output.read_text())
+    assert result["status"] == "ok", log
+    assert result["subscribers"] == 200
+    assert result["send"]["sink_received"] == 200, log
+    assert result["send"]["ledger"] == {"sent": 200}, log
+    assert result["ceiling"]["sink_received"] == 200, log
+    assert result["machine"]["cpu_count"] == os.cpu_count()
+    assert len(result["worker_memory"]) == 1
+    assert result["worker_memory"][0]["peak_rss_mib"] > 0
+    assert result["planning_seconds"] is not None
+
+
+def test_web_bench_smoke(tmp_path: Path) -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        services.unavailable("wrk", "not installed (apt-get install wrk)")
+    if not (Path(sys.executable).parent / "gunicorn").exists():
+        pytest.skip("gunicorn is not installed (it comes with the dev extra)")
+    _require_postgres_and_redis()
+    output = tmp_path / "web.json"
+
+    completed = _run(
+        [sys.executable, str(BENCH / "web.py"), "--duration", "1", "--warmup", "0",
+         "--readers", "200", "--output", str(output), "--output-dir", str(tmp_path)],
+        timeout=120,
+    )  # fmt: skip
+
+    log = f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+    assert completed.returncode == 0, log
+    result = json.loads(output.read_text())
+    endpoints = result["endpoints"]
+    assert set(endpoints) == {"trivial", "subscribe_form", "signup", "unsubscribe"}
+    for figures in endpoints.values():
+        assert figures["requests_per_second"] > 0, log
+        assert figures["non_2xx"] == 0, log
+    assert result["database_check"]["subscribers_written"] >= 1, log
