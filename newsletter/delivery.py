@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import (
+    CursorResult,
+    Update,
     and_,
     bindparam,
     exists,
@@ -32,7 +34,15 @@ from .errors import MailError, MessageNotSendable, RecipientRejected, TransientM
 from .extensions import db
 from .mail.backends import MailBackend, get_backend
 from .mail.throttle import Throttle
-from .models import Delivery, Edition, Subscriber, SubscriberTopic, Suppression, address_hash, utcnow
+from .models import (
+    Delivery,
+    Edition,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+    address_hash,
+    utcnow,
+)
 
 UNFINISHED = ("queued", "sending", "attempting")
 UNKNOWN_REASON = (
@@ -133,7 +143,12 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
             found[delivery_id] = (attempts, "address is suppressed", None)
         else:
             reader = Reader(
-                subscriber_id, uid, email, name, frozenset(topics.get(subscriber_id, ())), message_id,
+                subscriber_id,
+                uid,
+                email,
+                name,
+                frozenset(topics.get(subscriber_id, ())),
+                message_id or "",
                 delivery_id,
             )
             found[delivery_id] = (attempts, "", reader)
@@ -199,7 +214,12 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
         )
     statements = {
         "failed": {"state": "failed", "last_error": bindparam("error"), **tried},
-        "retry": {"state": "queued", "last_error": bindparam("error"), "not_before": bindparam("at"), **tried},
+        "retry": {
+            "state": "queued",
+            "last_error": bindparam("error"),
+            "not_before": bindparam("at"),
+            **tried,
+        },
         "skipped": {"state": "skipped", "last_error": bindparam("error"), **done},
         "release": {"state": "queued", "not_before": bindparam("at"), **done},
     }
@@ -216,7 +236,9 @@ def _suppress_bounced(subscriber_ids: list[int]) -> None:
     emails = db.session.scalars(select(Subscriber.email).where(Subscriber.id.in_(subscriber_ids)))
     hashes = {address_hash(email) for email in emails}
     known = set(
-        db.session.scalars(select(Suppression.address_hash).where(Suppression.address_hash.in_(hashes)))
+        db.session.scalars(
+            select(Suppression.address_hash).where(Suppression.address_hash.in_(hashes))
+        )
     )
     db.session.add_all(Suppression(address_hash=h, reason="bounced") for h in hashes - known)
     db.session.execute(
@@ -266,8 +288,15 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                     result.skipped += 1
                     continue
                 _send_one(
-                    backend, throttle, composer, delivery_id, attempts, reader, max_attempts,
-                    outcomes, result,
+                    backend,
+                    throttle,
+                    composer,
+                    delivery_id,
+                    attempts,
+                    reader,
+                    max_attempts,
+                    outcomes,
+                    result,
                 )
             # One commit per chunk records its outcomes and journals the next chunk.
             _record(token, outcomes)
@@ -355,9 +384,7 @@ def _release_rest(
 def finish_if_done(edition_id: int) -> bool:
     """Mark the edition done once no row is left to send."""
     left = db.session.scalar(
-        select(
-            exists().where(Delivery.edition_id == edition_id, Delivery.state.in_(UNFINISHED))
-        )
+        select(exists().where(Delivery.edition_id == edition_id, Delivery.state.in_(UNFINISHED)))
     )
     if left:
         return False
@@ -385,20 +412,28 @@ def batches(edition_id: int, size: int) -> list[tuple[int, int]]:
 
 def recover(lease_seconds: float | None = None) -> dict[str, int]:
     """Reclaim rows whose worker vanished: never-sent ones are queued, in-flight ones unknown."""
-    lease = float(lease_seconds if lease_seconds is not None else current_app.config["LEASE_SECONDS"])
+    lease = float(
+        lease_seconds if lease_seconds is not None else current_app.config["LEASE_SECONDS"]
+    )
     stale = utcnow() - timedelta(seconds=lease)
-    requeued = db.session.execute(
+    requeued = _changed(
         update(Delivery)
         .where(Delivery.state == "sending", Delivery.claimed_at < stale)
-        .values(state="queued", claim=None, claimed_at=None),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    unknown = db.session.execute(
+        .values(state="queued", claim=None, claimed_at=None)
+    )
+    unknown = _changed(
         update(Delivery)
         .where(Delivery.state == "attempting", Delivery.claimed_at < stale)
-        .values(state="unknown", last_error=UNKNOWN_REASON),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+        .values(state="unknown", last_error=UNKNOWN_REASON)
+    )
     db.session.commit()
-    return {"requeued": int(requeued or 0), "unknown": int(unknown or 0)}
+    return {"requeued": requeued, "unknown": unknown}
 
+
+def _changed(statement: Update) -> int:
+    """Run a bulk UPDATE and return how many rows it changed."""
+    result = cast(
+        "CursorResult[Any]",
+        db.session.execute(statement, execution_options={"synchronize_session": False}),
+    )
+    return int(result.rowcount or 0)

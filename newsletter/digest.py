@@ -73,9 +73,7 @@ class EditionContent:
             if article.topic in keep:
                 groups.setdefault(article.topic, []).append(article)
         ranked = sorted(groups.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
-        return [
-            Section(name=items[0].category, articles=tuple(items)) for _, items in ranked
-        ]
+        return [Section(name=items[0].category, articles=tuple(items)) for _, items in ranked]
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -94,9 +92,9 @@ def article_view(article: Any) -> ArticleView:
         source=single_line(article.source or ""),
         published_at=article.published_at,
         summary_text=_shorten(text, SUMMARY_LIMIT),
-        summary_html=Markup(clean_html) if len(clean_html) <= 2 * SUMMARY_LIMIT else Markup(
-            "<p>{}</p>"
-        ).format(_shorten(text, SUMMARY_LIMIT)),
+        summary_html=Markup(clean_html)
+        if len(clean_html) <= 2 * SUMMARY_LIMIT
+        else Markup("<p>{}</p>").format(_shorten(text, SUMMARY_LIMIT)),
     )
 
 

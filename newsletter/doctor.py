@@ -29,12 +29,20 @@ Check = Callable[[Flask, "str | None"], Iterator[Finding]]
 def _secret(app: Flask, _: str | None) -> Iterator[Finding]:
     key = app.config["SECRET_KEY"]
     if not key or key == DEFAULT_SECRET_KEY:
-        yield Finding("error", "secret key", "NEWSLETTER_SECRET_KEY is the built-in default",
-                      'set it to a long random value: python -c "import secrets; '
-                      'print(secrets.token_urlsafe(48))"')
+        yield Finding(
+            "error",
+            "secret key",
+            "NEWSLETTER_SECRET_KEY is the built-in default",
+            'set it to a long random value: python -c "import secrets; '
+            'print(secrets.token_urlsafe(48))"',
+        )
     elif len(str(key)) < 32:
-        yield Finding("error", "secret key", "NEWSLETTER_SECRET_KEY is shorter than 32 characters",
-                      "use a long random value; keep the old one in SECRET_KEY_FALLBACKS")
+        yield Finding(
+            "error",
+            "secret key",
+            "NEWSLETTER_SECRET_KEY is shorter than 32 characters",
+            "use a long random value; keep the old one in SECRET_KEY_FALLBACKS",
+        )
     else:
         yield Finding("ok", "secret key", "set")
 
@@ -46,15 +54,23 @@ def _base_url(app: Flask, _: str | None) -> Iterator[Finding]:
     elif app.debug:
         yield Finding("warning", "base URL", f"{url} is not https (allowed in debug only)")
     else:
-        yield Finding("error", "base URL", f"{url} is not https",
-                      "set NEWSLETTER_BASE_URL=https://...; List-Unsubscribe must be https")
+        yield Finding(
+            "error",
+            "base URL",
+            f"{url} is not https",
+            "set NEWSLETTER_BASE_URL=https://...; List-Unsubscribe must be https",
+        )
 
 
 def _postal_address(app: Flask, _: str | None) -> Iterator[Finding]:
     address = str(app.config["POSTAL_ADDRESS"] or "").strip()
     if not address or address == DEFAULTS["POSTAL_ADDRESS"]:
-        yield Finding("error", "postal address", "NEWSLETTER_POSTAL_ADDRESS is missing or the example",
-                      "set the publisher's real postal address (shown in every mail)")
+        yield Finding(
+            "error",
+            "postal address",
+            "NEWSLETTER_POSTAL_ADDRESS is missing or the example",
+            "set the publisher's real postal address (shown in every mail)",
+        )
     else:
         yield Finding("ok", "postal address", address)
 
@@ -69,19 +85,30 @@ def _dkim(app: Flask, record: str | None) -> Iterator[Finding]:
         yield Finding("error", "DKIM", str(exc), "check the DKIM settings and the key file")
         return
     if signer is None:
-        yield Finding("warning", "DKIM", "signing is off",
-                      "set NEWSLETTER_DKIM_SELECTOR, _DOMAIN and _PRIVATE_KEY_FILE")
+        yield Finding(
+            "warning",
+            "DKIM",
+            "signing is off",
+            "set NEWSLETTER_DKIM_SELECTOR, _DOMAIN and _PRIVATE_KEY_FILE",
+        )
         return
     from_domain = sender_address().domain.lower()
     dkim_domain = signer.domain.lower()
     if from_domain != dkim_domain and not from_domain.endswith("." + dkim_domain):
-        yield Finding("error", "DKIM", f"From domain {from_domain} is not aligned with "
-                      f"the DKIM domain {dkim_domain}",
-                      "sign with the From domain (DMARC alignment)")
+        yield Finding(
+            "error",
+            "DKIM",
+            f"From domain {from_domain} is not aligned with the DKIM domain {dkim_domain}",
+            "sign with the From domain (DMARC alignment)",
+        )
     published = dkim_signing.public_record(signer.key)
     if record is None:
-        yield Finding("warning", "DKIM", f"key loads; not compared with DNS. Publish at "
-                      f"{signer.selector}._domainkey.{signer.domain}: {published}")
+        yield Finding(
+            "warning",
+            "DKIM",
+            f"key loads; not compared with DNS. Publish at "
+            f"{signer.selector}._domainkey.{signer.domain}: {published}",
+        )
         return
     import dkim
 
@@ -95,14 +122,22 @@ def _dkim(app: Flask, record: str | None) -> Iterator[Finding]:
     if matches:
         yield Finding("ok", "DKIM", f"key matches the record of selector {signer.selector}")
     else:
-        yield Finding("error", "DKIM", "the private key does not match the given public record",
-                      f"publish: {published}")
+        yield Finding(
+            "error",
+            "DKIM",
+            "the private key does not match the given public record",
+            f"publish: {published}",
+        )
 
 
 def _smtp(app: Flask, _: str | None) -> Iterator[Finding]:
     if app.config["MAIL_BACKEND"] != "smtp":
-        yield Finding("warning", "SMTP", f"mail goes to the {app.config['MAIL_BACKEND']!r} "
-                      "backend, not a relay", "set NEWSLETTER_MAIL_BACKEND=smtp to send for real")
+        yield Finding(
+            "warning",
+            "SMTP",
+            f"mail goes to the {app.config['MAIL_BACKEND']!r} backend, not a relay",
+            "set NEWSLETTER_MAIL_BACKEND=smtp to send for real",
+        )
         return
     from .mail.smtp import SMTPBackend
 
@@ -111,22 +146,34 @@ def _smtp(app: Flask, _: str | None) -> Iterator[Finding]:
     try:
         backend.open()
     except (ConfigError, MailError) as exc:
-        yield Finding("error", "SMTP", f"{where}: {exc}",
-                      "check NEWSLETTER_SMTP_HOST, _PORT, _SECURITY and credentials")
+        yield Finding(
+            "error",
+            "SMTP",
+            f"{where}: {exc}",
+            "check NEWSLETTER_SMTP_HOST, _PORT, _SECURITY and credentials",
+        )
         return
     finally:
         backend.close()
     if backend.security == "none":
-        yield Finding("error", "SMTP", f"{where}: reachable but without TLS",
-                      "use NEWSLETTER_SMTP_SECURITY=starttls or tls")
+        yield Finding(
+            "error",
+            "SMTP",
+            f"{where}: reachable but without TLS",
+            "use NEWSLETTER_SMTP_SECURITY=starttls or tls",
+        )
     else:
         yield Finding("ok", "SMTP", f"{where}: connected with TLS")
 
 
 def _broker(app: Flask, _: str | None) -> Iterator[Finding]:
     if not app.config["BROKER_URL"]:
-        yield Finding("warning", "broker", "none: tasks run inside the web and CLI processes",
-                      "set NEWSLETTER_BROKER_URL=redis://... and run workers for production")
+        yield Finding(
+            "warning",
+            "broker",
+            "none: tasks run inside the web and CLI processes",
+            "set NEWSLETTER_BROKER_URL=redis://... and run workers for production",
+        )
         return
     try:
         with app.extensions["celery"].connection_for_write() as conn:
@@ -145,16 +192,21 @@ def _database(app: Flask, _: str | None) -> Iterator[Finding]:
             connection.execute(text("SELECT 1"))
             current = MigrationContext.configure(connection).get_current_revision()
     except Exception as exc:  # any failure is the finding
-        yield Finding("error", "database", f"not reachable: {exc}",
-                      "check NEWSLETTER_SQLALCHEMY_DATABASE_URI")
+        yield Finding(
+            "error", "database", f"not reachable: {exc}", "check NEWSLETTER_SQLALCHEMY_DATABASE_URI"
+        )
         return
     config = app.extensions["migrate"].migrate.get_config()
     head = ScriptDirectory.from_config(config).get_current_head()
     if current == head:
         yield Finding("ok", "database", f"reachable, migrations current ({head})")
     else:
-        yield Finding("error", "database", f"at migration {current}, code expects {head}",
-                      "run: newsletter db upgrade")
+        yield Finding(
+            "error",
+            "database",
+            f"at migration {current}, code expects {head}",
+            "run: newsletter db upgrade",
+        )
 
 
 CHECKS: tuple[Check, ...] = (_secret, _base_url, _postal_address, _dkim, _smtp, _broker, _database)

@@ -7,7 +7,6 @@ from typing import Any
 
 from celery import Task, shared_task
 from flask import Flask, Response, after_this_request, current_app, has_request_context
-
 from sqlalchemy import select
 
 from . import delivery, editions
@@ -25,7 +24,7 @@ from .web.links import external_url
 log = logging.getLogger(__name__)
 
 
-def enqueue(task: Task, *args: Any) -> None:
+def enqueue(task: Task[Any, Any], *args: Any) -> None:
     """Hand ``task`` to the broker, or without one run it after the response is sent.
 
     Callers commit first: a worker must find the rows the task names.
@@ -45,7 +44,7 @@ def enqueue(task: Task, *args: Any) -> None:
     _run_here(app, task, args)
 
 
-def _run_here(app: Flask, task: Task, args: tuple[Any, ...]) -> None:
+def _run_here(app: Flask, task: Task[Any, Any], args: tuple[Any, ...]) -> None:
     with app.app_context():
         try:
             task.apply(args=args, throw=app.testing)
@@ -72,7 +71,9 @@ def send_signup_mail(subscriber_id: int, notice: str) -> None:
         if subscriber.status == "active" or subscriber.confirm_nonce is None:
             return
         token = sign(Purpose.CONFIRM, {"s": subscriber.uid, "n": subscriber.confirm_nonce})
-        rendered = render.render("confirm", confirm_url=external_url("signup.confirm_page", token=token))
+        rendered = render.render(
+            "confirm", confirm_url=external_url("signup.confirm_page", token=token)
+        )
     elif notice == Notice.ALREADY_SUBSCRIBED:
         if subscriber.status != "active":
             return
@@ -110,7 +111,9 @@ def send_digest_batch(edition_id: int, first_id: int, last_id: int) -> dict[str,
         delay = max(1.0, (result.retry_at - utcnow()).total_seconds())
         send_digest_batch.apply_async((edition_id, first_id, last_id), countdown=delay)
     if result.stopped:
-        log.warning("edition %s batch %s-%s stopped: %s", edition_id, first_id, last_id, result.stopped)
+        log.warning(
+            "edition %s batch %s-%s stopped: %s", edition_id, first_id, last_id, result.stopped
+        )
     return {"sent": result.sent, "failed": result.failed, "deferred": result.deferred}
 
 

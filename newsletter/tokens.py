@@ -23,9 +23,7 @@ class Purpose(StrEnum):
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
     config = current_app.config
     # itsdangerous signs with the last key and verifies with all of them, oldest first.
-    return _cached_serializer(
-        (*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose
-    )
+    return _cached_serializer((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)
 
 
 @lru_cache(maxsize=64)
@@ -56,10 +54,12 @@ def load(purpose: Purpose, token: str) -> dict[str, Any]:
     try:
         payload = serializer.loads(token, max_age=max_age(purpose))
     except SignatureExpired as exc:
-        try:
-            expired_payload = serializer.load_payload(exc.payload)
-        except BadSignature:
-            expired_payload = None
+        expired_payload = None
+        if isinstance(exc.payload, bytes):
+            try:
+                expired_payload = serializer.load_payload(exc.payload)
+            except BadSignature:
+                expired_payload = None
         raise TokenExpired("this link has expired", expired_payload) from exc
     except BadSignature as exc:
         raise TokenInvalid("this link is not valid") from exc
@@ -75,7 +75,8 @@ def load_age(purpose: Purpose, token: str) -> float:
         raise TokenExpired("this form has expired", None) from exc
     except BadSignature as exc:
         raise TokenInvalid("this form is not valid") from exc
-    return (utcnow() - signed_at).total_seconds()
+    age: float = (utcnow() - signed_at).total_seconds()
+    return age
 
 
 def _checked(payload: Any) -> dict[str, Any]:

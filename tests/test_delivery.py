@@ -203,7 +203,10 @@ def test_retries_stop_at_the_limit_with_the_reason_recorded(
         assert row.state == "failed"
         assert row.attempts == app.config["MAX_ATTEMPTS"]
         assert "gave up after" in (row.last_error or "") and "421" in (row.last_error or "")
-        assert db.session.scalar(select(Subscriber.status).where(Subscriber.email == emails[0])) == "active"
+        assert (
+            db.session.scalar(select(Subscriber.status).where(Subscriber.email == emails[0]))
+            == "active"
+        )
     assert received(smtp_server) == Counter(emails[1:])
 
 

@@ -39,7 +39,9 @@ def _write_key(folder: Path, kind: str) -> tuple[Path, str]:
 
 
 @pytest.fixture(params=["rsa", "ed25519"])
-def dkim_key(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def dkim_key(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
     return _write_key(tmp_path_factory.mktemp("dkim"), request.param)
 
 
@@ -66,7 +68,9 @@ def _seed(app: Flask) -> None:
                 published_at=utcnow() - timedelta(hours=1),
             )
         )
-        subscriber = Subscriber(email="reader@example.org", name="Zoë", status="active", frequency="daily")
+        subscriber = Subscriber(
+            email="reader@example.org", name="Zoë", status="active", frequency="daily"
+        )
         subscriber.topics = ["business"]
         db.session.add(subscriber)
         db.session.commit()
@@ -91,8 +95,15 @@ def test_digest_signature_verifies_and_covers_the_unsubscribe_headers(
     signature = dkim.DKIM(received.data)
     signature.verify(dnsfunc=_dns(dkim_key[1]))
     signed = set(signature.include_headers)
-    for name in (b"from", b"subject", b"date", b"message-id", b"list-id",
-                 b"list-unsubscribe", b"list-unsubscribe-post"):
+    for name in (
+        b"from",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+    ):
         assert name in signed, name
 
 

@@ -30,7 +30,9 @@ class RecordingBackend(MailBackend):
 def _register_entry_point(folder: Path) -> None:
     dist = folder / "newsletter_recording_backend-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: newsletter-recording-backend\nVersion: 1.0\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: newsletter-recording-backend\nVersion: 1.0\n"
+    )
     (dist / "entry_points.txt").write_text(
         "[newsletter.mail_backends]\nrecording = tests.test_mail_backends:RecordingBackend\n"
     )
@@ -56,21 +58,26 @@ def test_an_unknown_backend_is_refused_at_start(tmp_path: Path) -> None:
 
 def test_file_backend_writes_one_readable_eml_per_message(tmp_path: Path) -> None:
     app = create_app({**base_config("sqlite://", tmp_path), "MAIL_BACKEND": "file"})
-    with app.app_context():
-        with get_backend() as backend:
-            for subject in ("First", "Second"):
-                backend.send(
-                    build(to=mailbox("reader@example.org"), subject=subject, text="t", html="<p>h</p>")
-                )
+    with app.app_context(), get_backend() as backend:
+        for subject in ("First", "Second"):
+            backend.send(
+                build(to=mailbox("reader@example.org"), subject=subject, text="t", html="<p>h</p>")
+            )
     files = sorted((tmp_path / "outbox").glob("*.eml"))
     assert len(files) == 2
     assert {b"Subject: First\r\n" in f.read_bytes() for f in files} == {True, False}
 
 
-def test_console_backend_prints_headers_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_console_backend_prints_headers_and_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     app = create_app({**base_config("sqlite://", tmp_path), "MAIL_BACKEND": "console"})
     with app.app_context(), get_backend() as backend:
-        backend.send(build(to=mailbox("reader@example.org"), subject="Hello", text="Body text", html="<p>h</p>"))
+        backend.send(
+            build(
+                to=mailbox("reader@example.org"), subject="Hello", text="Body text", html="<p>h</p>"
+            )
+        )
     out = capsys.readouterr().out
     assert "Subject: Hello" in out and "Body text" in out and "<p>" not in out
 

@@ -11,7 +11,9 @@ from newsletter.models import ConsentEvent, Subscriber
 from tests.conftest import form_fields, link_from, signup
 
 
-def test_signup_confirm_unsubscribe(app, client: FlaskClient, outbox: list[OutgoingMessage]) -> None:
+def test_signup_confirm_unsubscribe(
+    app, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
     response = signup(client, "Reader@Example.com", name="Ann")
     assert response.status_code == 200
     assert "Check your inbox" in response.get_data(as_text=True)
@@ -29,7 +31,9 @@ def test_signup_confirm_unsubscribe(app, client: FlaskClient, outbox: list[Outgo
     with app.app_context():
         subscriber = db.session.scalars(select(Subscriber)).one()
         assert subscriber.status == "active"
-        assert [e.action for e in db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))] == [
+        assert [
+            e.action for e in db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))
+        ] == [
             "signup",
             "confirm",
         ]

@@ -132,7 +132,10 @@ def test_a_worker_killed_mid_edition_leaves_one_copy_or_a_reason_for_every_reade
     runner = app.test_cli_runner()
 
     first = CeleryWorker(
-        postgres_url, smtp_server, broker_url=broker, log_file=tmp_path / "w1.log",
+        postgres_url,
+        smtp_server,
+        broker_url=broker,
+        log_file=tmp_path / "w1.log",
         extra_env=settings,
     ).start()
     try:
@@ -149,7 +152,10 @@ def test_a_worker_killed_mid_edition_leaves_one_copy_or_a_reason_for_every_reade
 
     time.sleep(2.5)  # let the dead worker's lease run out
     with CeleryWorker(
-        postgres_url, smtp_server, broker_url=broker, log_file=tmp_path / "w2.log",
+        postgres_url,
+        smtp_server,
+        broker_url=broker,
+        log_file=tmp_path / "w2.log",
         extra_env={**settings, "NEWSLETTER_SEND_RATE": "0"},
     ):
         resumed = runner.invoke(args=["digest", "send", "--frequency", "daily", "--no-wait"])

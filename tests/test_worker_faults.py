@@ -63,7 +63,9 @@ def fault_worker(
 @pytest.fixture
 def fault_app(fault_worker: CeleryWorker, tmp_path: Path) -> Iterator[Flask]:
     fault_worker.reset()
-    app = create_app({**base_config(fault_worker.database_url, tmp_path), **fault_worker.app_config()})
+    app = create_app(
+        {**base_config(fault_worker.database_url, tmp_path), **fault_worker.app_config()}
+    )
     _fresh_schema(app)
     yield app
     with app.app_context():
@@ -103,7 +105,9 @@ def test_greylisting_451_then_250_is_delivered_once_after_a_retry(
     edition_id = send(fault_app)
     assert wait_until_done(fault_app, edition_id, within=60) == {"sent": 30}
     assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
-    retried = [email for email, (_, attempts, _) in rows(fault_app, edition_id).items() if attempts == 2]
+    retried = [
+        email for email, (_, attempts, _) in rows(fault_app, edition_id).items() if attempts == 2
+    ]
     assert len(retried) == 3
 
 
@@ -144,7 +148,8 @@ def test_server_that_never_answers_times_out_and_is_retried(
     assert wait_until_done(fault_app, edition_id, within=90) == {"sent": 30}
     assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
     timed_out = [
-        email for email, (_, attempts, error) in rows(fault_app, edition_id).items()
+        email
+        for email, (_, attempts, error) in rows(fault_app, edition_id).items()
         if attempts == 2 and "timed out" in (error or "")
     ]
     assert len(timed_out) == 1, rows(fault_app, edition_id)

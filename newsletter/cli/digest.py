@@ -43,29 +43,42 @@ def preview(email: str | None, output: Path | None, frequency: str) -> None:
     """Render the next digest without sending or recording anything."""
     articles = editions.choose_articles(frequency, utcnow())
     if not articles:
-        raise click.ClickException(f"no new articles for the {frequency} digest; nothing to preview")
+        raise click.ClickException(
+            f"no new articles for the {frequency} digest; nothing to preview"
+        )
     content = EditionContent(
         id=0, frequency=frequency, created_at=utcnow(), articles=tuple(map(article_view, articles))
     )
     reader = _preview_reader(email, content)
     message = Composer(content).message(reader)
     if output is None:
-        parsed = message_from_bytes(message.data, policy=policy.default)
-        click.echo(f"Subject: {parsed['Subject']}\n")
-        click.echo(parsed.get_body(("plain",)).get_content())  # type: ignore[attr-defined]
+        click.echo(f"Subject: {_part(message.data, 'Subject')}\n")
+        click.echo(_part(message.data, "plain"))
         return
     if output.suffix.lower() == ".eml":
         output.write_bytes(message.data)
     else:
-        parsed = message_from_bytes(message.data, policy=policy.default)
-        output.write_text(parsed.get_body(("html",)).get_content(), encoding="utf-8")  # type: ignore[attr-defined]
+        output.write_text(_part(message.data, "html"), encoding="utf-8")
     click.echo(f"Wrote {output} ({len(message.data):,} bytes as mail).")
+
+
+def _part(data: bytes, which: str) -> str:
+    """A header's decoded value, or the text of the plain or html part, of message bytes."""
+    parsed = message_from_bytes(data, policy=policy.default)
+    if which not in ("plain", "html"):
+        return str(parsed[which])
+    body = parsed.get_body((which,))
+    return "" if body is None else str(body.get_content())
 
 
 def _preview_reader(email: str | None, content: EditionContent) -> Reader:
     if email is None:
         return Reader(
-            0, "preview", "reader@example.com", "Reader", content.topics,
+            0,
+            "preview",
+            "reader@example.com",
+            "Reader",
+            content.topics,
             message_id("preview", "preview"),
         )
     try:
@@ -76,8 +89,12 @@ def _preview_reader(email: str | None, content: EditionContent) -> Reader:
     if subscriber is None:
         raise click.BadParameter(f"no subscriber {address}", param_hint="--email")
     return Reader(
-        subscriber.id, subscriber.uid, subscriber.email, subscriber.name,
-        frozenset(subscriber.topics), message_id("preview", subscriber.uid),
+        subscriber.id,
+        subscriber.uid,
+        subscriber.email,
+        subscriber.name,
+        frozenset(subscriber.topics),
+        message_id("preview", subscriber.uid),
     )
 
 
@@ -135,7 +152,9 @@ def _dry_run(frequency: str) -> None:
             SubscriberTopic.topic.in_(wanted),
         )
     )
-    click.echo(f"Dry run: a {frequency} edition of {len(articles)} articles to {readers:,} readers.")
+    click.echo(
+        f"Dry run: a {frequency} edition of {len(articles)} articles to {readers:,} readers."
+    )
     for article in articles:
         click.echo(f"  [{article.category}] {article.title}")
     click.echo("Nothing was created or sent.")
@@ -145,16 +164,23 @@ def _follow(edition_id: int) -> None:
     """Show progress until no row is left to send."""
     total = sum(editions.counts(edition_id).values())
     started, done_before = time.monotonic(), None
-    with click.progressbar(length=total, label="Sending", show_pos=True, show_eta=True,
-                           item_show_func=lambda info: info) as bar:
+    with click.progressbar(
+        length=total,
+        label="Sending",
+        show_pos=True,
+        show_eta=True,
+        item_show_func=lambda info: info,
+    ) as bar:
         shown = 0
         while True:
             counts = editions.counts(edition_id)
-            finished = sum(counts.get(state, 0) for state in ("sent", "failed", "skipped", "unknown"))
+            finished = sum(
+                counts.get(state, 0) for state in ("sent", "failed", "skipped", "unknown")
+            )
             if done_before is None:
                 done_before = finished
             rate = (finished - done_before) / max(time.monotonic() - started, 1e-6)
-            bar.current_item = (  # type: ignore[attr-defined]
+            bar.current_item = (
                 f"sent {counts.get('sent', 0):,} failed {counts.get('failed', 0):,} "
                 f"remaining {total - finished:,} {rate:,.0f}/s"
             )
@@ -190,7 +216,7 @@ def _send_here(edition_id: int) -> None:
 def _print_counts(edition_id: int) -> None:
     counts = editions.counts(edition_id)
     click.echo(
-        "Edition {}: ".format(edition_id)
+        f"Edition {edition_id}: "
         + ", ".join(f"{state} {counts[state]:,}" for state in sorted(counts))
     )
 

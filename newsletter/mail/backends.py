@@ -69,7 +69,7 @@ class ConsoleBackend(MailBackend):
         parsed = message_from_bytes(message.data, policy=policy.default)
         out = [f"--- mail from {message.sender} to {message.recipient}"]
         out += [f"{name}: {value}" for name, value in parsed.items()]
-        body = parsed.get_body(("plain",))  # type: ignore[attr-defined]
+        body = parsed.get_body(("plain",))
         out += ["", body.get_content() if body is not None else "", "---"]
         sys.stdout.write("\n".join(out) + "\n")
         sys.stdout.flush()

@@ -266,7 +266,10 @@ class MessageTemplate:
         self.text = _Part.compile(text, escape_html=False)
         self.html = _Part.compile(html_body, escape_html=True)
         delimiter = f"--{self.boundary}\r\n".encode()
-        part_head = "Content-Type: text/{}; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        part_head = (
+            "Content-Type: text/{}; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
         self._text_open = CRLF + delimiter + part_head.format("plain").encode()
         self._html_open = CRLF + delimiter + part_head.format("html").encode()
         self._close = f"\r\n--{self.boundary}--\r\n".encode()

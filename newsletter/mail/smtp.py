@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import ssl
@@ -70,10 +71,8 @@ def _reset(connection: smtplib.SMTP, *replies: tuple[int, bytes]) -> None:
     if any(code == 421 for code, _ in replies):
         connection.close()
         return
-    try:
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
         connection.rset()
-    except smtplib.SMTPServerDisconnected:
-        pass
 
 
 def _reply_text(raw: bytes | str) -> str:

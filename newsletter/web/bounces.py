@@ -30,7 +30,7 @@ def _authorized(expected: str) -> bool:
 
 
 @bp.post("/webhooks/bounces")
-@csrf.exempt  # type: ignore[untyped-decorator]
+@csrf.exempt
 def webhook() -> ResponseReturnValue:
     """Process the raw RFC 822 message in the body; answer with the summary as JSON."""
     expected = current_app.config.get("BOUNCE_WEBHOOK_TOKEN")

@@ -8,8 +8,8 @@ from .. import topics
 from ..consent import Origin
 from ..errors import TokenError, TokenInvalid
 from ..extensions import csrf, db
-from ..subscriptions import by_uid, unsubscribe, update_preferences
 from ..models import Subscriber
+from ..subscriptions import by_uid, unsubscribe, update_preferences
 from ..tokens import Purpose, load, sign
 from .forms import PreferencesForm
 
