@@ -15,6 +15,7 @@ from wtforms import (
     ValidationError,
     widgets,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from .. import topics
@@ -36,7 +37,7 @@ def _no_line_breaks(form: Any, field: Any) -> None:
         raise ValidationError("Write this on a single line, without line breaks.")
 
 
-FREQUENCY_CHOICES = [("daily", "Daily"), ("weekly", "Weekly")]
+FREQUENCY_CHOICES = [SelectChoice("daily", "Daily"), SelectChoice("weekly", "Weekly")]
 
 
 class PreferencesForm(FlaskForm):
@@ -47,7 +48,9 @@ class PreferencesForm(FlaskForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.topics.choices = list(topics.available().items())
+        self.topics.choices = [
+            SelectChoice(slug, name) for slug, name in topics.available().items()
+        ]
 
     def validate_topics(self, field: Any) -> None:
         # At signup no choice means every topic; here a reader unticking them all more
