@@ -86,6 +86,10 @@ def test_digest_bench_smoke(tmp_path: Path) -> None:
     assert result["send"]["sink_received"] == 200, log
     assert result["send"]["ledger"] == {"sent": 200}, log
     assert result["ceiling"]["sink_received"] == 200, log
+    assert {mode: c["sink_received"] for mode, c in result["ceilings"].items()} == {
+        "sendmail": 200,
+        "pipelined": 200,
+    }, log
     assert result["machine"]["cpu_count"] == os.cpu_count()
     assert len(result["worker_memory"]) == 1
     assert result["worker_memory"][0]["peak_rss_mib"] > 0
