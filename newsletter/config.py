@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "DIGEST_WEEKDAY": "monday",
     "DIGEST_MAX_ARTICLES": 20,
     "BATCH_SIZE": 500,
-    "JOURNAL_EVERY": 50,
+    "JOURNAL_EVERY": 100,
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_SECONDS": 60.0,
     "LEASE_SECONDS": 300.0,
