@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
@@ -282,6 +282,29 @@ def tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+class Guarded(Protocol):
+    result: dict[str, Any]
+
+    def _run(self) -> int: ...
+    def _write(self) -> Path: ...
+    def cleanup(self) -> None: ...
+
+
+def guarded(bench: Guarded) -> int:
+    """Run a benchmark; on Ctrl-C or SIGTERM record it as interrupted; always clean up."""
+    try:
+        with sigterm_as_exit():
+            return bench._run()
+    except KeyboardInterrupt:
+        say("\nInterrupted; cleaning up.")
+        bench.result["status"] = "interrupted"
+        bench._write()
+        return 130
+    finally:
+        with uninterruptible():
+            bench.cleanup()
 
 
 @contextlib.contextmanager

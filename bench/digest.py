@@ -361,17 +361,7 @@ class DigestBench:
 
     def run(self) -> int:
         self.secret_key = secrets.token_urlsafe(32)
-        try:
-            with support.sigterm_as_exit():
-                return self._run()
-        except KeyboardInterrupt:
-            say("\nInterrupted; cleaning up.")
-            self.result["status"] = "interrupted"
-            self._write()
-            return 130
-        finally:
-            with support.uninterruptible():
-                self.cleanup()
+        return support.guarded(self)
 
     def _run(self) -> int:
         n, w = self.n, self.w

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -61,7 +61,6 @@ class BatchResult:
     deferred: int = 0
     retry_at: datetime | None = None
     stopped: str | None = None
-    outcomes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def composer_for(edition_id: int) -> Composer:

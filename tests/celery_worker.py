@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -237,14 +238,18 @@ def _reachable_redis(url: str) -> None:
 # ---- fixtures (imported into tests/conftest.py)
 
 
-@pytest.fixture(scope="session")
-def celery_worker(
-    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_worker(
+    postgres_url: str,
+    folder: Path,
+    *,
+    broker_url: str = services.REDIS_URL,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[CeleryWorker]:
+    """A started worker with its own SMTP server, on a migrated database and a flushed broker."""
     from tests.conftest import _fresh_schema, base_config
 
-    _reachable_redis(services.REDIS_URL)
-    folder = tmp_path_factory.mktemp("celery-worker")
+    _reachable_redis(broker_url)
     # The schema must exist before the worker's first task looks for a row.
     app = create_app(base_config(postgres_url, folder))
     _fresh_schema(app)
@@ -252,7 +257,13 @@ def celery_worker(
         db.engine.dispose()
 
     with SMTPTestServer() as smtp:
-        worker = CeleryWorker(postgres_url, smtp, log_file=folder / "worker.log")
+        worker = CeleryWorker(
+            postgres_url,
+            smtp,
+            broker_url=broker_url,
+            log_file=folder / "worker.log",
+            extra_env=extra_env,
+        )
         try:
             worker.start()
         except WorkerFailed as exc:
@@ -261,6 +272,14 @@ def celery_worker(
             yield worker
         finally:
             worker.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryWorker]:
+    with running_worker(postgres_url, tmp_path_factory.mktemp("celery-worker")) as worker:
+        yield worker
 
 
 @pytest.fixture

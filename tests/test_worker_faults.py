@@ -8,15 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from flask import Flask
 from sqlalchemy import select
 
 from newsletter import create_app
 from newsletter.extensions import db
 from newsletter.models import Delivery, Subscriber, Suppression, address_hash
-from tests import services
-from tests.celery_worker import CeleryWorker, WorkerFailed
+from tests.celery_worker import CeleryWorker, running_worker
 from tests.conftest import _fresh_schema, base_config
 from tests.smtp_server import DROP, HANG, SMTPTestServer
 from tests.test_worker_digest import seed, wait_until_done
@@ -32,32 +30,17 @@ def fault_worker(
     postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryWorker]:
     """A worker that retries within a second and gives the server one second to answer."""
-    try:
-        redis.Redis.from_url(BROKER, socket_connect_timeout=2).flushdb()
-    except redis.RedisError as exc:
-        services.unavailable(f"Redis at {BROKER}", exc)
-    folder = tmp_path_factory.mktemp("fault-worker")
-    _fresh_schema(create_app(base_config(postgres_url, folder)))
-    with SMTPTestServer() as smtp:
-        worker = CeleryWorker(
-            postgres_url,
-            smtp,
-            broker_url=BROKER,
-            log_file=folder / "worker.log",
-            extra_env={
-                "NEWSLETTER_RETRY_BASE_SECONDS": "0.2",
-                "NEWSLETTER_SMTP_TIMEOUT": "1",
-                "NEWSLETTER_BATCH_SIZE": "25",
-            },
-        )
-        try:
-            worker.start()
-        except WorkerFailed as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield worker
-        finally:
-            worker.stop()
+    with running_worker(
+        postgres_url,
+        tmp_path_factory.mktemp("fault-worker"),
+        broker_url=BROKER,
+        extra_env={
+            "NEWSLETTER_RETRY_BASE_SECONDS": "0.2",
+            "NEWSLETTER_SMTP_TIMEOUT": "1",
+            "NEWSLETTER_BATCH_SIZE": "25",
+        },
+    ) as worker:
+        yield worker
 
 
 @pytest.fixture
