@@ -1,16 +1,15 @@
 """Sending an edition's ledger rows exactly once, whatever fails along the way.
 
-A row moves queued -> sending (claimed by one batch) -> attempting (journalled just
-before its chunk goes to the server) -> sent | failed | skipped | queued (retry later).
-Only "attempting" rows can have reached the server without us knowing: if their worker
-dies, recovery marks them "unknown" instead of sending them again. Rows still "sending"
-were never handed to the server and are safely queued again.
+A row moves queued -> attempting (claimed by one batch, a chunk at a time, and committed
+before any of that chunk goes to the server) -> sent | failed | skipped | queued (retry
+later). Only "attempting" rows can have reached the server without us knowing: if their
+worker dies, recovery marks them "unknown" instead of sending them again. ("sending" marks
+rows claimed but not yet handed over by earlier versions; recovery queues them again.)
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,9 +29,10 @@ from sqlalchemy import (
 )
 
 from .digest import Composer, Reader, load_content
-from .errors import MailError, MessageNotSendable, RecipientRejected, TransientMailError
+from .errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
 from .extensions import db
 from .mail.backends import MailBackend, get_backend
+from .mail.message import OutgoingMessage
 from .mail.throttle import Throttle
 from .models import (
     Delivery,
@@ -75,30 +75,40 @@ def composer_for(edition_id: int) -> Composer:
     return found
 
 
-def claim(edition_id: int, first_id: int, last_id: int, now: datetime) -> tuple[str, list[int]]:
-    """Take the due, queued rows of an id range for this batch; concurrent batches skip them."""
-    token = secrets.token_hex(8)
+def claim(
+    edition_id: int, first_id: int, last_id: int, token: str, limit: int, now: datetime
+) -> list[int]:
+    """Take up to ``limit`` due, queued rows of an id range as "attempting" (uncommitted).
+
+    Concurrent batches skip each other's rows. Claiming a chunk and journalling it are one
+    row update: the caller commits before handing any of the chunk to the server.
+    """
+    in_range = (Delivery.edition_id == edition_id, Delivery.id.between(first_id, last_id))
     due = (
         select(Delivery.id)
         .where(
-            Delivery.edition_id == edition_id,
-            Delivery.id.between(first_id, last_id),
+            *in_range,
             Delivery.state == "queued",
             or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
         )
         .order_by(Delivery.id)
+        .limit(limit)
         # PostgreSQL: rows another worker is claiming are skipped, not waited for.
         # SQLite has no row locks; its single writer makes the UPDATE below atomic.
         .with_for_update(skip_locked=True)
+        # Evaluated once: a subquery the planner re-ran per row would lock (and claim) past
+        # the LIMIT, each run skipping the rows the previous runs had just updated.
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     ids = db.session.scalars(
         update(Delivery)
-        .where(Delivery.id.in_(due.scalar_subquery()), Delivery.state == "queued")
-        .values(state="sending", claim=token, claimed_at=now)
+        # The range again, so the rows to update are found by primary key, not by a scan.
+        .where(*in_range, Delivery.id.in_(select(due.c.id)), Delivery.state == "queued")
+        .values(state="attempting", claim=token, claimed_at=now)
         .returning(Delivery.id)
     ).all()
-    db.session.commit()
-    return token, sorted(ids)
+    return sorted(ids)
 
 
 def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
@@ -152,33 +162,6 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
             )
             found[delivery_id] = (attempts, "", reader)
     return found
-
-
-def _journal(token: str, chunk: list[int]) -> list[int]:
-    """Mark a chunk as being handed to the server; returns the rows this batch still holds."""
-    return sorted(
-        db.session.scalars(
-            update(Delivery)
-            .where(Delivery.id.in_(chunk), Delivery.claim == token, Delivery.state == "sending")
-            .values(state="attempting", claimed_at=utcnow())
-            .returning(Delivery.id)
-        )
-    )
-
-
-def _renew(edition_id: int, first_id: int, last_id: int, token: str) -> None:
-    """Keep the batch's lease fresh so recovery does not mistake a slow batch for a dead one."""
-    db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.edition_id == edition_id,
-            Delivery.id.between(first_id, last_id),
-            Delivery.claim == token,
-            Delivery.state == "sending",
-        )
-        .values(claimed_at=utcnow()),
-        execution_options={"synchronize_session": False},
-    )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -248,134 +231,133 @@ def _suppress_bounced(subscriber_ids: list[int]) -> None:
     )
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     """Send the queued rows of one id range over one connection; safe to run twice."""
     result = BatchResult()
-    token, ids = claim(edition_id, first_id, last_id, utcnow())
-    if not ids:
-        return result
     config = current_app.config
-    composer = composer_for(edition_id)
-    facts = readers(ids)
+    token = secrets.token_hex(8)
+    size = int(config["JOURNAL_EVERY"])
     max_attempts = int(config["MAX_ATTEMPTS"])
-    renew_every = float(config["LEASE_SECONDS"]) / 4
-    throttle = Throttle.for_app()
-    backend = get_backend()
-    chunks = list(_chunks(ids, int(config["JOURNAL_EVERY"])))
-    renewed = time.monotonic()
+    backend: MailBackend | None = None
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    cursor = first_id
     try:
-        owned = _journal(token, chunks[0])
-        db.session.commit()
-        for index in range(len(chunks)):
-            composer.refresh_date()
-            outcomes: dict[str, list[dict[str, Any]]] = {}
-            for delivery_id in owned:
-                if result.stopped:
-                    # The server is unreachable: hand the rest back untouched for the retry.
-                    outcomes.setdefault("release", []).append(
-                        {"did": delivery_id, "at": result.retry_at}
-                    )
-                    continue
-                attempts, reason, reader = facts[delivery_id]
-                if reader is None:
-                    outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
-                    result.skipped += 1
-                    continue
-                _send_one(
-                    backend,
-                    throttle,
-                    composer,
-                    delivery_id,
-                    attempts,
-                    reader,
-                    max_attempts,
-                    outcomes,
-                    result,
-                )
-            # One commit per chunk records its outcomes and journals the next chunk.
+        while True:
+            # One transaction records a chunk's outcomes and journals the next chunk.
             _record(token, outcomes)
+            # The range is walked once, in id order: a row deferred for a retry waits for
+            # the batch's next run instead of being taken again by this one.
+            chunk = (
+                [] if result.stopped else claim(edition_id, cursor, last_id, token, size, utcnow())
+            )
+            facts = readers(chunk) if chunk else {}
             if result.stopped:
-                _release_rest(edition_id, first_id, last_id, token, result.retry_at)
-            elif index + 1 < len(chunks):
-                owned = _journal(token, chunks[index + 1])
-                if time.monotonic() - renewed > renew_every:
-                    _renew(edition_id, first_id, last_id, token)
-                    renewed = time.monotonic()
+                _release_rest(edition_id, first_id, last_id, result.retry_at)
             db.session.commit()
-            if result.stopped:
+            if not chunk:
                 break
+            cursor = chunk[-1] + 1
+            if backend is None:
+                composer = composer_for(edition_id)
+                throttle = Throttle.for_app()
+                backend = get_backend()
+            composer.refresh_date()
+            outcomes = {}
+            messages = _messages(composer, throttle, chunk, facts, outcomes, result)
+            for delivery_id, error in backend.send_many(messages):
+                attempts, _, reader = facts[delivery_id]
+                assert reader is not None
+                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
     finally:
-        backend.close()
+        if backend is not None:
+            backend.close()
     finish_if_done(edition_id)
     return result
 
 
-def _send_one(
-    backend: MailBackend,
-    throttle: Throttle,
+def _messages(
     composer: Composer,
+    throttle: Throttle,
+    owned: list[int],
+    facts: dict[int, tuple[int, str, Reader | None]],
+    outcomes: dict[str, list[dict[str, Any]]],
+    result: BatchResult,
+) -> Iterator[tuple[int, OutgoingMessage]]:
+    """A chunk's messages, composed as the backend takes them; skips and stops on the way."""
+    for delivery_id in owned:
+        if result.stopped:
+            # The server is unreachable: hand the rest back untouched for the retry.
+            outcomes.setdefault("release", []).append({"did": delivery_id, "at": result.retry_at})
+            continue
+        _, reason, reader = facts[delivery_id]
+        if reader is None:
+            outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
+            result.skipped += 1
+            continue
+        message = composer.message(reader)
+        throttle.wait()
+        yield delivery_id, message
+
+
+def _outcome(
     delivery_id: int,
     attempts: int,
     reader: Reader,
+    error: MailError | None,
     max_attempts: int,
     outcomes: dict[str, list[dict[str, Any]]],
     result: BatchResult,
 ) -> None:
-    message = composer.message(reader)
-    throttle.wait()
-    try:
-        backend.send(message)
-    except TransientMailError as exc:
+    """File one message's outcome under the ledger update it needs."""
+    if error is None:
+        outcomes.setdefault("sent", []).append({"did": delivery_id})
+        result.sent += 1
+    elif isinstance(error, NotHandedOver):
+        # Its content never left: back to the queue, no attempt counted.
+        at = result.retry_at or utcnow() + backoff(attempts + 1)
+        outcomes.setdefault("release", []).append({"did": delivery_id, "at": at})
+        result.deferred += 1
+    elif isinstance(error, TransientMailError):
         tries = attempts + 1
         at = utcnow() + backoff(tries)
         if tries >= max_attempts:
             outcomes.setdefault("failed", []).append(
-                {"did": delivery_id, "error": f"gave up after {tries} attempts: {exc}"[:500]}
+                {"did": delivery_id, "error": f"gave up after {tries} attempts: {error}"[:500]}
             )
             result.failed += 1
         else:
             outcomes.setdefault("retry", []).append(
-                {"did": delivery_id, "error": str(exc)[:500], "at": at}
+                {"did": delivery_id, "error": str(error)[:500], "at": at}
             )
             result.deferred += 1
             result.retry_at = min(result.retry_at or at, at)
-        if exc.code is None:
+        if error.code is None:
             # No reply at all (refused, dropped, timed out): stop this batch rather than
             # wait out the timeout for every remaining reader; the rest is retried at `at`.
-            result.stopped = str(exc)
+            result.stopped = str(error)
             result.retry_at = min(result.retry_at or at, at)
-        return
-    except RecipientRejected as exc:
-        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(exc)[:500]})
+    elif isinstance(error, RecipientRejected):
+        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
         outcomes.setdefault("bounced", []).append({"sid": reader.subscriber_id})
         result.failed += 1
-        return
-    except (MessageNotSendable, MailError) as exc:
-        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(exc)[:500]})
+    else:
+        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
         result.failed += 1
+
+
+def _release_rest(edition_id: int, first_id: int, last_id: int, due: datetime | None) -> None:
+    """After a stop, the range's rows still queued wait for the batch's retry."""
+    if due is None:
         return
-    outcomes.setdefault("sent", []).append({"did": delivery_id})
-    result.sent += 1
-
-
-def _release_rest(
-    edition_id: int, first_id: int, last_id: int, token: str, due: datetime | None
-) -> None:
-    """Rows of this batch never handed over go back to the queue, due when the retry is."""
     db.session.execute(
         update(Delivery)
         .where(
             Delivery.edition_id == edition_id,
             Delivery.id.between(first_id, last_id),
-            Delivery.claim == token,
-            Delivery.state == "sending",
+            Delivery.state == "queued",
+            or_(Delivery.not_before.is_(None), Delivery.not_before < due),
         )
-        .values(state="queued", claim=None, claimed_at=None, not_before=due),
+        .values(not_before=due),
         execution_options={"synchronize_session": False},
     )
 

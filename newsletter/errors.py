@@ -52,6 +52,10 @@ class TransientMailError(MailError):
     """A 4xx reply, a dropped connection or a timeout: worth retrying later."""
 
 
+class NotHandedOver(TransientMailError):
+    """The message's content never reached the server (its connection failed first)."""
+
+
 class RecipientRejected(MailError):
     """A 5xx reply about this recipient: the address must be suppressed."""
 

@@ -219,7 +219,7 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
         CheckConstraint(f"state IN {DELIVERY_STATES!r}", name="state"),
-        Index("ix_delivery_edition_state", "edition_id", "state"),
+        Index("ix_delivery_edition_state_id", "edition_id", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

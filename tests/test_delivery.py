@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from newsletter import delivery, editions
 from newsletter.extensions import db
@@ -301,3 +301,34 @@ def test_second_digest_send_resumes_and_sends_nothing_twice(
     assert again.exit_code == 0, again.output
     assert "No new articles" in again.output
     assert received(smtp_server) == Counter(emails)
+
+
+def test_a_claim_takes_one_chunk_in_id_order_and_skips_rows_claimed_elsewhere(
+    app: Flask,
+) -> None:
+    seed(app, 40)
+    edition_id = plan(app)
+    with app.app_context():
+        ids = db.session.scalars(
+            select(Delivery.id).where(Delivery.edition_id == edition_id).order_by(Delivery.id)
+        ).all()
+        now = utcnow()
+        first = delivery.claim(edition_id, ids[0], ids[-1], "aaaa", 5, now)
+        db.session.commit()
+        # Exactly the chunk asked for, however the database plans the statement.
+        assert first == list(ids[:5])
+        second = delivery.claim(edition_id, ids[0], ids[-1], "bbbb", 5, now)
+        db.session.commit()
+        assert second == list(ids[5:10])
+        rows = dict(
+            db.session.execute(
+                select(Delivery.state, func.count())
+                .where(Delivery.edition_id == edition_id)
+                .group_by(Delivery.state)
+            ).all()
+        )
+        assert rows == {"attempting": 10, "queued": 30}
+        claims = Counter(
+            db.session.scalars(select(Delivery.claim).where(Delivery.state == "attempting"))
+        )
+        assert claims == Counter({"aaaa": 5, "bbbb": 5})

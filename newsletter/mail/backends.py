@@ -6,20 +6,22 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from email import message_from_bytes, policy
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from flask import current_app
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MailError
 from ..models import utcnow
 from .message import OutgoingMessage
 
 ENTRY_POINT_GROUP = "newsletter.mail_backends"
+
+Key = TypeVar("Key")
 
 
 class MailBackend:
@@ -37,6 +39,23 @@ class MailBackend:
     def send(self, message: OutgoingMessage) -> None:
         """Deliver one message or raise a MailError subclass saying how it failed."""
         raise NotImplementedError
+
+    def send_many(
+        self, items: Iterable[tuple[Key, OutgoingMessage]]
+    ) -> Iterator[tuple[Key, MailError | None]]:
+        """Deliver messages in order, yielding each key with its outcome (None: accepted).
+
+        Every message taken from ``items`` gets exactly one outcome, though a backend may
+        take the next message before yielding the previous outcome (to overlap them on the
+        wire). To stop early, end ``items``; the messages not taken are untouched.
+        """
+        for key, message in items:
+            try:
+                self.send(message)
+            except MailError as exc:
+                yield key, exc
+            else:
+                yield key, None
 
     def __enter__(self) -> MailBackend:
         self.open()

@@ -6,17 +6,18 @@ import contextlib
 import re
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import (
     ConfigError,
     MailError,
     MessageNotSendable,
+    NotHandedOver,
     RecipientRejected,
     TransientMailError,
 )
-from .backends import MailBackend
+from .backends import Key, MailBackend
 from .message import OutgoingMessage
 
 
@@ -32,38 +33,54 @@ def classify_reply(code: int, text: str) -> MailError:
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
-def _pipelined(connection: smtplib.SMTP, message: OutgoingMessage, options: list[str]) -> None:
-    """One transaction in two round trips (RFC 2920) instead of smtplib's four.
+class _Open:
+    """The server answered DATA with 354: the message's content may follow."""
 
-    MAIL, RCPT and DATA go out in one write; failures raise the exceptions smtplib's own
-    ``sendmail`` raises, so callers handle both paths alike.
-    """
+
+class _Restart:
+    """The connection closed under a pipelined envelope: begin that message again."""
+
+
+OPEN = _Open()
+RESTART = _Restart()
+
+
+def _envelope(message: OutgoingMessage, options: list[str]) -> bytes:
     extra = "".join(f" {option}" for option in options)
     commands = f"MAIL FROM:<{message.sender}>{extra}\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n"
-    connection.send(commands.encode("utf-8" if options else "ascii"))
+    return commands.encode("utf-8" if options else "ascii")
+
+
+def _check_envelope(connection: smtplib.SMTP, message: OutgoingMessage) -> None:
+    """Read the replies to a pipelined MAIL, RCPT and DATA (RFC 2920).
+
+    Failures raise the exceptions smtplib's own ``sendmail`` raises, so callers handle both
+    paths alike.
+    """
     mail, rcpt, data = connection.getreply(), connection.getreply(), connection.getreply()
-    if mail[0] != 250 or rcpt[0] not in (250, 251) or data[0] != 354:
-        if data[0] == 354:
-            # A server that opened DATA after refusing the envelope must not get a message:
-            # hanging up abandons the transaction.
-            connection.close()
-        else:
-            _reset(connection, mail, rcpt, data)
-        if mail[0] != 250:
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], message.sender)
-        if rcpt[0] not in (250, 251):
-            raise smtplib.SMTPRecipientsRefused({message.recipient: rcpt})
-        raise smtplib.SMTPDataError(data[0], data[1])
+    if mail[0] == 250 and rcpt[0] in (250, 251) and data[0] == 354:
+        return
+    if data[0] == 354:
+        # A server that opened DATA after refusing the envelope must not get a message:
+        # hanging up abandons the transaction.
+        connection.close()
+    else:
+        _reset(connection, mail, rcpt, data)
+    if mail[0] != 250:
+        raise smtplib.SMTPSenderRefused(mail[0], mail[1], message.sender)
+    if rcpt[0] not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({message.recipient: rcpt})
+    raise smtplib.SMTPDataError(data[0], data[1])
+
+
+def _content(message: OutgoingMessage) -> bytes:
+    """The message as sent after DATA: dot-stuffed, ending with the lone dot."""
     body = message.data
     if body.startswith(b".") or b"\n." in body:  # a plain search is far cheaper than the regex
         body = _LEADING_DOT.sub(b"..", body)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    connection.send(body + b".\r\n")
-    final = connection.getreply()
-    if final[0] != 250:
-        _reset(connection, final)
-        raise smtplib.SMTPDataError(final[0], final[1])
+    return body + b".\r\n"
 
 
 def _reset(connection: smtplib.SMTP, *replies: tuple[int, bytes]) -> None:
@@ -171,53 +188,148 @@ class SMTPBackend(MailBackend):
             self._connection = None
 
     def send(self, message: OutgoingMessage) -> None:
-        self.open()
+        for _, error in self.send_many([(None, message)]):
+            if error is not None:
+                raise error
+
+    def send_many(
+        self, items: Iterable[tuple[Key, OutgoingMessage]]
+    ) -> Iterator[tuple[Key, MailError | None]]:
+        """One round trip per message where the server offers PIPELINING.
+
+        Each message's content goes out in the same write as the next message's MAIL, RCPT
+        and DATA (RFC 2920 lets content start a command group), so the reply to one message's
+        final dot and the replies to the next envelope come back together. Only envelopes
+        travel ahead: a message's content is sent once the server has said 354 to it.
+        """
+        opened: tuple[Key, OutgoingMessage] | None = None
+        try:
+            for key, message in items:
+                state: _Open | MailError | None
+                if opened is None:
+                    state = self._start(message)
+                else:
+                    previous_key, previous = opened
+                    opened = None
+                    outcome, after = self._finish_and_start(previous, message)
+                    yield previous_key, outcome
+                    state = self._start(message) if isinstance(after, _Restart) else after
+                if isinstance(state, _Open):
+                    opened = (key, message)
+                else:
+                    yield key, state
+            if opened is not None:
+                key, message = opened
+                opened = None
+                yield key, self._finish(message)
+        finally:
+            if opened is not None:
+                # Closed early with DATA open: hanging up abandons the transaction unsent.
+                self._drop()
+
+    def _options(self, message: OutgoingMessage) -> list[str] | MailError:
+        assert self._connection is not None
+        if not message.smtputf8:
+            return []
+        if not self._connection.has_extn("smtputf8"):
+            return MessageNotSendable("the address needs SMTPUTF8 and the server does not offer it")
+        return ["SMTPUTF8"]
+
+    def _start(self, message: OutgoingMessage) -> _Open | MailError | None:
+        """Begin a transaction: OPEN once the server awaits the content, else the outcome."""
+        try:
+            self.open()
+        except MailError as exc:
+            return exc
         connection = self._connection
         assert connection is not None
-        options: list[str] = []
-        if message.smtputf8:
-            if not connection.has_extn("smtputf8"):
-                raise MessageNotSendable(
-                    "the address needs SMTPUTF8 and the server does not offer it"
-                )
-            options.append("SMTPUTF8")
+        options = self._options(message)
+        if isinstance(options, MailError):
+            return options
         try:
             if connection.has_extn("pipelining"):
-                _pipelined(connection, message, options)
-                refused = {}
-            else:
-                refused = connection.sendmail(
-                    message.sender, [message.recipient], message.data, mail_options=options
-                )
-        # sendmail itself sends RSET after a refusal, so the connection stays usable; but on
-        # a 421 (the server is closing the channel) it closes the socket, so reconnect next time.
-        except smtplib.SMTPRecipientsRefused as exc:
-            self._forget_if_closed(connection)
-            code, raw = next(iter(exc.recipients.values()))
-            raise classify_reply(code, _reply_text(raw)) from exc
-        except smtplib.SMTPSenderRefused as exc:
-            self._forget_if_closed(connection)
-            # A refused sender is about us, not the reader: never suppress the reader for it.
-            raise TransientMailError(
-                f"sender refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
-            ) from exc
-        except smtplib.SMTPDataError as exc:
-            self._forget_if_closed(connection)
-            raise classify_reply(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
-        except smtplib.SMTPServerDisconnected as exc:
-            self._drop()
-            raise TransientMailError(f"connection lost: {exc}") from exc
-        except smtplib.SMTPResponseException as exc:
-            self._drop()
-            raise TransientMailError(
-                f"{exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
-            ) from exc
-        except TimeoutError as exc:
-            self._drop()
-            raise TransientMailError(f"no answer within {self.timeout:g}s") from exc
+                connection.send(_envelope(message, options))
+                _check_envelope(connection, message)
+                return OPEN
+            refused = connection.sendmail(
+                message.sender, [message.recipient], message.data, mail_options=options
+            )
         except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            raise TransientMailError(f"connection error: {exc}") from exc
+            return self._translate(exc, connection)
         if refused:
             code, raw = next(iter(refused.values()))
-            raise classify_reply(code, _reply_text(raw))
+            return classify_reply(code, _reply_text(raw))
+        return None
+
+    def _finish(self, message: OutgoingMessage) -> MailError | None:
+        """Send an open transaction's content and read the verdict on it."""
+        connection = self._connection
+        assert connection is not None
+        try:
+            connection.send(_content(message))
+            code, text = connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            return self._translate(exc, connection)
+        return self._verdict(code, text)
+
+    def _verdict(self, code: int, text: bytes) -> MailError | None:
+        """The reply to a final dot; it ends the transaction either way, so no RSET follows."""
+        if code == 250:
+            return None
+        if code == 421:
+            self._drop()
+        return classify_reply(code, _reply_text(text))
+
+    def _finish_and_start(
+        self, previous: OutgoingMessage, message: OutgoingMessage
+    ) -> tuple[MailError | None, _Open | _Restart | MailError | None]:
+        """Send ``previous``'s content together with ``message``'s envelope."""
+        connection = self._connection
+        assert connection is not None
+        options = self._options(message)
+        if isinstance(options, MailError):
+            return self._finish(previous), options
+        try:
+            connection.send(_content(previous) + _envelope(message, options))
+            code, text = connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            return self._translate(exc, connection), NotHandedOver(
+                f"not sent: the connection failed on the message before it ({exc})"
+            )
+        outcome = self._verdict(code, text)
+        if self._connection is None:
+            # A 421 closed the channel under the pipelined envelope: start over on a new one.
+            return outcome, RESTART
+        try:
+            _check_envelope(connection, message)
+        except (smtplib.SMTPException, OSError) as exc:
+            return outcome, self._translate(exc, connection)
+        return outcome, OPEN
+
+    def _translate(self, exc: BaseException, connection: smtplib.SMTP) -> MailError:
+        """Our error for what smtplib or the socket raised; drops a connection left unusable."""
+        # After a refusal the connection is reset and stays usable; but on a 421 (the server
+        # is closing the channel) the socket is closed, so reconnect next time.
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            self._forget_if_closed(connection)
+            code, raw = next(iter(exc.recipients.values()))
+            return classify_reply(code, _reply_text(raw))
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            self._forget_if_closed(connection)
+            # A refused sender is about us, not the reader: never suppress the reader for it.
+            return TransientMailError(
+                f"sender refused: {exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
+            )
+        if isinstance(exc, smtplib.SMTPDataError):
+            self._forget_if_closed(connection)
+            return classify_reply(exc.smtp_code, _reply_text(exc.smtp_error))
+        self._drop()
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return TransientMailError(f"connection lost: {exc}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return TransientMailError(
+                f"{exc.smtp_code} {_reply_text(exc.smtp_error)}", exc.smtp_code
+            )
+        if isinstance(exc, TimeoutError):
+            return TransientMailError(f"no answer within {self.timeout:g}s")
+        return TransientMailError(f"connection error: {exc}")
