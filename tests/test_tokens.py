@@ -18,7 +18,7 @@ from newsletter.errors import TokenInvalid
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
 from newsletter.models import ConsentEvent, Subscriber
-from newsletter.tokens import Purpose, load
+from newsletter.tokens import Purpose, load, sign
 from tests.conftest import (
     add_subscriber,
     db_state,
@@ -358,3 +358,26 @@ def test_get_on_an_unsubscribe_link_cannot_submit_itself(app: Flask, client: Fla
     page = client.get(f"/unsubscribe/{make_token(app, Purpose.UNSUBSCRIBE, {'s': uid})}")
     assert page.status_code == 200 and not _auto_submits(page.get_data(as_text=True))
     assert _status(app) == "active"
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_signed_tokens_are_exactly_what_itsdangerous_makes_and_verify(
+    app: Flask, purpose: Purpose, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tokens are minted without itsdangerous' per-call machinery (a digest signs two per
+    # reader); they must stay the very tokens URLSafeTimedSerializer.dumps would give.
+    app.config["SECRET_KEY"] = "new-key-0123456789"
+    app.config["SECRET_KEY_FALLBACKS"] = ["old-key-being-retired"]
+    payload = {"s": "0GZx3-uid-é✓", "n": "nonce"}
+    monkeypatch.setattr("time.time", lambda: 1_795_000_000.25)
+    with app.app_context():
+        token = sign(purpose, payload)
+        reference = URLSafeTimedSerializer(
+            ["old-key-being-retired", "new-key-0123456789"], salt=f"newsletter.{purpose.value}"
+        )
+        assert token == reference.dumps(payload)
+        monkeypatch.undo()
+        if purpose in (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
+            assert load(purpose, token) == payload
+        with pytest.raises(BadSignature):
+            URLSafeTimedSerializer("old-key-being-retired", salt=reference.salt).loads(token)
