@@ -17,9 +17,11 @@ from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import (
+    ColumnElement,
     CursorResult,
     Update,
     and_,
+    any_,
     bindparam,
     exists,
     func,
@@ -27,6 +29,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute
 
 from .digest import Composer, Reader, load_content
 from .errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
@@ -111,6 +115,19 @@ def claim(
     return sorted(ids)
 
 
+def among(
+    column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``.
+
+    An IN list is a new statement text for every length, which the driver parses and the
+    server plans anew; the array form is one text whatever the count, prepared once.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
     """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
     rows = db.session.execute(
@@ -125,11 +142,11 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
             Delivery.message_id,
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(ids))
+        .where(among(Delivery.id, ids))
     ).all()
     topic_rows = db.session.execute(
         select(SubscriberTopic.subscriber_id, SubscriberTopic.topic).where(
-            SubscriberTopic.subscriber_id.in_([row[2] for row in rows])
+            among(SubscriberTopic.subscriber_id, [row[2] for row in rows])
         )
     )
     topics: dict[int, set[str]] = {}
@@ -139,7 +156,7 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
     suppressed = set(
         db.session.scalars(
             select(Suppression.address_hash).where(
-                Suppression.address_hash.in_(list(hashes.values()))
+                among(Suppression.address_hash, list(hashes.values()))
             )
         )
     )
@@ -188,7 +205,7 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
         db.session.execute(
             update(table)
             .where(
-                table.c.id.in_([item["did"] for item in sent]),
+                among(table.c.id, [item["did"] for item in sent]),
                 table.c.claim == token,
                 table.c.state.in_(("attempting", "unknown")),
             )

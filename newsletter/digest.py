@@ -149,6 +149,7 @@ class Composer:
         self._unsubscribe = external_url("manage.unsubscribe_page", token="-")[:-1]
         self._preferences = external_url("manage.preferences", token="-")[:-1]
         self._date = date_header()
+        self._return_path = verp.issuer()
 
     def variant(self, reader_topics: Iterable[str]) -> frozenset[str]:
         """The part of the edition this reader gets: only the articles of their topics."""
@@ -196,7 +197,7 @@ class Composer:
             headers={"List-Unsubscribe": f"<{unsubscribe_url}>"},
             date=self._date,
             # Bounces come back to an address naming this delivery; From is unchanged.
-            envelope_sender=verp.address(reader.delivery_id) if reader.delivery_id else None,
+            envelope_sender=self._return_path(reader.delivery_id) if reader.delivery_id else None,
         )
 
     def refresh_date(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -181,3 +182,13 @@ def test_verp_sender_reaches_the_smtp_envelope(smtp_server: SMTPTestServer, tmp_
         assert verp.parse(received.mail_from) == 4242
         # The header From is unchanged: only the return path carries the VERP address.
         assert received.header("From") == "The Daily Ledger <newsletter@ledger.example>"
+
+
+def test_tags_are_the_leading_base32_characters_of_the_hmac() -> None:
+    # The tag is computed from the digest's leading bits on the sending path; it must stay
+    # the RFC 4648 base32 of the HMAC, or addresses already out in the world stop verifying.
+    for delivery_id in [*range(0, 3000), 2**31, 10**17 + 7]:
+        key = hashlib.sha256(str(delivery_id).encode()).digest()
+        digest = hmac.new(key, str(delivery_id).encode(), hashlib.sha256).digest()
+        expected = base64.b32encode(digest).decode("ascii")[: verp.TAG_LENGTH].lower()
+        assert verp.tag(delivery_id, key) == expected
