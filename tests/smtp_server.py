@@ -209,6 +209,14 @@ class _Connection(SMTP):
         self.number = number
         self.data_reply: str | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Replies to pipelined commands are written one by one; like a production MTA that
+        # flushes them together, do not let Nagle's algorithm hold each for the client's ACK.
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
     async def _handle_client(self) -> None:
         self.owner._event(self, "CONNECT")
         fault = self.owner._take("connect", ())

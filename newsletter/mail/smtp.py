@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -154,6 +155,10 @@ class SMTPBackend(MailBackend):
                 self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
             )
         try:
+            # Pipelined writes end in small pieces (an envelope after a message); Nagle's
+            # algorithm would hold each one for the previous write's delayed ACK.
+            if connection.sock is not None:
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.ehlo()
             if self.security == "starttls":
                 if not connection.has_extn("starttls"):
@@ -210,9 +215,12 @@ class SMTPBackend(MailBackend):
                     state = self._start(message)
                 else:
                     previous_key, previous = opened
-                    opened = None
                     outcome, after = self._finish_and_start(previous, message)
+                    # While the caller holds this outcome, ``message`` may be the one with
+                    # DATA open: if the caller stops here, ``finally`` must hang up.
+                    opened = (key, message) if isinstance(after, _Open) else None
                     yield previous_key, outcome
+                    opened = None
                     state = self._start(message) if isinstance(after, _Restart) else after
                 if isinstance(state, _Open):
                     opened = (key, message)
