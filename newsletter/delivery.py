@@ -87,15 +87,18 @@ def claim(
     Concurrent batches skip each other's rows. Claiming a chunk and journalling it are one
     row update: the caller commits before handing any of the chunk to the server.
     """
-    in_range = (Delivery.edition_id == edition_id, Delivery.id.between(first_id, last_id))
+    # Core tables, not ORM entities: these run per chunk, and the ORM layer has nothing to
+    # add to statements that load no objects.
+    table = Delivery.__table__
+    in_range = (table.c.edition_id == edition_id, table.c.id.between(first_id, last_id))
     due = (
-        select(Delivery.id)
+        select(table.c.id)
         .where(
             *in_range,
-            Delivery.state == "queued",
-            or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+            table.c.state == "queued",
+            or_(table.c.not_before.is_(None), table.c.not_before <= now),
         )
-        .order_by(Delivery.id)
+        .order_by(table.c.id)
         .limit(limit)
         # PostgreSQL: rows another worker is claiming are skipped, not waited for.
         # SQLite has no row locks; its single writer makes the UPDATE below atomic.
@@ -106,11 +109,11 @@ def claim(
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     ids = db.session.scalars(
-        update(Delivery)
+        update(table)
         # The range again, so the rows to update are found by primary key, not by a scan.
-        .where(*in_range, Delivery.id.in_(select(due.c.id)), Delivery.state == "queued")
+        .where(*in_range, table.c.id.in_(select(due.c.id)), table.c.state == "queued")
         .values(state="attempting", claim=token, claimed_at=now)
-        .returning(Delivery.id)
+        .returning(table.c.id)
     ).all()
     return sorted(ids)
 
@@ -130,23 +133,25 @@ def among(
 
 def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
     """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
+    deliveries, subscribers = Delivery.__table__, Subscriber.__table__
+    topics_table, suppressions = SubscriberTopic.__table__, Suppression.__table__
     rows = db.session.execute(
         select(
-            Delivery.id,
-            Delivery.attempts,
-            Subscriber.id,
-            Subscriber.uid,
-            Subscriber.email,
-            Subscriber.name,
-            Subscriber.status,
-            Delivery.message_id,
+            deliveries.c.id,
+            deliveries.c.attempts,
+            subscribers.c.id,
+            subscribers.c.uid,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.status,
+            deliveries.c.message_id,
         )
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(among(Delivery.id, ids))
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(among(deliveries.c.id, ids))
     ).all()
     topic_rows = db.session.execute(
-        select(SubscriberTopic.subscriber_id, SubscriberTopic.topic).where(
-            among(SubscriberTopic.subscriber_id, [row[2] for row in rows])
+        select(topics_table.c.subscriber_id, topics_table.c.topic).where(
+            among(topics_table.c.subscriber_id, [row[2] for row in rows])
         )
     )
     topics: dict[int, set[str]] = {}
@@ -155,8 +160,8 @@ def readers(ids: Sequence[int]) -> dict[int, tuple[int, str, Reader | None]]:
     hashes = {row[0]: address_hash(row[4]) for row in rows}
     suppressed = set(
         db.session.scalars(
-            select(Suppression.address_hash).where(
-                among(Suppression.address_hash, list(hashes.values()))
+            select(suppressions.c.address_hash).where(
+                among(suppressions.c.address_hash, list(hashes.values()))
             )
         )
     )

@@ -24,7 +24,7 @@ from .mail.message import (
     slot,
 )
 from .models import Edition, EditionArticle, Subscriber
-from .tokens import Purpose, sign
+from .tokens import Purpose, minter
 from .web.links import external_url
 
 TITLE_LIMIT = 300
@@ -150,6 +150,8 @@ class Composer:
         self._preferences = external_url("manage.preferences", token="-")[:-1]
         self._date = date_header()
         self._return_path = verp.issuer()
+        self._sign_unsubscribe = minter(Purpose.UNSUBSCRIBE)
+        self._sign_preferences = minter(Purpose.PREFERENCES)
 
     def variant(self, reader_topics: Iterable[str]) -> frozenset[str]:
         """The part of the edition this reader gets: only the articles of their topics."""
@@ -182,8 +184,8 @@ class Composer:
         )
 
     def message(self, reader: Reader) -> OutgoingMessage:
-        unsubscribe_url = self._unsubscribe + sign(Purpose.UNSUBSCRIBE, {"s": reader.uid})
-        preferences_url = self._preferences + sign(Purpose.PREFERENCES, {"s": reader.uid})
+        unsubscribe_url = self._unsubscribe + self._sign_unsubscribe({"s": reader.uid})
+        preferences_url = self._preferences + self._sign_preferences({"s": reader.uid})
         name = single_line(reader.name)
         return self.template(self.variant(reader.topics)).personalize(
             reader.email,

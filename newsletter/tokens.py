@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -49,15 +50,27 @@ class _Minter:
         # The clock is the signer's own (looked up per call), which verification reads too.
         self._signer = signer
         self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+        self._second = -1
+        self._stamp = b""
 
     def __call__(self, payload: dict[str, Any]) -> str:
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        value = (
-            base64_encode(data) + b"." + base64_encode(int_to_bytes(self._signer.get_timestamp()))
-        )
+        now = self._signer.get_timestamp()
+        if now != self._second:
+            self._second, self._stamp = now, b"." + base64_encode(int_to_bytes(now))
+        value = base64_encode(_JSON.encode(payload).encode("utf-8")) + self._stamp
         mac = self._mac.copy()
         mac.update(value)
         return (value + b"." + base64_encode(mac.digest())).decode("ascii")
+
+
+# itsdangerous' compact JSON, made once rather than per token.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def minter(purpose: Purpose) -> Callable[[dict[str, Any]], str]:
+    """``sign`` for one purpose with the current keys, for signing many tokens in a row."""
+    config = current_app.config
+    return _cached_minter((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)
 
 
 @lru_cache(maxsize=64)
@@ -78,8 +91,7 @@ def max_age(purpose: Purpose) -> int | None:
 
 def sign(purpose: Purpose, payload: dict[str, Any]) -> str:
     """Return a URL-safe token carrying ``payload`` (opaque ids only) for ``purpose``."""
-    config = current_app.config
-    return _cached_minter((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)(payload)
+    return minter(purpose)(payload)
 
 
 def load(purpose: Purpose, token: str) -> dict[str, Any]:

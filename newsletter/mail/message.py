@@ -167,12 +167,20 @@ def address_field(field: str, addr: str, display_name: str = "") -> bytes:
     return _fold_ascii(f"{field}: {value}").encode("utf-8")
 
 
+# Printable ASCII but "=", no whitespace: quoted-printable leaves such text as it is.
+_QP_LITERAL = re.compile(r"[!-<>-~]*").fullmatch
+
+
 def _qp(text: str) -> bytes:
     """Quoted-printable with CRLF line ends; every line, the last too, leaves room for '='.
 
     A line never starts with '.': it is written =2E, so the message needs no SMTP
     dot-stuffing (RFC 5321 4.5.2) and the sender can skip scanning it.
     """
+    if _QP_LITERAL(text):
+        # Links and tokens: nothing to escape, only the length and a leading dot matter.
+        line = text.encode("ascii")
+        return _wrap(b"=2E" + line[1:] if line.startswith(b".") else line)
     plain = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     lines = binascii.b2a_qp(plain).split(b"\n")
     # b2a_qp keeps lines to 76 but for rare trailing-space cases; the last line must also
