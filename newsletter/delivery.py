@@ -419,14 +419,25 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
         lease_seconds if lease_seconds is not None else current_app.config["LEASE_SECONDS"]
     )
     stale = utcnow() - timedelta(seconds=lease)
+    # Only editions still being sent can hold such rows: with the edition named, the
+    # (edition, state, id) index finds them instead of a scan of every edition ever sent.
+    sending = select(Edition.id).where(Edition.state == "sending").scalar_subquery()
     requeued = _changed(
         update(Delivery)
-        .where(Delivery.state == "sending", Delivery.claimed_at < stale)
+        .where(
+            Delivery.edition_id.in_(sending),
+            Delivery.state == "sending",
+            Delivery.claimed_at < stale,
+        )
         .values(state="queued", claim=None, claimed_at=None)
     )
     unknown = _changed(
         update(Delivery)
-        .where(Delivery.state == "attempting", Delivery.claimed_at < stale)
+        .where(
+            Delivery.edition_id.in_(sending),
+            Delivery.state == "attempting",
+            Delivery.claimed_at < stale,
+        )
         .values(state="unknown", last_error=UNKNOWN_REASON)
     )
     db.session.commit()
