@@ -85,7 +85,7 @@ def code_version() -> dict[str, Any]:
                 text=True,
                 timeout=10,
                 check=False,
-            ).stdout.strip()
+            ).stdout.rstrip()  # not strip(): porcelain lines begin with a status column
         except (OSError, subprocess.SubprocessError):
             return ""
 

@@ -301,7 +301,7 @@ def suppress(subscriber_id: int, reason: str, source: str, detail: str = "") -> 
         if reason == "complained":
             # Marking us as spam withdraws consent: the log keeps every withdrawal.
             consent.record(
-                subscriber,
+                subscriber.id,
                 "complaint",
                 consent.Origin(source=f"bounces:{source}"[:120]),
                 {"previous_status": previous, "report": detail[:200]},

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_request_context, request
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import client_ip, db
-from .models import ConsentEvent, ConsentWording, Subscriber
+from .models import ConsentEvent, ConsentWording, utcnow
+
+# A plain INSERT, built once and sent at once: an event is never read back or changed (the
+# log is append-only), so it needs none of the ORM's unit-of-work bookkeeping.
+_APPEND = insert(ConsentEvent.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,35 +49,47 @@ def wording() -> tuple[str, str]:
 
 
 def record(
-    subscriber: Subscriber,
+    subscriber_id: int,
     action: str,
     origin: Origin,
     detail: dict[str, Any] | None = None,
     *,
     with_wording: bool = False,
-) -> ConsentEvent:
+) -> None:
     """Append one event to the log (in the caller's transaction)."""
     version = _stored_wording() if with_wording else None
-    event = ConsentEvent(
-        action=action,
-        source=origin.source,
-        ip=origin.ip,
-        user_agent=origin.user_agent,
-        consent_version=version,
-        detail=detail or {},
+    db.session.execute(
+        _APPEND,
+        {
+            "subscriber_id": subscriber_id,
+            "action": action,
+            "occurred_at": utcnow(),
+            "source": origin.source,
+            "ip": origin.ip,
+            "user_agent": origin.user_agent,
+            "consent_version": version,
+            "detail": detail or {},
+        },
     )
-    event.subscriber_id = subscriber.id
-    db.session.add(event)
-    return event
 
 
 def _stored_wording() -> str:
     """The current wording's version, its text stored on first use."""
     version, text = wording()
+    # Wordings are never deleted, so a version once seen committed is not looked up again
+    # by this app: one SELECT per wording and process rather than one per signup.
+    committed: set[str] = current_app.extensions.setdefault("newsletter.wordings", set())
+    if version in committed:
+        return version
+    # Versions this session inserted itself may yet be rolled back: never cached from here.
+    added: set[str] = db.session.info.setdefault("newsletter.wordings_added", set())
     if db.session.get(ConsentWording, version) is None:
         try:
             with db.session.begin_nested():
                 db.session.add(ConsentWording(version=version, text=text))
+            added.add(version)
         except IntegrityError:
             pass  # stored at the same moment by another request's first use of it
+    elif version not in added:
+        committed.add(version)
     return version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from flask import request
@@ -10,6 +11,7 @@ from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from limits.storage import MemoryStorage
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -37,6 +39,31 @@ def _sqlite_settings(dbapi_connection: Any, connection_record: Any) -> None:
         # Readers (the web) and the writer (a CLI send) no longer block each other.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-process counters, expired ones given back once a minute rather than always.
+
+    The original starts a thread 10 ms after a hit to scan every counter it holds. The
+    signup limit keeps a counter per address for a day, so under load that scan ran almost
+    without pause over thousands of counters, holding the GIL; it grows with the day's
+    signups. Counters past their expiry are already ignored when read, so sweeping seldom
+    only delays when their memory is freed. Registered for memory://, the default.
+    """
+
+    STORAGE_SCHEME = ["memory"]  # noqa: RUF012  (declared by limits as a plain attribute)
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **_: str) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **_)
+        self._next_sweep = time.monotonic() + self.SWEEP_SECONDS
+
+    def _MemoryStorage__schedule_expiry(self) -> None:
+        # The hook limits calls on every hit (incr, decr, acquire_entry): sweep in line, seldom.
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_SECONDS
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
 def client_ip() -> str:

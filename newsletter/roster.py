@@ -135,7 +135,7 @@ def add_reader(
     except IntegrityError as exc:  # added by a signup between the look-up and the insert
         raise ReaderRefused(f"{email} is already on the list; nothing changed") from exc
     consent.record(
-        subscriber,
+        subscriber.id,
         "add",
         origin,
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from flask import current_app
 
@@ -18,7 +19,13 @@ def slugify(name: str) -> str:
 
 def available() -> dict[str, str]:
     """Map each configured topic's slug to its display name, in configured order."""
-    return {slugify(name): name for name in current_app.config["TOPICS"]}
+    return dict(_by_slug(tuple(current_app.config["TOPICS"])))
+
+
+@lru_cache(maxsize=8)
+def _by_slug(names: tuple[str, ...]) -> dict[str, str]:
+    # Every signup form and request asks, and the setting hardly ever changes.
+    return {slugify(name): name for name in names}
 
 
 def known(chosen: list[str]) -> list[str]:
