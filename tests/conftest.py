@@ -101,6 +101,12 @@ def app(database_url: str, tmp_path: Path, config_overrides: dict[str, Any]) -> 
         db.engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def mail_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    """An app for building and sending mail only: its settings, no database touched."""
+    return create_app(base_config("sqlite://", tmp_path_factory.mktemp("mail-app")))
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
@@ -257,4 +263,9 @@ def mail_parts(message: OutgoingMessage) -> tuple[str, str]:
 
 # The real SMTP server and Celery worker fixtures live in their own modules; see their docstrings.
 from tests.celery_worker import celery_worker, live_worker, worker_app  # noqa: E402, F401
-from tests.smtp_server import smtp_server, smtp_server_factory, tls_certificate  # noqa: E402, F401
+from tests.smtp_server import (  # noqa: E402, F401
+    backend_for,
+    smtp_server,
+    smtp_server_factory,
+    tls_certificate,
+)

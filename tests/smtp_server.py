@@ -50,7 +50,8 @@ Settings for the app under test: ``server.app_config(**overrides)`` gives the
 
 Fixtures (registered in tests/conftest.py): ``smtp_server`` (a started plain server, one
 per test), ``smtp_server_factory`` (call it with the keyword arguments above; stopped
-after the test) and ``tls_certificate`` (session-wide self-signed certificate).
+after the test), ``tls_certificate`` (session-wide self-signed certificate) and
+``backend_for`` (``backend_for(server, **overrides)``: an SMTPBackend, closed after the test).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from newsletter.mail.smtp import SMTPBackend
 
 HOST = "127.0.0.1"
 DROP = "drop"
@@ -618,3 +621,18 @@ def smtp_server_factory(
 def smtp_server(smtp_server_factory: Callable[..., SMTPTestServer]) -> SMTPTestServer:
     """A started plain SMTP server (no TLS, no AUTH, SMTPUTF8 offered) for one test."""
     return smtp_server_factory()
+
+
+@pytest.fixture
+def backend_for() -> Iterator[Callable[..., SMTPBackend]]:
+    """``backend_for(server, **setting_overrides)``: an SMTPBackend, closed after the test."""
+    made: list[SMTPBackend] = []
+
+    def make(server: SMTPTestServer, **overrides: Any) -> SMTPBackend:
+        backend = SMTPBackend(server.app_config(**overrides))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()

@@ -39,12 +39,6 @@ TEXT = (
 HTML = "<p>Today's articles</p>\n<p>.A line with a dot</p>\n"
 
 
-@pytest.fixture(scope="module")
-def mail_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    # Building messages needs only the app's settings, so no database is touched here.
-    return create_app(base_config("sqlite://", tmp_path_factory.mktemp("smtp-backend")))
-
-
 @pytest.fixture(autouse=True)
 def _app_context(mail_app: Flask) -> Iterator[None]:
     with mail_app.app_context():
@@ -57,21 +51,6 @@ def smtp_server(
 ) -> SMTPTestServer:
     """Every test here runs against a server with and without PIPELINING (RFC 2920)."""
     return smtp_server_factory(pipelining=request.param)
-
-
-@pytest.fixture
-def backend_for() -> Iterator[BackendFactory]:
-    """``backend_for(server, **setting_overrides)``: an SMTPBackend, closed after the test."""
-    made: list[SMTPBackend] = []
-
-    def make(server: SMTPTestServer, **overrides: Any) -> SMTPBackend:
-        backend = SMTPBackend(server.app_config(**overrides))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 def message(to: str = "reader@example.org", text: str = TEXT) -> OutgoingMessage:

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from newsletter import create_app
 from newsletter.errors import (
     MailError,
     MessageNotSendable,
@@ -33,7 +32,6 @@ from newsletter.errors import (
 )
 from newsletter.mail.message import OutgoingMessage, build, mailbox
 from newsletter.mail.smtp import SMTPBackend
-from tests.conftest import base_config
 from tests.smtp_server import DROP, HANG, SMTPTestServer
 
 ServerFactory = Callable[..., SMTPTestServer]
@@ -44,12 +42,6 @@ SENDER = "newsletter@ledger.example"
 # Long enough for a slow machine, short enough that a send stuck on a silent server fails
 # the test in seconds rather than holding up the suite.
 BOUND = 30.0
-
-
-@pytest.fixture(scope="module")
-def mail_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    # Building messages needs only the app's settings, so no database is touched here.
-    return create_app(base_config("sqlite://", tmp_path_factory.mktemp("smtp-send-many")))
 
 
 @pytest.fixture(autouse=True)
@@ -69,21 +61,6 @@ def pipelining(request: pytest.FixtureRequest) -> bool:
 def smtp_server(smtp_server_factory: ServerFactory, pipelining: bool) -> SMTPTestServer:
     """A plain server, with or without PIPELINING, for one test."""
     return smtp_server_factory(pipelining=pipelining)
-
-
-@pytest.fixture
-def backend_for() -> Iterator[BackendFactory]:
-    """``backend_for(server, **setting_overrides)``: an SMTPBackend, closed after the test."""
-    made: list[SMTPBackend] = []
-
-    def make(server: SMTPTestServer, **overrides: Any) -> SMTPBackend:
-        backend = SMTPBackend(server.app_config(**overrides))
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
 
 
 # ---- messages
