@@ -23,7 +23,7 @@ from newsletter.errors import (
     TransientMailError,
 )
 from newsletter.mail.backends import get_backend
-from newsletter.mail.message import OutgoingMessage, build, mailbox
+from newsletter.mail.message import MessageTemplate, OutgoingMessage, build, mailbox, slot
 from newsletter.mail.smtp import SMTPBackend
 from tests.conftest import base_config
 from tests.smtp_server import DROP, HANG, SMTPTestServer, make_certificate
@@ -105,6 +105,40 @@ def test_plain_delivery_through_the_configured_backend(
     plain = received.parsed().get_body(("plain",))
     assert plain is not None and plain.get_content().splitlines() == TEXT.splitlines()
     assert smtp_server.verbs()[-1] == "QUIT"
+
+
+def test_built_messages_need_no_dot_stuffing_and_arrive_byte_for_byte(
+    smtp_server: SMTPTestServer, backend_for: BackendFactory
+) -> None:
+    """The builder promises no line starts with a dot, so the sender skips its scan.
+
+    Dots are put wherever a template or a reader could put them: starting the text, HTML,
+    per-reader values and display name, alone on a line, and at every offset of a long
+    value, so one lands at the start of each wrapped piece.
+    """
+    template = MessageTemplate(
+        subject=".Subject",
+        text=".Lead\n.\n..two\n" + slot("value") + "\n.end",
+        html_body="<p>.x</p>\n.\n" + slot("value"),
+    )
+    outgoing = [
+        template.personalize(
+            f"reader{shift}@example.org",
+            ".Dot Name",
+            values={"value": "." * shift + ("a." * 80) + "\n.\n." + "b" * shift},
+        )
+        for shift in range(80)
+    ]
+    for built in outgoing:
+        assert built.dot_free
+        assert not any(line.startswith(b".") for line in built.data.split(b"\r\n"))
+    backend = backend_for(smtp_server)
+    errors = [error for _, error in backend.send_many((m.recipient, m) for m in outgoing)]
+    assert errors == [None] * len(outgoing)
+    assert [received.data for received in smtp_server.messages] == [m.data for m in outgoing]
+    plain = smtp_server.messages[7].parsed().get_body(("plain",))
+    assert plain is not None
+    assert plain.get_content().startswith(".Lead\r\n.\r\n..two\r\n.......a.a.")
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])

@@ -48,6 +48,10 @@ class OutgoingMessage:
     recipient: str
     data: bytes
     message_id: str
+    # True when no line of ``data`` starts with ".": SMTP then needs no dot-stuffing and the
+    # sender skips scanning the whole message for it (RFC 5321 4.5.2). Only the builder,
+    # which encodes every body line itself, can promise that.
+    dot_free: bool = False
 
     @property
     def smtputf8(self) -> bool:
@@ -321,6 +325,9 @@ class MessageTemplate:
             recipient=recipient,
             data=data,
             message_id=message_id,
+            # Header lines start with a field name or folding white space; body lines are
+            # quoted-printable from _qp, which writes a leading dot as =2E.
+            dot_free=True,
         )
 
 
