@@ -37,11 +37,13 @@ Faults, for the next connections or transactions::
     server.fail("data", DROP)    # close the connection in the middle of DATA
     server.fail("mail", HANG)    # never answer MAIL: the client's timeout must fire
     server.fail("connect", HANG) # never send the greeting
+    server.fail("mail", "452 4.3.1 Slow down", after=2, times=1)  # the third MAIL only
 
 Stages are ``connect`` (before the greeting), ``mail``, ``rcpt`` and ``data``; the action is
 an SMTP reply line, ``DROP`` or ``HANG``. ``recipients`` limits a fault to transactions
 for those addresses (RCPT: that address; DATA: any accepted recipient); ``times`` limits
-how often it fires (default: every time). The first matching fault wins;
+how often it fires (default: every time) and ``after`` lets that many matching commands
+pass first. The first matching fault wins;
 ``clear_faults()`` removes them and ``reset()`` also forgets messages and counters.
 
 Settings for the app under test: ``server.app_config(**overrides)`` gives the
@@ -182,6 +184,7 @@ class Fault:
     action: str
     recipients: frozenset[str] | None = None
     times: int | None = None
+    after: int = 0
 
     def matches(self, stage: Stage, recipients: Collection[str]) -> bool:
         if self.stage != stage or self.times == 0:
@@ -488,6 +491,7 @@ class SMTPTestServer:
         *,
         recipients: Collection[str] | None = None,
         times: int | None = None,
+        after: int = 0,
     ) -> None:
         """Add a fault; see the module docstring."""
         if stage not in ("connect", "mail", "rcpt", "data"):
@@ -496,7 +500,7 @@ class SMTPTestServer:
             raise ValueError(f"{action!r} is neither a reply line nor DROP or HANG")
         wanted = frozenset(recipients) if recipients is not None else None
         with self._changed:
-            self._state.faults.append(Fault(stage, action, wanted, times))
+            self._state.faults.append(Fault(stage, action, wanted, times, after))
 
     def clear_faults(self) -> None:
         with self._changed:
@@ -575,6 +579,9 @@ class SMTPTestServer:
         with self._changed:
             for fault in self._state.faults:
                 if fault.matches(stage, recipients):
+                    if fault.after:
+                        fault.after -= 1  # this one passes
+                        continue
                     if fault.times is not None:
                         fault.times -= 1
                     return fault

@@ -7,8 +7,8 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from ..errors import (
     ConfigError,
@@ -30,6 +30,8 @@ def classify_reply(code: int, text: str) -> MailError:
         return RecipientRejected(f"{code} {text}", code)
     return TransientMailError(f"unexpected reply {code} {text}", code)
 
+
+Item = TypeVar("Item")
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -83,6 +85,51 @@ def _content(message: OutgoingMessage, then: bytes = b"") -> bytes:
         body = _LEADING_DOT.sub(b"..", body)
     end = b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"
     return b"".join((body, end, then))  # one copy of the body, not one per piece
+
+
+class _Ahead(Generic[Item]):
+    """An iterator that can take its next item early and give it back later.
+
+    An exception raised while taking early is raised where that item would have been taken,
+    after the outcomes that came before it.
+    """
+
+    def __init__(self, items: Iterator[Item]) -> None:
+        self._items = items
+        self._taken: list[Item | BaseException | None] = []
+
+    def __iter__(self) -> _Ahead[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        item = self._taken.pop() if self._taken else next(self._items, None)
+        if item is None:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def take(self) -> None:
+        if not self._taken:
+            try:
+                self._taken.append(next(self._items, None))
+            except Exception as exc:  # raised in its turn, by __next__
+                self._taken.append(exc)
+
+    def held(self) -> list[Item]:
+        """The item taken early, if any (it is no longer held)."""
+        if not self._taken or self._taken[-1] is None:
+            return []
+        item = self._taken[-1]
+        if isinstance(item, BaseException):
+            return []
+        self._taken.pop()
+        return [item]
+
+
+def _vanished(outcome: object) -> bool:
+    """A failure with no reply at all: refused, dropped or timed out."""
+    return isinstance(outcome, TransientMailError) and outcome.code is None
 
 
 def _reset(connection: smtplib.SMTP, *replies: tuple[int, bytes]) -> None:
@@ -207,16 +254,20 @@ class SMTPBackend(MailBackend):
         and DATA (RFC 2920 lets content start a command group), so the reply to one message's
         final dot and the replies to the next envelope come back together. Only envelopes
         travel ahead: a message's content is sent once the server has said 354 to it.
+
+        While the server reads a message, the one after next is taken from ``items`` (for a
+        digest, composed), so the content to send when the replies arrive is already there.
         """
+        ahead: _Ahead[tuple[Key, OutgoingMessage]] = _Ahead(iter(items))
         opened: tuple[Key, OutgoingMessage] | None = None
         try:
-            for key, message in items:
+            for key, message in ahead:
                 state: _Open | MailError | None
                 if opened is None:
                     state = self._start(message)
                 else:
                     previous_key, previous = opened
-                    outcome, after = self._finish_and_start(previous, message)
+                    outcome, after = self._finish_and_start(previous, message, ahead.take)
                     # While the caller holds this outcome, ``message`` may be the one with
                     # DATA open: if the caller stops here, ``finally`` must hang up.
                     opened = (key, message) if isinstance(after, _Open) else None
@@ -225,8 +276,14 @@ class SMTPBackend(MailBackend):
                     state = self._start(message) if isinstance(after, _Restart) else after
                 if isinstance(state, _Open):
                     opened = (key, message)
-                else:
-                    yield key, state
+                    continue
+                yield key, state
+                if _vanished(state):
+                    # The server went away without a word: the message taken ahead is handed
+                    # back rather than tried on a new connection, as the caller does with
+                    # the ones it has not given yet.
+                    for held_key, _ in ahead.held():
+                        yield held_key, NotHandedOver("not sent: the connection was lost before it")
             if opened is not None:
                 key, message = opened
                 opened = None
@@ -290,9 +347,13 @@ class SMTPBackend(MailBackend):
         return classify_reply(code, _reply_text(text))
 
     def _finish_and_start(
-        self, previous: OutgoingMessage, message: OutgoingMessage
+        self,
+        previous: OutgoingMessage,
+        message: OutgoingMessage,
+        meanwhile: Callable[[], None] = lambda: None,
     ) -> tuple[MailError | None, _Open | _Restart | MailError | None]:
-        """Send ``previous``'s content together with ``message``'s envelope."""
+        """Send ``previous``'s content with ``message``'s envelope; ``meanwhile`` runs while
+        the server reads them."""
         connection = self._connection
         assert connection is not None
         options = self._options(message)
@@ -300,6 +361,7 @@ class SMTPBackend(MailBackend):
             return self._finish(previous), options
         try:
             connection.send(_content(previous, then=_envelope(message, options)))
+            meanwhile()
             code, text = connection.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             return self._translate(exc, connection), NotHandedOver(
