@@ -24,7 +24,7 @@ from .mail.message import (
     slot,
 )
 from .models import Edition, EditionArticle, Subscriber
-from .tokens import Purpose, minter
+from .tokens import Purpose, encoded_payload, minter
 from .web.links import external_url
 
 TITLE_LIMIT = 300
@@ -184,8 +184,9 @@ class Composer:
         )
 
     def message(self, reader: Reader) -> OutgoingMessage:
-        unsubscribe_url = self._unsubscribe + self._sign_unsubscribe({"s": reader.uid})
-        preferences_url = self._preferences + self._sign_preferences({"s": reader.uid})
+        payload = encoded_payload({"s": reader.uid})  # both links carry the same payload
+        unsubscribe_url = self._unsubscribe + self._sign_unsubscribe.seal(payload)
+        preferences_url = self._preferences + self._sign_preferences.seal(payload)
         name = single_line(reader.name)
         return self.template(self.variant(reader.topics)).personalize(
             reader.email,

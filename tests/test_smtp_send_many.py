@@ -488,10 +488,11 @@ def test_stopping_the_generator_early_abandons_the_open_transaction(
     outcomes_taken: int,
 ) -> None:
     # With PIPELINING, by the time the consumer holds a message's outcome the next message
-    # has been taken and its DATA answered with 354, and the one after that taken too. A consumer that stops there, by
-    # closing the generator or by an exception in its loop (which releases, and so closes,
-    # the generator), must leave that transaction neither delivered nor open on the
-    # connection, where the next command would be read as message content.
+    # has been taken and its DATA answered with 354, and the one after that taken too. A
+    # consumer that stops there, by closing the generator or by an exception in its loop
+    # (which releases, and so closes, the generator), must leave that transaction neither
+    # delivered nor open on the connection, where the next command would be read as
+    # message content.
     sent = batch(6)
     backend = backend_for(smtp_server, SMTP_TIMEOUT=2.0)
     run = Run()

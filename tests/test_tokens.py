@@ -18,7 +18,7 @@ from newsletter.errors import TokenInvalid
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
 from newsletter.models import ConsentEvent, Subscriber
-from newsletter.tokens import Purpose, load, sign
+from newsletter.tokens import Purpose, encoded_payload, load, minter, sign
 from tests.conftest import (
     add_subscriber,
     db_state,
@@ -376,6 +376,8 @@ def test_signed_tokens_are_exactly_what_itsdangerous_makes_and_verify(
             ["old-key-being-retired", "new-key-0123456789"], salt=f"newsletter.{purpose.value}"
         )
         assert token == reference.dumps(payload)
+        # A digest encodes the payload once and seals it for each of its two links.
+        assert minter(purpose).seal(encoded_payload(payload)) == token
         monkeypatch.undo()
         if purpose in (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
             assert load(purpose, token) == payload

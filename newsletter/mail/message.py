@@ -218,29 +218,34 @@ class _Part:
     """A body part as alternating pre-encoded bytes and slot names."""
 
     pieces: tuple[bytes | str, ...]
-    escape_html: bool
 
     @classmethod
-    def compile(cls, rendered: str, escape_html: bool) -> _Part:
+    def compile(cls, rendered: str) -> _Part:
         pieces: list[bytes | str] = []
         for index, chunk in enumerate(_SLOT.split(rendered)):
             if index % 2:
                 pieces.append(chunk)
             elif chunk:
                 pieces.append(_qp(chunk) + _SOFT_BREAK)
-        return cls(tuple(pieces), escape_html)
+        return cls(tuple(pieces))
 
-    def fill(self, values: Mapping[str, str]) -> bytes:
-        out: list[bytes] = []
-        for piece in self.pieces:
-            if isinstance(piece, bytes):
-                out.append(piece)
-            else:
-                value = values[piece]
-                if self.escape_html:
-                    value = html.escape(value)
-                out.append(_qp(value) + _SOFT_BREAK)
-        return b"".join(out)
+    def fill(self, encoded: Mapping[str, bytes]) -> bytes:
+        """The part with each slot replaced by its value from ``_encode``."""
+        return b"".join([encoded[piece] if isinstance(piece, str) else piece for piece in self.pieces])
+
+
+def _encode(values: Mapping[str, str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Each value quoted-printable for the text part and, HTML-escaped, for the HTML part.
+
+    A value HTML escaping leaves alone (links, most greetings) is encoded once for both.
+    """
+    text: dict[str, bytes] = {}
+    markup: dict[str, bytes] = {}
+    for name, value in values.items():
+        text[name] = _qp(value) + _SOFT_BREAK
+        escaped = html.escape(value)
+        markup[name] = text[name] if escaped == value else _qp(escaped) + _SOFT_BREAK
+    return text, markup
 
 
 class MessageTemplate:
@@ -275,8 +280,8 @@ class MessageTemplate:
                 f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
             )
         )
-        self.text = _Part.compile(text, escape_html=False)
-        self.html = _Part.compile(html_body, escape_html=True)
+        self.text = _Part.compile(text)
+        self.html = _Part.compile(html_body)  # its slot values are escaped by _encode
         delimiter = f"--{self.boundary}\r\n".encode()
         part_head = (
             "Content-Type: text/{}; charset=utf-8\r\n"
@@ -298,7 +303,7 @@ class MessageTemplate:
         envelope_sender: str | None = None,
     ) -> OutgoingMessage:
         """The finished message for one reader (``envelope_sender``: a VERP return path)."""
-        values = values or {}
+        text_values, html_values = _encode(values or {})
         recipient = ascii_domain(recipient)
         message_id = message_id or make_msgid(domain=self.sender.rpartition("@")[2])
         per_reader = [
@@ -312,9 +317,9 @@ class MessageTemplate:
                 *per_reader,
                 self.head,
                 self._text_open,
-                self.text.fill(values),
+                self.text.fill(text_values),
                 self._html_open,
-                self.html.fill(values),
+                self.html.fill(html_values),
                 self._close,
             )
         )
