@@ -231,7 +231,9 @@ class _Part:
 
     def fill(self, encoded: Mapping[str, bytes]) -> bytes:
         """The part with each slot replaced by its value from ``_encode``."""
-        return b"".join([encoded[piece] if isinstance(piece, str) else piece for piece in self.pieces])
+        return b"".join(
+            [encoded[piece] if isinstance(piece, str) else piece for piece in self.pieces]
+        )
 
 
 def _encode(values: Mapping[str, str]) -> tuple[dict[str, bytes], dict[str, bytes]]:
