@@ -508,6 +508,10 @@ class SmtpSink:
                 if self.messages >= self._target:  # wake a waiter only when it is done
                     with self._changed:
                         self._changed.notify_all()
+            # Read in batches: a wake-up per message cost this process about a tenth of what
+            # the whole sending path costs, taken from the cores the senders share. The pipe
+            # holds some 2,000 counter lines, 20 ms at 100,000 messages a second.
+            time.sleep(0.02)
 
     def count(self) -> int:
         return self.messages
