@@ -13,12 +13,15 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Integer,
+    Select,
     Update,
     and_,
     any_,
@@ -82,19 +85,43 @@ def composer_for(edition_id: int) -> Composer:
 Facts = dict[int, tuple[int, str, Reader | None]]
 
 
-def _due(edition_id: int, first_id: int, last_id: int, limit: int, now: datetime) -> Any:
-    """The next ``limit`` due, queued rows of an id range, locked for this transaction."""
+def _postgresql() -> bool:
+    return bool(db.session.get_bind().dialect.name == "postgresql")
+
+
+def _any(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnElement[bool]:
+    """``column IN :name`` for a list parameter; on PostgreSQL ``column = ANY(:name)``.
+
+    An IN list is a new statement text for every length, which the driver parses and the
+    server plans anew; the array form is one text whatever the count, prepared once.
+    """
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+# The statements run for every chunk are built once per dialect, with parameters: building
+# and fingerprinting a statement with CTEs and joins cost more than running it.
+
+
+@cache
+def _claiming(postgresql: bool) -> Update:
+    """Take up to :limit due, queued rows of the id range :first-:last as "attempting".
+
+    Parameters: edition, first, last, limit, now, token.
+    """
     table = Delivery.__table__
-    return (
+    now = bindparam("now", type_=table.c.claimed_at.type)
+    due = (
         select(table.c.id)
         .where(
-            table.c.edition_id == edition_id,
-            table.c.id.between(first_id, last_id),
+            table.c.edition_id == bindparam("edition"),
+            table.c.id.between(bindparam("first"), bindparam("last")),
             table.c.state == "queued",
             or_(table.c.not_before.is_(None), table.c.not_before <= now),
         )
         .order_by(table.c.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         # PostgreSQL: rows another worker is claiming are skipped, not waited for.
         # SQLite has no row locks; its single writer makes the UPDATE below atomic.
         .with_for_update(skip_locked=True)
@@ -103,11 +130,7 @@ def _due(edition_id: int, first_id: int, last_id: int, limit: int, now: datetime
         .cte("due")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-
-
-def _claiming(due: Any, token: str, now: datetime) -> Update:
-    table = Delivery.__table__
-    if db.session.get_bind().dialect.name == "postgresql":
+    if postgresql:
         # A join, so each claimed row is found through the primary key. With ``id IN (SELECT
         # ...)`` and the fresh edition's statistics not yet gathered, the planner compared
         # every queued row of the range with every claimed id: 5-8 ms a chunk, more than
@@ -119,46 +142,41 @@ def _claiming(due: Any, token: str, now: datetime) -> Update:
     return (
         update(table)
         .where(chosen, table.c.state == "queued")
-        .values(state="attempting", claim=token, claimed_at=now)
+        .values(state="attempting", claim=bindparam("token"), claimed_at=now)
     )
 
 
-def claim(
-    edition_id: int, first_id: int, last_id: int, token: str, limit: int, now: datetime
-) -> list[int]:
-    """Take up to ``limit`` due, queued rows of an id range as "attempting" (uncommitted).
-
-    Concurrent batches skip each other's rows. Claiming a chunk and journalling it are one
-    row update: the caller commits before handing any of the chunk to the server.
-    """
-    # Core tables, not ORM entities: these run per chunk, and the ORM layer has nothing to
-    # add to statements that load no objects.
-    table = Delivery.__table__
-    due = _due(edition_id, first_id, last_id, limit, now)
-    ids = db.session.scalars(_claiming(due, token, now).returning(table.c.id)).all()
-    return sorted(ids)
+@cache
+def _claim_ids(postgresql: bool) -> Update:
+    return _claiming(postgresql).returning(Delivery.__table__.c.id)
 
 
-def take(
-    edition_id: int, first_id: int, last_id: int, token: str, limit: int, now: datetime
-) -> Facts:
-    """``claim`` a chunk and read what sending it needs (``readers``), in id order.
-
-    On PostgreSQL that is one statement, the claim's UPDATE ... RETURNING joined with the
-    readers and their topics: one round trip a chunk instead of three.
-    """
-    if db.session.get_bind().dialect.name != "postgresql":
-        return readers(claim(edition_id, first_id, last_id, token, limit, now))
+@cache
+def _take(postgresql: bool) -> Select[Any]:
     table = Delivery.__table__
     claimed = (
-        _claiming(_due(edition_id, first_id, last_id, limit, now), token, now)
+        _claiming(postgresql)
         .returning(table.c.id, table.c.attempts, table.c.subscriber_id, table.c.message_id)
         .cte("claimed")
     )
-    return _facts(db.session.execute(_reading(claimed)).all())
+    return _reading(claimed)
 
 
-def _reading(deliveries: Any) -> Any:
+@cache
+def _readers(postgresql: bool) -> Select[Any]:
+    deliveries = Delivery.__table__
+    return _reading(deliveries).where(_any(deliveries.c.id, "ids", postgresql))
+
+
+@cache
+def _suppressed(postgresql: bool) -> Select[Any]:
+    suppressions = Suppression.__table__
+    return select(suppressions.c.address_hash).where(
+        _any(suppressions.c.address_hash, "hashes", postgresql)
+    )
+
+
+def _reading(deliveries: Any) -> Select[Any]:
     """Ledger rows with their reader, one row per topic (a reader without one: one row)."""
     subscribers, topics = Subscriber.__table__, SubscriberTopic.__table__
     return (
@@ -180,15 +198,50 @@ def _reading(deliveries: Any) -> Any:
     )
 
 
+def claim(
+    edition_id: int, first_id: int, last_id: int, token: str, limit: int, now: datetime
+) -> list[int]:
+    """Take up to ``limit`` due, queued rows of an id range as "attempting" (uncommitted).
+
+    Concurrent batches skip each other's rows. Claiming a chunk and journalling it are one
+    row update: the caller commits before handing any of the chunk to the server.
+    """
+    params = _claim_params(edition_id, first_id, last_id, token, limit, now)
+    return sorted(db.session.scalars(_claim_ids(_postgresql()), params).all())
+
+
+def _claim_params(
+    edition_id: int, first_id: int, last_id: int, token: str, limit: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "edition": edition_id,
+        "first": first_id,
+        "last": last_id,
+        "token": token,
+        "limit": limit,
+        "now": now,
+    }
+
+
+def take(
+    edition_id: int, first_id: int, last_id: int, token: str, limit: int, now: datetime
+) -> Facts:
+    """``claim`` a chunk and read what sending it needs (``readers``), in id order.
+
+    On PostgreSQL that is one statement, the claim's UPDATE ... RETURNING joined with the
+    readers and their topics: one round trip a chunk instead of three.
+    """
+    if not _postgresql():
+        return readers(claim(edition_id, first_id, last_id, token, limit, now))
+    params = _claim_params(edition_id, first_id, last_id, token, limit, now)
+    return _facts(db.session.execute(_take(True), params).all())
+
+
 def among(
     column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
 ) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL ``column = ANY(array)``.
-
-    An IN list is a new statement text for every length, which the driver parses and the
-    server plans anew; the array form is one text whatever the count, prepared once.
-    """
-    if db.session.get_bind().dialect.name == "postgresql":
+    """``column IN values``; on PostgreSQL ``column = ANY(array)`` (see ``_any``)."""
+    if _postgresql():
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
 
@@ -197,8 +250,7 @@ def readers(ids: Sequence[int]) -> Facts:
     """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
     if not ids:
         return {}
-    deliveries = Delivery.__table__
-    return _facts(db.session.execute(_reading(deliveries).where(among(deliveries.c.id, ids))).all())
+    return _facts(db.session.execute(_readers(_postgresql()), {"ids": list(ids)}).all())
 
 
 def _facts(rows: Sequence[Any]) -> Facts:
@@ -209,26 +261,12 @@ def _facts(rows: Sequence[Any]) -> Facts:
             topics.setdefault(row[0], set()).add(row[8])
     firsts = {row[0]: row for row in rows}  # one row per ledger row, in id order
     hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items()}
-    suppressions = Suppression.__table__
     suppressed = set(
-        db.session.scalars(
-            select(suppressions.c.address_hash).where(
-                among(suppressions.c.address_hash, list(hashes.values()))
-            )
-        )
+        db.session.scalars(_suppressed(_postgresql()), {"hashes": list(hashes.values())})
     )
     found: Facts = {}
-    for delivery_id, (
-        _,
-        attempts,
-        subscriber_id,
-        uid,
-        email,
-        name,
-        status,
-        message_id,
-        _,
-    ) in firsts.items():
+    for delivery_id, row in firsts.items():
+        _, attempts, subscriber_id, uid, email, name, status, message_id, _ = row
         # Checked now, at send time: an unsubscribe after planning must win.
         if status != "active":
             found[delivery_id] = (attempts, f"subscriber is {status}", None)
@@ -270,13 +308,8 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
     if sent:
         # The common case is one statement per chunk, not one per message.
         db.session.execute(
-            update(table)
-            .where(
-                among(table.c.id, [item["did"] for item in sent]),
-                table.c.claim == token,
-                table.c.state.in_(("attempting", "unknown")),
-            )
-            .values(state="sent", sent_at=utcnow(), **tried)
+            _record_sent(_postgresql()),
+            {"ids": [item["did"] for item in sent], "token": token, "at": utcnow()},
         )
     statements = {
         "failed": {"state": "failed", "last_error": bindparam("error"), **tried},
@@ -296,6 +329,27 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
     bounced = outcomes.get("bounced")
     if bounced:
         _suppress_bounced([item["sid"] for item in bounced])
+
+
+@cache
+def _record_sent(postgresql: bool) -> Update:
+    """Parameters: ids, token, at."""
+    table = Delivery.__table__
+    return (
+        update(table)
+        .where(
+            _any(table.c.id, "ids", postgresql),
+            table.c.claim == bindparam("token"),
+            table.c.state.in_(("attempting", "unknown")),
+        )
+        .values(
+            state="sent",
+            sent_at=bindparam("at", type_=table.c.sent_at.type),
+            attempts=table.c.attempts + 1,
+            claim=None,
+            claimed_at=None,
+        )
+    )
 
 
 def _suppress_bounced(subscriber_ids: list[int]) -> None:
