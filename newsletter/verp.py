@@ -40,7 +40,7 @@ def tag(delivery_id: int, key: bytes) -> str:
     The same characters as ``base64.b32encode(digest)[:TAG_LENGTH].lower()``, taken
     straight from the leading bits: this runs once per message sent.
     """
-    digest = hmac.new(key, str(delivery_id).encode("ascii"), hashlib.sha256).digest()
+    digest = hmac.digest(key, str(delivery_id).encode("ascii"), "sha256")  # one C call
     bits = int.from_bytes(digest[:_TAG_BYTES], "big") >> (8 * _TAG_BYTES - _TAG_BITS)
     return "".join(_BASE32[(bits >> shift) & 31] for shift in range(_TAG_BITS - 5, -1, -5))
 
