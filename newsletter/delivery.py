@@ -192,7 +192,8 @@ def _reading(deliveries: Any) -> Select[Any]:
             topics.c.topic,
         )
         .select_from(deliveries)
-        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        # Outer: a claimed row must come back even without its reader, to be recorded.
+        .outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .outerjoin(topics, topics.c.subscriber_id == subscribers.c.id)
         .order_by(deliveries.c.id)
     )
@@ -260,7 +261,7 @@ def _facts(rows: Sequence[Any]) -> Facts:
         if row[8] is not None:
             topics.setdefault(row[0], set()).add(row[8])
     firsts = {row[0]: row for row in rows}  # one row per ledger row, in id order
-    hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items()}
+    hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items() if row[4]}
     suppressed = set(
         db.session.scalars(_suppressed(_postgresql()), {"hashes": list(hashes.values())})
     )
@@ -268,7 +269,9 @@ def _facts(rows: Sequence[Any]) -> Facts:
     for delivery_id, row in firsts.items():
         _, attempts, subscriber_id, uid, email, name, status, message_id, _ = row
         # Checked now, at send time: an unsubscribe after planning must win.
-        if status != "active":
+        if subscriber_id is None:
+            found[delivery_id] = (attempts, "the reader no longer exists", None)
+        elif status != "active":
             found[delivery_id] = (attempts, f"subscriber is {status}", None)
         elif hashes[delivery_id] in suppressed:
             found[delivery_id] = (attempts, "address is suppressed", None)

@@ -45,9 +45,13 @@ class MailBackend:
     ) -> Iterator[tuple[Key, MailError | None]]:
         """Deliver messages in order, yielding each key with its outcome (None: accepted).
 
-        Every message taken from ``items`` gets exactly one outcome, though a backend may
-        take the next message before yielding the previous outcome (to overlap them on the
-        wire). To stop early, end ``items``; the messages not taken are untouched.
+        Every message taken from ``items`` gets exactly one outcome, in order, though a
+        backend may take messages ahead of the outcomes it has yielded (the SMTP backend takes
+        up to two, to overlap them on the wire). To stop early, end ``items``: messages taken
+        ahead are still sent, except after a connection lost without a reply, when they come
+        back as ``NotHandedOver``; the messages not taken are untouched. Closing the iterator
+        instead (or raising in the loop over it) abandons what was taken ahead unsent and
+        without an outcome.
         """
         for key, message in items:
             try:
