@@ -33,11 +33,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import QueryableAttribute
 
 from .digest import Composer, Reader, load_content
 from .errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
-from .extensions import db
+from .extensions import db, on_postgresql
 from .mail.backends import MailBackend, get_backend
 from .mail.message import OutgoingMessage
 from .mail.throttle import Throttle
@@ -83,10 +82,6 @@ def composer_for(edition_id: int) -> Composer:
 
 
 Facts = dict[int, tuple[int, str, Reader | None]]
-
-
-def _postgresql() -> bool:
-    return bool(db.session.get_bind().dialect.name == "postgresql")
 
 
 def _any(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnElement[bool]:
@@ -208,7 +203,7 @@ def claim(
     row update: the caller commits before handing any of the chunk to the server.
     """
     params = _claim_params(edition_id, first_id, last_id, token, limit, now)
-    return sorted(db.session.scalars(_claim_ids(_postgresql()), params).all())
+    return sorted(db.session.scalars(_claim_ids(on_postgresql()), params).all())
 
 
 def _claim_params(
@@ -232,26 +227,17 @@ def take(
     On PostgreSQL that is one statement, the claim's UPDATE ... RETURNING joined with the
     readers and their topics: one round trip a chunk instead of three.
     """
-    if not _postgresql():
+    if not on_postgresql():
         return readers(claim(edition_id, first_id, last_id, token, limit, now))
     params = _claim_params(edition_id, first_id, last_id, token, limit, now)
     return _facts(db.session.execute(_take(True), params).all())
-
-
-def among(
-    column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
-) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL ``column = ANY(array)`` (see ``_any``)."""
-    if _postgresql():
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
 
 
 def readers(ids: Sequence[int]) -> Facts:
     """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
     if not ids:
         return {}
-    return _facts(db.session.execute(_readers(_postgresql()), {"ids": list(ids)}).all())
+    return _facts(db.session.execute(_readers(on_postgresql()), {"ids": list(ids)}).all())
 
 
 def _facts(rows: Sequence[Any]) -> Facts:
@@ -263,7 +249,7 @@ def _facts(rows: Sequence[Any]) -> Facts:
     firsts = {row[0]: row for row in rows}  # one row per ledger row, in id order
     hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items() if row[4]}
     suppressed = set(
-        db.session.scalars(_suppressed(_postgresql()), {"hashes": list(hashes.values())})
+        db.session.scalars(_suppressed(on_postgresql()), {"hashes": list(hashes.values())})
     )
     found: Facts = {}
     for delivery_id, row in firsts.items():
@@ -311,7 +297,7 @@ def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
     if sent:
         # The common case is one statement per chunk, not one per message.
         db.session.execute(
-            _record_sent(_postgresql()),
+            _record_sent(on_postgresql()),
             {"ids": [item["did"] for item in sent], "token": token, "at": utcnow()},
         )
     statements = {

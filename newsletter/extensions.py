@@ -72,6 +72,13 @@ def client_ip() -> str:
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def on_postgresql() -> bool:
+    """Whether the session's database is PostgreSQL (else SQLite)."""
+    return bool(db.session.get_bind().dialect.name == "postgresql")
+
+
 migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=client_ip)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from . import consent, topics
 from .consent import Origin
 from .errors import InvalidReaderField, ReaderRefused
-from .extensions import db
+from .extensions import db, on_postgresql
 from .models import STATUSES, Subscriber, SubscriberTopic, Suppression, address_hash, utcnow
 
 NAME_LENGTH = 100  # the column's size
@@ -39,8 +39,7 @@ EXPORT_FIELDS = (
 
 def dialect_insert(table: Table | type[Any]) -> postgresql.Insert | sqlite.Insert:
     """An INSERT with ON CONFLICT support on the session's database (PostgreSQL or SQLite)."""
-    on_postgresql = db.session.get_bind().dialect.name == "postgresql"
-    insert = postgresql.insert if on_postgresql else sqlite.insert
+    insert = postgresql.insert if on_postgresql() else sqlite.insert
     return insert(table)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import String
 
-from .extensions import db
+from .extensions import db, on_postgresql
 from .models import ConsentEvent, Subscriber, SubscriberTopic
 from .roster import dialect_insert
 
@@ -36,15 +36,11 @@ class NewEvent(NamedTuple):
     detail: dict[str, Any]
 
 
-def _on_postgresql() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
-
-
 def among(
     column: ColumnElement[str] | InstrumentedAttribute[str], values: Sequence[str]
 ) -> ColumnElement[bool]:
     """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter however many values."""
-    if _on_postgresql():
+    if on_postgresql():
         return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
     return column.in_(values)
 
@@ -83,7 +79,7 @@ def insert_readers(
 
     ON CONFLICT: an address added by a signup since it was checked is left out, not an error.
     """
-    if _on_postgresql():
+    if on_postgresql():
         rows = db.session.execute(
             _PG_READERS,
             {
@@ -117,7 +113,7 @@ def insert_topics(pairs: Sequence[tuple[int, str]]) -> None:
     """Add (subscriber id, topic slug) rows."""
     if not pairs:
         return
-    if _on_postgresql():
+    if on_postgresql():
         db.session.execute(_PG_TOPICS, {"rows": json.dumps(pairs, ensure_ascii=False)})
         return
     db.session.execute(
@@ -130,7 +126,7 @@ def insert_events(events: Sequence[NewEvent], action: str, source: str, now: dat
     """Append one consent event per reader (inserts only: the log stays append-only)."""
     if not events:
         return
-    if _on_postgresql():
+    if on_postgresql():
         db.session.execute(
             _PG_EVENTS,
             {

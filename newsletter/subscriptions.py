@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from . import consent
 from .consent import Origin
-from .extensions import db
+from .extensions import db, on_postgresql
 from .models import Subscriber, Suppression, address_hash, new_uid, utcnow
 from .roster_bulk import insert_topics
 
@@ -175,7 +175,7 @@ def confirm(uid: str, nonce: str, origin: Origin) -> ConfirmOutcome:
 def unsubscribe(uid: str, origin: Origin) -> bool:
     """Withdraw consent; returns False when there was nothing left to withdraw."""
     # One statement where each costs a round trip; SQLite, in process, takes three.
-    if db.session.get_bind().dialect.name == "postgresql":
+    if on_postgresql():
         previous = db.session.execute(
             _PG_WITHDRAW,
             {

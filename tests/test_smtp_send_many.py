@@ -113,6 +113,16 @@ class Run:
     taken: list[int] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
 
+    def feed(
+        self, messages: Sequence[OutgoingMessage], then: Exception | None = None
+    ) -> Iterator[tuple[int, OutgoingMessage]]:
+        """The input, noting each message as it is taken; ``then`` is raised after the last."""
+        for index, outgoing in enumerate(messages):
+            self.taken.append(index)
+            yield index, outgoing
+        if then is not None:
+            raise then
+
     def errors(self) -> dict[int, MailError]:
         return {index: error for index, error in self.outcomes if error is not None}
 
@@ -497,13 +507,8 @@ def test_stopping_the_generator_early_abandons_the_open_transaction(
     backend = backend_for(smtp_server, SMTP_TIMEOUT=2.0)
     run = Run()
 
-    def items() -> Iterator[tuple[int, OutgoingMessage]]:
-        for index, outgoing in enumerate(sent):
-            run.taken.append(index)
-            yield index, outgoing
-
     def close_after_some() -> None:
-        outcomes = backend.send_many(items())
+        outcomes = backend.send_many(run.feed(sent))
         assert isinstance(outcomes, Generator)  # what lets a consumer close it
         for _ in range(outcomes_taken):
             run.outcomes.append(next(outcomes))
@@ -511,7 +516,7 @@ def test_stopping_the_generator_early_abandons_the_open_transaction(
 
     def raise_after_some() -> None:
         try:
-            for outcome in backend.send_many(items()):
+            for outcome in backend.send_many(run.feed(sent)):
                 run.outcomes.append(outcome)
                 if len(run.outcomes) == outcomes_taken:
                     raise ConsumerStopped
@@ -542,14 +547,9 @@ def test_a_failure_taking_the_next_message_abandons_the_open_transaction(
     backend = backend_for(smtp_server, SMTP_TIMEOUT=2.0)
     run = Run()
 
-    def items() -> Iterator[tuple[int, OutgoingMessage]]:
-        for index, outgoing in enumerate(sent):
-            run.taken.append(index)
-            yield index, outgoing
-        raise RuntimeError("composing the next message failed")
-
     def consume() -> None:
-        for outcome in backend.send_many(items()):
+        failing = run.feed(sent, then=RuntimeError("composing the next message failed"))
+        for outcome in backend.send_many(failing):
             run.outcomes.append(outcome)
 
     with pytest.raises(RuntimeError, match="composing"):
