@@ -3,14 +3,17 @@
 A row moves queued -> attempting (claimed by one batch, a chunk at a time, and committed
 before any of that chunk goes to the server) -> sent | failed | skipped | queued (retry
 later). Only "attempting" rows can have reached the server without us knowing: if their
-worker dies, recovery marks them "unknown" instead of sending them again. ("sending" marks
-rows claimed but not yet handed over by earlier versions; recovery queues them again.)
+worker dies, recovery marks them "unknown" instead of sending them again. On PostgreSQL a
+batch claims its next chunk as "sending" while the current one goes out, and turns it
+"attempting" just before handing it over; recovery queues "sending" rows again.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -33,6 +36,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, scoped_session
 
 from .digest import Composer, Reader, load_content
 from .errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
@@ -49,6 +54,8 @@ from .models import (
     address_hash,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 UNFINISHED = ("queued", "sending", "attempting")
 UNKNOWN_REASON = (
@@ -100,8 +107,8 @@ def _any(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnEleme
 
 
 @cache
-def _claiming(postgresql: bool) -> Update:
-    """Take up to :limit due, queued rows of the id range :first-:last as "attempting".
+def _claiming(postgresql: bool, state: str = "attempting") -> Update:
+    """Take up to :limit due, queued rows of the id range :first-:last as ``state``.
 
     Parameters: edition, first, last, limit, now, token.
     """
@@ -137,7 +144,7 @@ def _claiming(postgresql: bool) -> Update:
     return (
         update(table)
         .where(chosen, table.c.state == "queued")
-        .values(state="attempting", claim=bindparam("token"), claimed_at=now)
+        .values(state=state, claim=bindparam("token"), claimed_at=now)
     )
 
 
@@ -147,10 +154,10 @@ def _claim_ids(postgresql: bool) -> Update:
 
 
 @cache
-def _take(postgresql: bool) -> Select[Any]:
+def _take(postgresql: bool, state: str = "attempting") -> Select[Any]:
     table = Delivery.__table__
     claimed = (
-        _claiming(postgresql)
+        _claiming(postgresql, state)
         .returning(table.c.id, table.c.attempts, table.c.subscriber_id, table.c.message_id)
         .cte("claimed")
     )
@@ -230,17 +237,21 @@ def take(
     if not on_postgresql():
         return readers(claim(edition_id, first_id, last_id, token, limit, now))
     params = _claim_params(edition_id, first_id, last_id, token, limit, now)
-    return _facts(db.session.execute(_take(True), params).all())
+    return _facts(db.session, True, db.session.execute(_take(True), params).all())
 
 
 def readers(ids: Sequence[int]) -> Facts:
     """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
     if not ids:
         return {}
-    return _facts(db.session.execute(_readers(on_postgresql()), {"ids": list(ids)}).all())
+    postgresql = on_postgresql()
+    rows = db.session.execute(_readers(postgresql), {"ids": list(ids)}).all()
+    return _facts(db.session, postgresql, rows)
 
 
-def _facts(rows: Sequence[Any]) -> Facts:
+def _facts(
+    runner: Connection | Session | scoped_session[Any], postgresql: bool, rows: Sequence[Any]
+) -> Facts:
     """Readers from ``_reading``'s rows, each checked against the suppression list."""
     topics: dict[int, set[str]] = {}
     for row in rows:
@@ -248,9 +259,7 @@ def _facts(rows: Sequence[Any]) -> Facts:
             topics.setdefault(row[0], set()).add(row[8])
     firsts = {row[0]: row for row in rows}  # one row per ledger row, in id order
     hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items() if row[4]}
-    suppressed = set(
-        db.session.scalars(_suppressed(on_postgresql()), {"hashes": list(hashes.values())})
-    )
+    suppressed = set(runner.scalars(_suppressed(postgresql), {"hashes": list(hashes.values())}))
     found: Facts = {}
     for delivery_id, row in firsts.items():
         _, attempts, subscriber_id, uid, email, name, status, message_id, _ = row
@@ -367,39 +376,182 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     max_attempts = int(config["MAX_ATTEMPTS"])
     backend: MailBackend | None = None
     outcomes: dict[str, list[dict[str, Any]]] = {}
-    cursor = first_id
+    source = _ChunksAhead if on_postgresql() else _Chunks
+    chunks = source(edition_id, first_id, last_id, token, size)
     try:
         while True:
-            # One transaction records a chunk's outcomes and journals the next chunk.
-            _record(token, outcomes)
-            # The range is walked once, in id order: a row deferred for a retry waits for
-            # the batch's next run instead of being taken again by this one.
-            facts = {}
-            if not result.stopped:
-                facts = take(edition_id, cursor, last_id, token, size, utcnow())
-            chunk = list(facts)  # in id order
-            if result.stopped:
-                _release_rest(edition_id, first_id, last_id, result.retry_at)
-            db.session.commit()
-            if not chunk:
+            # One commit records a chunk's outcomes and journals the next chunk.
+            facts = chunks.next(outcomes, result)
+            if not facts:
                 break
-            cursor = chunk[-1] + 1
             if backend is None:
                 composer = composer_for(edition_id)
                 throttle = Throttle.for_app()
                 backend = get_backend()
             composer.refresh_date()
             outcomes = {}
-            messages = _messages(composer, throttle, chunk, facts, outcomes, result)
+            messages = _messages(composer, throttle, list(facts), facts, outcomes, result)
             for delivery_id, error in backend.send_many(messages):
                 attempts, _, reader = facts[delivery_id]
                 assert reader is not None
                 _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
     finally:
-        if backend is not None:
-            backend.close()
+        try:
+            chunks.close()
+        finally:
+            if backend is not None:
+                backend.close()
     finish_if_done(edition_id)
     return result
+
+
+class _Chunks:
+    """A batch's id range, a chunk at a time, claimed in the batch's own session.
+
+    The range is walked once, in id order: a row deferred for a retry waits for the batch's
+    next run instead of being taken again by this one.
+    """
+
+    def __init__(self, edition_id: int, first_id: int, last_id: int, token: str, size: int):
+        self.edition_id, self.first_id, self.last_id = edition_id, first_id, last_id
+        self.token, self.size = token, size
+        self.cursor = first_id
+
+    def next(self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult) -> Facts:
+        """Record the last chunk's outcomes and, in the same commit, claim the next one.
+
+        Once the batch has stopped nothing more is claimed: the rest waits for its retry.
+        """
+        _record(self.token, outcomes)
+        facts: Facts = {}
+        if result.stopped:
+            _release_rest(self.edition_id, self.first_id, self.last_id, result.retry_at)
+        else:
+            facts = take(
+                self.edition_id, self.cursor, self.last_id, self.token, self.size, utcnow()
+            )
+        db.session.commit()
+        if facts:
+            self.cursor = list(facts)[-1] + 1
+        return facts
+
+    def close(self) -> None:
+        pass
+
+
+class _ChunksAhead(_Chunks):
+    """PostgreSQL: the next chunk is claimed and read on a second connection meanwhile.
+
+    While one chunk's messages go out, a thread claims the next chunk as "sending" (nothing
+    of it has left: recovery would queue it again) and reads its readers and suppressions.
+    The commit that records a chunk's outcomes turns the next one "attempting", just before
+    its first message is handed over, so a crash still leaves at most one chunk unknown.
+    Between two chunks the batch waits for that one commit, not for the claim and reads.
+    """
+
+    def __init__(self, edition_id: int, first_id: int, last_id: int, token: str, size: int):
+        super().__init__(edition_id, first_id, last_id, token, size)
+        self._engine = db.engine
+        self._connection: Connection | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="claim-ahead")
+        self._ahead: Future[Facts] | None = self._pool.submit(self._take, first_id)
+
+    def _take(self, cursor: int) -> Facts:
+        """Runs on the pool's thread, which alone uses the second connection."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        connection = self._connection
+        params = _claim_params(
+            self.edition_id, cursor, self.last_id, self.token, self.size, utcnow()
+        )
+        try:
+            rows = connection.execute(_take(True, "sending"), params).all()
+            facts = _facts(connection, True, rows)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        return facts
+
+    def next(self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult) -> Facts:
+        _record(self.token, outcomes)
+        while True:
+            ahead = self._ahead.result() if self._ahead is not None else {}
+            self._ahead = None
+            if result.stopped:
+                if ahead:
+                    _give_back(self.token, list(ahead), result.retry_at)
+                _release_rest(self.edition_id, self.first_id, self.last_id, result.retry_at)
+                ahead = {}
+            if not ahead:
+                db.session.commit()
+                return {}
+            # Rows recovery took back meanwhile (a lease outlived) are not ours to send.
+            ours = set(
+                db.session.scalars(
+                    _hand_over(), {"ids": list(ahead), "token": self.token, "now": utcnow()}
+                )
+            )
+            db.session.commit()
+            self._ahead = self._pool.submit(self._take, list(ahead)[-1] + 1)
+            facts = {key: fact for key, fact in ahead.items() if key in ours}
+            if facts:
+                return facts
+
+    def close(self) -> None:
+        """Give back a chunk claimed ahead but never reached (the batch failed)."""
+        try:
+            if self._ahead is not None:
+                ahead: Facts = {}
+                try:
+                    ahead = self._ahead.result()
+                except Exception:  # the batch's own error is the one that surfaces
+                    log.debug("claiming ahead failed too", exc_info=True)
+                if ahead and self._connection is not None:
+                    self._connection.execute(
+                        _give_back_statement(), {"ids": list(ahead), "token": self.token}
+                    )
+                    self._connection.commit()
+        finally:
+            self._pool.shutdown()
+            if self._connection is not None:
+                self._connection.close()
+
+
+@cache
+def _hand_over() -> Update:
+    """Rows claimed ahead ("sending") become "attempting". Parameters: ids, token, now."""
+    table = Delivery.__table__
+    return (
+        update(table)
+        .where(
+            _any(table.c.id, "ids", True),
+            table.c.claim == bindparam("token"),
+            table.c.state == "sending",
+        )
+        .values(state="attempting", claimed_at=bindparam("now", type_=table.c.claimed_at.type))
+        .returning(table.c.id)
+    )
+
+
+@cache
+def _give_back_statement() -> Update:
+    """Rows claimed ahead go back to the queue untouched. Parameters: ids, token."""
+    table = Delivery.__table__
+    return (
+        update(table)
+        .where(
+            _any(table.c.id, "ids", True),
+            table.c.claim == bindparam("token"),
+            table.c.state == "sending",
+        )
+        .values(state="queued", claim=None, claimed_at=None)
+    )
+
+
+def _give_back(token: str, ids: list[int], due: datetime | None) -> None:
+    """After a stop, the chunk claimed ahead waits for the batch's retry like the rest."""
+    db.session.execute(_give_back_statement().values(not_before=due), {"ids": ids, "token": token})
 
 
 def _messages(

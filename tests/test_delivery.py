@@ -332,3 +332,61 @@ def test_a_claim_takes_one_chunk_in_id_order_and_skips_rows_claimed_elsewhere(
             db.session.scalars(select(Delivery.claim).where(Delivery.state == "attempting"))
         )
         assert claims == Counter({"aaaa": 5, "bbbb": 5})
+
+
+def test_a_batch_that_fails_midway_leaves_the_rest_queued_and_nothing_claimed_ahead(
+    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = seed(app, 10)
+    edition_id = plan(app)
+    outcome = delivery._outcome
+    seen: list[int] = []
+
+    def failing(delivery_id: int, *args: Any) -> None:
+        seen.append(delivery_id)
+        if len(seen) == 2:
+            raise RuntimeError("the worker broke while sending")
+        outcome(delivery_id, *args)
+
+    monkeypatch.setattr(delivery, "_outcome", failing)
+    with app.app_context(), pytest.raises(RuntimeError, match="worker broke"):
+        delivery.send_batch(edition_id, *delivery.batches(edition_id, 10)[0])
+    final = states(app, edition_id)
+    # The chunk being handed over stays "attempting" (recovery will call it unknown); the
+    # chunk PostgreSQL had claimed ahead goes straight back to the queue, like the rest.
+    assert [final[email] for email in emails] == ["attempting"] * 4 + ["queued"] * 6
+    with app.app_context():
+        claims = db.session.scalars(select(Delivery.claim).where(Delivery.state == "queued")).all()
+        assert claims == [None] * 6
+
+
+# Only PostgreSQL claims the next chunk ahead.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_rows_recovery_takes_back_from_a_slow_batch_are_not_sent_by_it(
+    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = seed(app, 10)
+    edition_id = plan(app)
+    outcome = delivery._outcome
+    recovered: list[dict[str, int]] = []
+
+    def stalled(delivery_id: int, *args: Any) -> None:
+        if not recovered:
+            # The batch stalls past its lease while its next chunk is claimed ahead.
+            deadline = time.monotonic() + 10
+            while not db.session.scalar(select(func.count()).where(Delivery.state == "sending")):
+                assert time.monotonic() < deadline, "no chunk was claimed ahead"
+                db.session.rollback()
+                time.sleep(0.01)
+            recovered.append(delivery.recover(lease_seconds=0))
+        outcome(delivery_id, *args)
+
+    monkeypatch.setattr(delivery, "_outcome", stalled)
+    send_all(app, edition_id)
+    # The chunk on the wire turned unknown, the one claimed ahead was queued again...
+    assert recovered == [{"requeued": 4, "unknown": 4}]
+    monkeypatch.setattr(delivery, "_outcome", outcome)
+    send_until_done(app, edition_id)
+    # ...and the batch that had claimed it did not send it too.
+    assert received(smtp_server) == Counter(emails)
+    assert set(states(app, edition_id).values()) == {"sent"}
