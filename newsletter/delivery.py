@@ -4,8 +4,9 @@ A row moves queued -> attempting (claimed by one batch, a chunk at a time, and c
 before any of that chunk goes to the server) -> sent | failed | skipped | queued (retry
 later). Only "attempting" rows can have reached the server without us knowing: if their
 worker dies, recovery marks them "unknown" instead of sending them again. On PostgreSQL a
-batch claims its next chunk as "sending" while the current one goes out, and turns it
-"attempting" just before handing it over; recovery queues "sending" rows again.
+batch claims its next chunk while the current one goes out: queued -> sending -> attempting
+just before it is handed over, or -> queued again if the batch stops or fails first (or
+dies: recovery queues "sending" rows again).
 """
 
 from __future__ import annotations
@@ -263,7 +264,8 @@ def _facts(
     found: Facts = {}
     for delivery_id, row in firsts.items():
         _, attempts, subscriber_id, uid, email, name, status, message_id, _ = row
-        # Checked now, at send time: an unsubscribe after planning must win.
+        # Checked when the chunk is claimed, just before it is sent: an unsubscribe after
+        # planning must win.
         if subscriber_id is None:
             found[delivery_id] = (attempts, "the reader no longer exists", None)
         elif status != "active":
@@ -377,27 +379,23 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     backend: MailBackend | None = None
     outcomes: dict[str, list[dict[str, Any]]] = {}
     source = _ChunksAhead if on_postgresql() else _Chunks
-    chunks = source(edition_id, first_id, last_id, token, size)
-    try:
-        while True:
-            # One commit records a chunk's outcomes and journals the next chunk.
-            facts = chunks.next(outcomes, result)
-            if not facts:
-                break
-            if backend is None:
-                composer = composer_for(edition_id)
-                throttle = Throttle.for_app()
-                backend = get_backend()
-            composer.refresh_date()
-            outcomes = {}
-            messages = _messages(composer, throttle, list(facts), facts, outcomes, result)
-            for delivery_id, error in backend.send_many(messages):
-                attempts, _, reader = facts[delivery_id]
-                assert reader is not None
-                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
-    finally:
+    with source(edition_id, first_id, last_id, token, size) as chunks:
         try:
-            chunks.close()
+            while True:
+                facts = chunks.record_and_take(outcomes, result)
+                if not facts:
+                    break
+                if backend is None:
+                    composer = composer_for(edition_id)
+                    throttle = Throttle.for_app()
+                    backend = get_backend()
+                composer.refresh_date()
+                outcomes = {}
+                messages = _messages(composer, throttle, list(facts), facts, outcomes, result)
+                for delivery_id, error in backend.send_many(messages):
+                    attempts, _, reader = facts[delivery_id]
+                    assert reader is not None
+                    _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
         finally:
             if backend is not None:
                 backend.close()
@@ -417,7 +415,15 @@ class _Chunks:
         self.token, self.size = token, size
         self.cursor = first_id
 
-    def next(self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult) -> Facts:
+    def __enter__(self) -> _Chunks:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def record_and_take(
+        self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult
+    ) -> Facts:
         """Record the last chunk's outcomes and, in the same commit, claim the next one.
 
         Once the batch has stopped nothing more is claimed: the rest waits for its retry.
@@ -446,80 +452,116 @@ class _ChunksAhead(_Chunks):
     of it has left: recovery would queue it again) and reads its readers and suppressions.
     The commit that records a chunk's outcomes turns the next one "attempting", just before
     its first message is handed over, so a crash still leaves at most one chunk unknown.
-    Between two chunks the batch waits for that one commit, not for the claim and reads.
+    Between two chunks the batch waits for that one commit, not for the claim and reads:
+    on a database across a network, each of those is a network round trip.
     """
 
-    def __init__(self, edition_id: int, first_id: int, last_id: int, token: str, size: int):
+    def __init__(self, edition_id: int, first_id: int, last_id: int, token: str, size: int) -> None:
         super().__init__(edition_id, first_id, last_id, token, size)
         self._engine = db.engine
-        self._connection: Connection | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="claim-ahead")
-        self._ahead: Future[Facts] | None = self._pool.submit(self._take, first_id)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="claim-ahead")
+        self._ahead: Future[Facts] | None = None
+        # Rows of ours may be "sending" (claimed ahead, not handed over) until this is False.
+        self._unsettled = False
+        self._sequential = False  # after the thread failed once: claim as _Chunks does
+        self._claim_ahead_from(first_id)
 
-    def _take(self, cursor: int) -> Facts:
-        """Runs on the pool's thread, which alone uses the second connection."""
-        if self._connection is None:
-            self._connection = self._engine.connect()
-        connection = self._connection
+    def _claim_ahead_from(self, cursor: int) -> None:
+        self._unsettled = True
+        self._ahead = self._executor.submit(self._claim_ahead, cursor)
+
+    def _claim_ahead(self, cursor: int) -> Facts:
+        """Runs on the thread, with a connection of its own for each claim."""
         params = _claim_params(
             self.edition_id, cursor, self.last_id, self.token, self.size, utcnow()
         )
-        try:
+        with self._engine.connect() as connection:
             rows = connection.execute(_take(True, "sending"), params).all()
             facts = _facts(connection, True, rows)
             connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
         return facts
 
-    def next(self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult) -> Facts:
-        _record(self.token, outcomes)
+    def _wait(self) -> Facts:
+        future, self._ahead = self._ahead, None
+        return future.result() if future is not None else {}
+
+    def record_and_take(
+        self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult
+    ) -> Facts:
+        """Record the last chunk's outcomes and hand over the chunk claimed ahead.
+
+        A chunk whose rows recovery has all taken back meanwhile (the batch outlived its
+        lease) is passed over for the next one rather than ending the batch.
+        """
         while True:
-            ahead = self._ahead.result() if self._ahead is not None else {}
-            self._ahead = None
-            if result.stopped:
+            if self._sequential:
+                return super().record_and_take(outcomes, result)
+            try:
+                ahead = self._wait()
+            except Exception:
+                # The outcomes to record must not be lost with it: the batch goes on as
+                # _Chunks does, after giving back whatever the failed claim committed.
+                log.warning(
+                    "claiming ahead failed; batch %s claims one chunk at a time from here",
+                    self.token,
+                    exc_info=True,
+                )
+                self._sequential = True
+                db.session.execute(_giving_back(), {"token": self.token})
+                self._unsettled = False
+                continue
+            _record(self.token, outcomes)
+            outcomes = {}
+            if result.stopped or not ahead:
                 if ahead:
-                    _give_back(self.token, list(ahead), result.retry_at)
-                _release_rest(self.edition_id, self.first_id, self.last_id, result.retry_at)
-                ahead = {}
-            if not ahead:
+                    db.session.execute(
+                        _giving_back().values(not_before=result.retry_at), {"token": self.token}
+                    )
+                if result.stopped:
+                    _release_rest(self.edition_id, self.first_id, self.last_id, result.retry_at)
                 db.session.commit()
+                self._unsettled = False
                 return {}
-            # Rows recovery took back meanwhile (a lease outlived) are not ours to send.
+            # Rows recovery took back meanwhile are not ours to send.
             ours = set(
                 db.session.scalars(
-                    _hand_over(), {"ids": list(ahead), "token": self.token, "now": utcnow()}
+                    _handing_over(), {"ids": list(ahead), "token": self.token, "now": utcnow()}
                 )
             )
             db.session.commit()
-            self._ahead = self._pool.submit(self._take, list(ahead)[-1] + 1)
+            self.cursor = list(ahead)[-1] + 1
+            self._claim_ahead_from(self.cursor)
             facts = {key: fact for key, fact in ahead.items() if key in ours}
             if facts:
                 return facts
 
     def close(self) -> None:
-        """Give back a chunk claimed ahead but never reached (the batch failed)."""
+        """Give back at once what was claimed ahead and never handed over (the batch failed).
+
+        Best effort: the batch's own error is the one that must surface. What stays
+        "sending" here is queued again by recovery after LEASE_SECONDS.
+        """
         try:
             if self._ahead is not None:
-                ahead: Facts = {}
+                # The thread must be done with the rows before they are given back.
                 try:
-                    ahead = self._ahead.result()
-                except Exception:  # the batch's own error is the one that surfaces
-                    log.debug("claiming ahead failed too", exc_info=True)
-                if ahead and self._connection is not None:
-                    self._connection.execute(
-                        _give_back_statement(), {"ids": list(ahead), "token": self.token}
-                    )
-                    self._connection.commit()
+                    self._wait()
+                except Exception:
+                    log.warning("batch %s: claiming ahead failed too", self.token, exc_info=True)
+            if self._unsettled:
+                db.session.rollback()  # a failed transaction of ours may hold those rows
+                db.session.execute(_giving_back(), {"token": self.token})
+                db.session.commit()
+        except Exception:
+            log.warning(
+                "batch %s could not give back its claimed-ahead rows", self.token, exc_info=True
+            )
         finally:
-            self._pool.shutdown()
-            if self._connection is not None:
-                self._connection.close()
+            self._executor.shutdown()
 
 
 @cache
-def _hand_over() -> Update:
+def _handing_over() -> Update:
     """Rows claimed ahead ("sending") become "attempting". Parameters: ids, token, now."""
     table = Delivery.__table__
     return (
@@ -535,23 +577,14 @@ def _hand_over() -> Update:
 
 
 @cache
-def _give_back_statement() -> Update:
-    """Rows claimed ahead go back to the queue untouched. Parameters: ids, token."""
+def _giving_back() -> Update:
+    """A batch's rows claimed ahead go back to the queue untouched. Parameter: token."""
     table = Delivery.__table__
     return (
         update(table)
-        .where(
-            _any(table.c.id, "ids", True),
-            table.c.claim == bindparam("token"),
-            table.c.state == "sending",
-        )
+        .where(table.c.claim == bindparam("token"), table.c.state == "sending")
         .values(state="queued", claim=None, claimed_at=None)
     )
-
-
-def _give_back(token: str, ids: list[int], due: datetime | None) -> None:
-    """After a stop, the chunk claimed ahead waits for the batch's retry like the rest."""
-    db.session.execute(_give_back_statement().values(not_before=due), {"ids": ids, "token": token})
 
 
 def _messages(
@@ -679,22 +712,30 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
     # Only editions still being sent can hold such rows: with the edition named, the
     # (edition, state, id) index finds them instead of a scan of every edition ever sent.
     sending = select(Edition.id).where(Edition.state == "sending").scalar_subquery()
+
+    def stale_rows(state: str) -> ColumnElement[bool]:
+        # A row locked right now belongs to a live transaction (a batch recording its
+        # outcomes or handing over its next chunk): skipped, not waited for, so recovery
+        # and a batch that outlived its lease never wait on each other in opposite order.
+        locked = (
+            select(Delivery.id)
+            .where(
+                Delivery.edition_id.in_(sending),
+                Delivery.state == state,
+                Delivery.claimed_at < stale,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        return and_(Delivery.id.in_(locked), Delivery.state == state, Delivery.claimed_at < stale)
+
     requeued = _changed(
         update(Delivery)
-        .where(
-            Delivery.edition_id.in_(sending),
-            Delivery.state == "sending",
-            Delivery.claimed_at < stale,
-        )
+        .where(stale_rows("sending"))
         .values(state="queued", claim=None, claimed_at=None)
     )
     unknown = _changed(
         update(Delivery)
-        .where(
-            Delivery.edition_id.in_(sending),
-            Delivery.state == "attempting",
-            Delivery.claimed_at < stale,
-        )
+        .where(stale_rows("attempting"))
         .values(state="unknown", last_error=UNKNOWN_REASON)
     )
     db.session.commit()
