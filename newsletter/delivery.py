@@ -3,18 +3,14 @@
 A row moves queued -> attempting (claimed by one batch, a chunk at a time, and committed
 before any of that chunk goes to the server) -> sent | failed | skipped | queued (retry
 later). Only "attempting" rows can have reached the server without us knowing: if their
-worker dies, recovery marks them "unknown" instead of sending them again. On PostgreSQL a
-batch claims its next chunk while the current one goes out: queued -> sending -> attempting
-just before it is handed over, or -> queued again if the batch stops or fails first (or
-dies: recovery queues "sending" rows again).
+worker dies, recovery marks them "unknown" instead of sending them again. ("sending" marks
+rows claimed but not yet handed over by earlier versions; recovery queues them again.)
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -37,8 +33,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session, scoped_session
 
 from .digest import Composer, Reader, load_content
 from .errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
@@ -55,8 +49,6 @@ from .models import (
     address_hash,
     utcnow,
 )
-
-log = logging.getLogger(__name__)
 
 UNFINISHED = ("queued", "sending", "attempting")
 UNKNOWN_REASON = (
@@ -108,8 +100,8 @@ def _any(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnEleme
 
 
 @cache
-def _claiming(postgresql: bool, state: str = "attempting") -> Update:
-    """Take up to :limit due, queued rows of the id range :first-:last as ``state``.
+def _claiming(postgresql: bool) -> Update:
+    """Take up to :limit due, queued rows of the id range :first-:last as "attempting".
 
     Parameters: edition, first, last, limit, now, token.
     """
@@ -145,7 +137,7 @@ def _claiming(postgresql: bool, state: str = "attempting") -> Update:
     return (
         update(table)
         .where(chosen, table.c.state == "queued")
-        .values(state=state, claim=bindparam("token"), claimed_at=now)
+        .values(state="attempting", claim=bindparam("token"), claimed_at=now)
     )
 
 
@@ -155,10 +147,10 @@ def _claim_ids(postgresql: bool) -> Update:
 
 
 @cache
-def _take(postgresql: bool, state: str = "attempting") -> Select[Any]:
+def _take(postgresql: bool) -> Select[Any]:
     table = Delivery.__table__
     claimed = (
-        _claiming(postgresql, state)
+        _claiming(postgresql)
         .returning(table.c.id, table.c.attempts, table.c.subscriber_id, table.c.message_id)
         .cte("claimed")
     )
@@ -238,21 +230,17 @@ def take(
     if not on_postgresql():
         return readers(claim(edition_id, first_id, last_id, token, limit, now))
     params = _claim_params(edition_id, first_id, last_id, token, limit, now)
-    return _facts(db.session, True, db.session.execute(_take(True), params).all())
+    return _facts(db.session.execute(_take(True), params).all())
 
 
 def readers(ids: Sequence[int]) -> Facts:
     """For each claimed row: attempts so far, a reason to skip (or ""), and the reader."""
     if not ids:
         return {}
-    postgresql = on_postgresql()
-    rows = db.session.execute(_readers(postgresql), {"ids": list(ids)}).all()
-    return _facts(db.session, postgresql, rows)
+    return _facts(db.session.execute(_readers(on_postgresql()), {"ids": list(ids)}).all())
 
 
-def _facts(
-    runner: Connection | Session | scoped_session[Any], postgresql: bool, rows: Sequence[Any]
-) -> Facts:
+def _facts(rows: Sequence[Any]) -> Facts:
     """Readers from ``_reading``'s rows, each checked against the suppression list."""
     topics: dict[int, set[str]] = {}
     for row in rows:
@@ -260,12 +248,13 @@ def _facts(
             topics.setdefault(row[0], set()).add(row[8])
     firsts = {row[0]: row for row in rows}  # one row per ledger row, in id order
     hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items() if row[4]}
-    suppressed = set(runner.scalars(_suppressed(postgresql), {"hashes": list(hashes.values())}))
+    suppressed = set(
+        db.session.scalars(_suppressed(on_postgresql()), {"hashes": list(hashes.values())})
+    )
     found: Facts = {}
     for delivery_id, row in firsts.items():
         _, attempts, subscriber_id, uid, email, name, status, message_id, _ = row
-        # Checked when the chunk is claimed, just before it is sent: an unsubscribe after
-        # planning must win.
+        # Checked now, at send time: an unsubscribe after planning must win.
         if subscriber_id is None:
             found[delivery_id] = (attempts, "the reader no longer exists", None)
         elif status != "active":
@@ -378,213 +367,39 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     max_attempts = int(config["MAX_ATTEMPTS"])
     backend: MailBackend | None = None
     outcomes: dict[str, list[dict[str, Any]]] = {}
-    source = _ChunksAhead if on_postgresql() else _Chunks
-    with source(edition_id, first_id, last_id, token, size) as chunks:
-        try:
-            while True:
-                facts = chunks.record_and_take(outcomes, result)
-                if not facts:
-                    break
-                if backend is None:
-                    composer = composer_for(edition_id)
-                    throttle = Throttle.for_app()
-                    backend = get_backend()
-                composer.refresh_date()
-                outcomes = {}
-                messages = _messages(composer, throttle, list(facts), facts, outcomes, result)
-                for delivery_id, error in backend.send_many(messages):
-                    attempts, _, reader = facts[delivery_id]
-                    assert reader is not None
-                    _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
-        finally:
-            if backend is not None:
-                backend.close()
+    cursor = first_id
+    try:
+        while True:
+            # One transaction records a chunk's outcomes and journals the next chunk.
+            _record(token, outcomes)
+            # The range is walked once, in id order: a row deferred for a retry waits for
+            # the batch's next run instead of being taken again by this one.
+            facts = {}
+            if not result.stopped:
+                facts = take(edition_id, cursor, last_id, token, size, utcnow())
+            chunk = list(facts)  # in id order
+            if result.stopped:
+                _release_rest(edition_id, first_id, last_id, result.retry_at)
+            db.session.commit()
+            if not chunk:
+                break
+            cursor = chunk[-1] + 1
+            if backend is None:
+                composer = composer_for(edition_id)
+                throttle = Throttle.for_app()
+                backend = get_backend()
+            composer.refresh_date()
+            outcomes = {}
+            messages = _messages(composer, throttle, chunk, facts, outcomes, result)
+            for delivery_id, error in backend.send_many(messages):
+                attempts, _, reader = facts[delivery_id]
+                assert reader is not None
+                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
+    finally:
+        if backend is not None:
+            backend.close()
     finish_if_done(edition_id)
     return result
-
-
-class _Chunks:
-    """A batch's id range, a chunk at a time, claimed in the batch's own session.
-
-    The range is walked once, in id order: a row deferred for a retry waits for the batch's
-    next run instead of being taken again by this one.
-    """
-
-    def __init__(self, edition_id: int, first_id: int, last_id: int, token: str, size: int):
-        self.edition_id, self.first_id, self.last_id = edition_id, first_id, last_id
-        self.token, self.size = token, size
-        self.cursor = first_id
-
-    def __enter__(self) -> _Chunks:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def record_and_take(
-        self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult
-    ) -> Facts:
-        """Record the last chunk's outcomes and, in the same commit, claim the next one.
-
-        Once the batch has stopped nothing more is claimed: the rest waits for its retry.
-        """
-        _record(self.token, outcomes)
-        facts: Facts = {}
-        if result.stopped:
-            _release_rest(self.edition_id, self.first_id, self.last_id, result.retry_at)
-        else:
-            facts = take(
-                self.edition_id, self.cursor, self.last_id, self.token, self.size, utcnow()
-            )
-        db.session.commit()
-        if facts:
-            self.cursor = list(facts)[-1] + 1
-        return facts
-
-    def close(self) -> None:
-        pass
-
-
-class _ChunksAhead(_Chunks):
-    """PostgreSQL: the next chunk is claimed and read on a second connection meanwhile.
-
-    While one chunk's messages go out, a thread claims the next chunk as "sending" (nothing
-    of it has left: recovery would queue it again) and reads its readers and suppressions.
-    The commit that records a chunk's outcomes turns the next one "attempting", just before
-    its first message is handed over, so a crash still leaves at most one chunk unknown.
-    Between two chunks the batch waits for that one commit, not for the claim and reads:
-    on a database across a network, each of those is a network round trip.
-    """
-
-    def __init__(self, edition_id: int, first_id: int, last_id: int, token: str, size: int) -> None:
-        super().__init__(edition_id, first_id, last_id, token, size)
-        self._engine = db.engine
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="claim-ahead")
-        self._ahead: Future[Facts] | None = None
-        # Rows of ours may be "sending" (claimed ahead, not handed over) until this is False.
-        self._unsettled = False
-        self._sequential = False  # after the thread failed once: claim as _Chunks does
-        self._claim_ahead_from(first_id)
-
-    def _claim_ahead_from(self, cursor: int) -> None:
-        self._unsettled = True
-        self._ahead = self._executor.submit(self._claim_ahead, cursor)
-
-    def _claim_ahead(self, cursor: int) -> Facts:
-        """Runs on the thread, with a connection of its own for each claim."""
-        params = _claim_params(
-            self.edition_id, cursor, self.last_id, self.token, self.size, utcnow()
-        )
-        with self._engine.connect() as connection:
-            rows = connection.execute(_take(True, "sending"), params).all()
-            facts = _facts(connection, True, rows)
-            connection.commit()
-        return facts
-
-    def _wait(self) -> Facts:
-        future, self._ahead = self._ahead, None
-        return future.result() if future is not None else {}
-
-    def record_and_take(
-        self, outcomes: dict[str, list[dict[str, Any]]], result: BatchResult
-    ) -> Facts:
-        """Record the last chunk's outcomes and hand over the chunk claimed ahead.
-
-        A chunk whose rows recovery has all taken back meanwhile (the batch outlived its
-        lease) is passed over for the next one rather than ending the batch.
-        """
-        while True:
-            if self._sequential:
-                return super().record_and_take(outcomes, result)
-            try:
-                ahead = self._wait()
-            except Exception:
-                # The outcomes to record must not be lost with it: the batch goes on as
-                # _Chunks does, after giving back whatever the failed claim committed.
-                log.warning(
-                    "claiming ahead failed; batch %s claims one chunk at a time from here",
-                    self.token,
-                    exc_info=True,
-                )
-                self._sequential = True
-                db.session.execute(_giving_back(), {"token": self.token})
-                self._unsettled = False
-                continue
-            _record(self.token, outcomes)
-            outcomes = {}
-            if result.stopped or not ahead:
-                if ahead:
-                    db.session.execute(
-                        _giving_back().values(not_before=result.retry_at), {"token": self.token}
-                    )
-                if result.stopped:
-                    _release_rest(self.edition_id, self.first_id, self.last_id, result.retry_at)
-                db.session.commit()
-                self._unsettled = False
-                return {}
-            # Rows recovery took back meanwhile are not ours to send.
-            ours = set(
-                db.session.scalars(
-                    _handing_over(), {"ids": list(ahead), "token": self.token, "now": utcnow()}
-                )
-            )
-            db.session.commit()
-            self.cursor = list(ahead)[-1] + 1
-            self._claim_ahead_from(self.cursor)
-            facts = {key: fact for key, fact in ahead.items() if key in ours}
-            if facts:
-                return facts
-
-    def close(self) -> None:
-        """Give back at once what was claimed ahead and never handed over (the batch failed).
-
-        Best effort: the batch's own error is the one that must surface. What stays
-        "sending" here is queued again by recovery after LEASE_SECONDS.
-        """
-        try:
-            if self._ahead is not None:
-                # The thread must be done with the rows before they are given back.
-                try:
-                    self._wait()
-                except Exception:
-                    log.warning("batch %s: claiming ahead failed too", self.token, exc_info=True)
-            if self._unsettled:
-                db.session.rollback()  # a failed transaction of ours may hold those rows
-                db.session.execute(_giving_back(), {"token": self.token})
-                db.session.commit()
-        except Exception:
-            log.warning(
-                "batch %s could not give back its claimed-ahead rows", self.token, exc_info=True
-            )
-        finally:
-            self._executor.shutdown()
-
-
-@cache
-def _handing_over() -> Update:
-    """Rows claimed ahead ("sending") become "attempting". Parameters: ids, token, now."""
-    table = Delivery.__table__
-    return (
-        update(table)
-        .where(
-            _any(table.c.id, "ids", True),
-            table.c.claim == bindparam("token"),
-            table.c.state == "sending",
-        )
-        .values(state="attempting", claimed_at=bindparam("now", type_=table.c.claimed_at.type))
-        .returning(table.c.id)
-    )
-
-
-@cache
-def _giving_back() -> Update:
-    """A batch's rows claimed ahead go back to the queue untouched. Parameter: token."""
-    table = Delivery.__table__
-    return (
-        update(table)
-        .where(table.c.claim == bindparam("token"), table.c.state == "sending")
-        .values(state="queued", claim=None, claimed_at=None)
-    )
 
 
 def _messages(
@@ -712,30 +527,22 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
     # Only editions still being sent can hold such rows: with the edition named, the
     # (edition, state, id) index finds them instead of a scan of every edition ever sent.
     sending = select(Edition.id).where(Edition.state == "sending").scalar_subquery()
-
-    def stale_rows(state: str) -> ColumnElement[bool]:
-        # A row locked right now belongs to a live transaction (a batch recording its
-        # outcomes or handing over its next chunk): skipped, not waited for, so recovery
-        # and a batch that outlived its lease never wait on each other in opposite order.
-        locked = (
-            select(Delivery.id)
-            .where(
-                Delivery.edition_id.in_(sending),
-                Delivery.state == state,
-                Delivery.claimed_at < stale,
-            )
-            .with_for_update(skip_locked=True)
-        )
-        return and_(Delivery.id.in_(locked), Delivery.state == state, Delivery.claimed_at < stale)
-
     requeued = _changed(
         update(Delivery)
-        .where(stale_rows("sending"))
+        .where(
+            Delivery.edition_id.in_(sending),
+            Delivery.state == "sending",
+            Delivery.claimed_at < stale,
+        )
         .values(state="queued", claim=None, claimed_at=None)
     )
     unknown = _changed(
         update(Delivery)
-        .where(stale_rows("attempting"))
+        .where(
+            Delivery.edition_id.in_(sending),
+            Delivery.state == "attempting",
+            Delivery.claimed_at < stale,
+        )
         .values(state="unknown", last_error=UNKNOWN_REASON)
     )
     db.session.commit()

@@ -334,11 +334,7 @@ def test_a_claim_takes_one_chunk_in_id_order_and_skips_rows_claimed_elsewhere(
         assert claims == Counter({"aaaa": 5, "bbbb": 5})
 
 
-def claim_ahead_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("claim-ahead")]
-
-
-def test_a_batch_that_fails_midway_leaves_the_rest_queued_and_nothing_claimed_ahead(
+def test_a_batch_that_fails_midway_leaves_its_chunk_attempting_and_the_rest_queued(
     app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emails = seed(app, 10)
@@ -356,137 +352,9 @@ def test_a_batch_that_fails_midway_leaves_the_rest_queued_and_nothing_claimed_ah
     with app.app_context(), pytest.raises(RuntimeError, match="worker broke"):
         delivery.send_batch(edition_id, *delivery.batches(edition_id, 10)[0])
     final = states(app, edition_id)
-    # The chunk being handed over stays "attempting" (recovery will call it unknown); the
-    # chunk PostgreSQL had claimed ahead goes straight back to the queue, like the rest.
+    # The chunk being handed over stays "attempting" (recovery will call it unknown, not
+    # send it again); nothing past it was claimed.
     assert [final[email] for email in emails] == ["attempting"] * 4 + ["queued"] * 6
     with app.app_context():
         claims = db.session.scalars(select(Delivery.claim).where(Delivery.state == "queued")).all()
         assert claims == [None] * 6
-        db.session.rollback()  # the look-up's connection back to the pool: none may be left
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    assert claim_ahead_threads() == []
-
-
-# Only PostgreSQL claims the next chunk ahead.
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_rows_recovery_takes_back_from_a_slow_batch_are_not_sent_by_it(
-    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emails = seed(app, 10)
-    edition_id = plan(app)
-    outcome = delivery._outcome
-    recovered: list[dict[str, int]] = []
-
-    def recover_now() -> None:
-        # Beat's recovery pass, in a process of its own as far as the database can tell.
-        with app.app_context():
-            deadline = time.monotonic() + 10
-            while not db.session.scalar(select(func.count()).where(Delivery.state == "sending")):
-                assert time.monotonic() < deadline, "no chunk was claimed ahead"
-                db.session.rollback()
-                time.sleep(0.01)
-            recovered.append(delivery.recover(lease_seconds=0))
-
-    def stalled(delivery_id: int, *args: Any) -> None:
-        if not recovered:
-            # The batch stalls past its lease while its next chunk is claimed ahead.
-            thread = threading.Thread(target=recover_now)
-            thread.start()
-            thread.join(20)
-        outcome(delivery_id, *args)
-
-    monkeypatch.setattr(delivery, "_outcome", stalled)
-    send_all(app, edition_id)
-    # The chunk on the wire turned unknown, the one claimed ahead was queued again...
-    assert recovered == [{"requeued": 4, "unknown": 4}]
-    monkeypatch.setattr(delivery, "_outcome", outcome)
-    send_until_done(app, edition_id)
-    # ...and the batch that had claimed it did not send it too.
-    assert received(smtp_server) == Counter(emails)
-    assert set(states(app, edition_id).values()) == {"sent"}
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_recovery_passes_over_rows_a_live_transaction_holds(app: Flask) -> None:
-    seed(app, 4)
-    edition_id = plan(app)
-    with app.app_context():
-        ids = db.session.scalars(
-            select(Delivery.id).where(Delivery.edition_id == edition_id).order_by(Delivery.id)
-        ).all()
-        long_ago = utcnow() - timedelta(hours=1)
-        db.session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(state="attempting", claim="feedface", claimed_at=long_ago)
-        )
-        db.session.commit()
-        # A batch past its lease is recording its outcomes: it holds two rows' locks.
-        with db.engine.connect() as batch:
-            batch.execute(update(Delivery).where(Delivery.id.in_(ids[:2])).values(last_error=None))
-            found: list[dict[str, int]] = []
-            thread = threading.Thread(
-                target=lambda: found.append(_recover_in(app)), name="recovery"
-            )
-            thread.start()
-            thread.join(5)
-            waited = thread.is_alive()
-            batch.rollback()
-        thread.join(5)
-        assert not waited, "recovery waited for the batch's locks"
-        assert found == [{"requeued": 0, "unknown": 2}]
-        rows = dict(db.session.execute(select(Delivery.id, Delivery.state)).all())
-        assert [rows[i] for i in ids] == ["attempting", "attempting", "unknown", "unknown"]
-
-
-def _recover_in(app: Flask) -> dict[str, int]:
-    with app.app_context():
-        return delivery.recover(lease_seconds=0)
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_when_claiming_ahead_fails_the_batch_goes_on_one_chunk_at_a_time(
-    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emails = seed(app, 10)
-    edition_id = plan(app)
-    claim_ahead = delivery._ChunksAhead._claim_ahead
-    calls: list[int] = []
-
-    def flaky(self: Any, cursor: int) -> Any:
-        calls.append(cursor)
-        if len(calls) == 2:
-            raise OSError("connection to the database lost")
-        return claim_ahead(self, cursor)
-
-    monkeypatch.setattr(delivery._ChunksAhead, "_claim_ahead", flaky)
-    send_all(app, edition_id)
-    assert len(calls) == 2  # no third try: the rest was claimed in the batch's own session
-    assert received(smtp_server) == Counter(emails)
-    assert set(states(app, edition_id).values()) == {"sent"}
-
-
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_batch_failing_at_the_hand_over_gives_its_claimed_ahead_rows_back_at_once(
-    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emails = seed(app, 10)
-    edition_id = plan(app)
-    handing_over = delivery._handing_over
-    calls: list[int] = []
-
-    def failing() -> Any:
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError("connection to the database lost")
-        return handing_over()
-
-    monkeypatch.setattr(delivery, "_handing_over", failing)
-    with app.app_context(), pytest.raises(OSError, match="database lost"):
-        delivery.send_batch(edition_id, *delivery.batches(edition_id, 10)[0])
-    final = states(app, edition_id)
-    # The first chunk's outcomes died with that transaction (recovery will call them
-    # unknown, never send them twice); the chunk claimed ahead is queued again at once.
-    assert [final[email] for email in emails] == ["attempting"] * 4 + ["queued"] * 6
-    assert len(smtp_server.messages) == 4
-    assert claim_ahead_threads() == []
