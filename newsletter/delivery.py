@@ -374,12 +374,12 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             _record(token, outcomes)
             # The range is walked once, in id order: a row deferred for a retry waits for
             # the batch's next run instead of being taken again by this one.
-            facts = {}
-            if not result.stopped:
+            if result.stopped:
+                facts = {}
+                _release_rest(edition_id, first_id, last_id, result.retry_at)
+            else:
                 facts = take(edition_id, cursor, last_id, token, size, utcnow())
             chunk = list(facts)  # in id order
-            if result.stopped:
-                _release_rest(edition_id, first_id, last_id, result.retry_at)
             db.session.commit()
             if not chunk:
                 break

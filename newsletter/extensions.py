@@ -63,7 +63,11 @@ class SweptMemoryStorage(MemoryStorage):
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.SWEEP_SECONDS
-            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+            # Private to limits (3.13 to 5.x have it): should a release drop it, counters
+            # are freed only with the process, and requests still get their answers.
+            sweep = getattr(self, "_MemoryStorage__expire_events", None)
+            if sweep is not None:
+                sweep()
 
 
 def client_ip() -> str:

@@ -16,13 +16,13 @@ from .roster_bulk import insert_topics
 
 # The statements of the requests readers make most, built once: building and keying a
 # statement costs SQLAlchemy more than running it over a pooled connection does. One INSERT
-# per dialect, chosen as roster.dialect_insert chooses.
+# per dialect, keyed by on_postgresql().
 _SUBSCRIBER = Subscriber.__table__
 _ADD_PENDING = {
-    name: insert(_SUBSCRIBER)
+    postgres: insert(_SUBSCRIBER)
     .on_conflict_do_nothing(index_elements=[_SUBSCRIBER.c.email])
     .returning(_SUBSCRIBER.c.id)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    for postgres, insert in ((True, postgresql.insert), (False, sqlite.insert))
 }
 # An unsubscribe reads three columns, locked, rather than the mapped reader and its topics.
 _LOCK_BY_UID = (
@@ -103,9 +103,8 @@ def _add_pending(email: str, name: str, topics: list[str], frequency: str) -> in
     without a look-up first, and also settles a second request for the same new address
     (a double click) arriving at the same moment.
     """
-    dialect = "postgresql" if db.session.get_bind().dialect.name == "postgresql" else "sqlite"
     subscriber_id: int | None = db.session.execute(
-        _ADD_PENDING[dialect],
+        _ADD_PENDING[on_postgresql()],
         {
             "uid": new_uid(),
             "email": email,

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from newsletter.extensions import db
+from newsletter.extensions import SweptMemoryStorage, db, limiter
 from newsletter.mail.message import OutgoingMessage
 from newsletter.models import Article, ConsentEvent, ConsentWording, Subscriber, utcnow
 from newsletter.tokens import Purpose
@@ -133,6 +133,27 @@ def test_too_many_signups_from_one_ip_get_a_429_page(
     assert [m.recipient for m in outbox] == [f"reader{n}@example.com" for n in range(3)]
     client.environ_base["REMOTE_ADDR"] = "203.0.113.50"
     assert signup(client, "elsewhere@example.com").status_code == 200
+
+
+def test_rate_limit_counters_are_freed_once_expired_and_live_ones_kept(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A counter per address lives a day: the in-process store must give expired ones back
+    # (seldom, not after every hit), or a busy signup form grows the web workers for good.
+    signup(client, "reader@example.com")
+    storage = limiter.storage
+    assert isinstance(storage, SweptMemoryStorage)
+    storage.incr("short-lived", 0.01)
+    time.sleep(0.05)
+    # Expired, but not yet swept (reading it would drop it: nothing here reads it).
+    assert "short-lived" in storage.storage
+    assert storage.expirations["short-lived"] <= time.time()
+    monkeypatch.setattr(storage, "_next_sweep", 0.0)
+    storage.incr("another", 60)  # any hit sweeps once the time has come
+    assert "short-lived" not in storage.storage
+    assert storage.get("another") == 1
+    signup_counters = [key for key in storage.storage if "signup-mail" in key]
+    assert signup_counters and all(storage.get(key) == 1 for key in signup_counters)
 
 
 def _normal_answer(client: FlaskClient) -> tuple[int, bytes, list[tuple[str, str]]]:
