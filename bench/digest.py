@@ -513,16 +513,16 @@ class DigestBench:
                 edition_id = int(edition["id"])
                 send["batches"] = None
             else:
-                from newsletter import editions, tasks
+                from newsletter.digests import planning, sending
 
                 app = self._app(settings)
                 with app.app_context():
-                    planned_edition = editions.plan("daily")
+                    planned_edition = planning.plan("daily")
                     planned = time.perf_counter()
                     if planned_edition is None:
                         raise BenchError("no new articles: planning created no edition")
                     edition_id = planned_edition.id
-                    send["batches"] = tasks.dispatch(edition_id)
+                    send["batches"] = sending.dispatch(edition_id)
                 dispatched = time.perf_counter()
                 send["plan_call_seconds"] = round(planned - started, 3)
             send["edition_id"] = edition_id
@@ -666,10 +666,12 @@ class DigestBench:
         """Real digests, one per topic set, exactly as the workers composed them."""
         from sqlalchemy import select
 
-        from newsletter import delivery
-        from newsletter.digest import Composer, load_content
+        pass
+        from newsletter.db.models import Delivery
+        from newsletter.digests import ledger as ledger_rows
+        from newsletter.digests.compose import Composer
+        from newsletter.digests.content import load_content
         from newsletter.extensions import db
-        from newsletter.models import Delivery
 
         app = self._app(self.settings())
         edition_id = self.result["send"]["edition_id"]
@@ -685,7 +687,7 @@ class DigestBench:
                 )
             )
             composer = Composer(load_content(edition_id))
-            readers = delivery.readers(ids)
+            readers = ledger_rows.readers(ids)
             built = []
             for delivery_id in ids:
                 reader = readers[delivery_id][2]

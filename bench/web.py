@@ -292,8 +292,8 @@ class WebBench:
         from sqlalchemy import insert
 
         from newsletter import create_app
+        from newsletter.db.models import Subscriber, SubscriberTopic
         from newsletter.extensions import db
-        from newsletter.models import Subscriber, SubscriberTopic
         from newsletter.tokens import Purpose, sign
 
         now = datetime.now(UTC)

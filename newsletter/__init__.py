@@ -9,11 +9,13 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config
+from newsletter import config
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = PROJECT_ROOT / "templates"
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PACKAGE = Path(__file__).resolve().parent
+# The project keeps its templates at the top of the tree; ``newsletter/templates`` points
+# there in a checkout and is a real folder in a wheel, so both find them the same way.
+TEMPLATES = PACKAGE / "templates"
+MIGRATIONS = PACKAGE / "db" / "migrations"
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -28,23 +30,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from .extensions import csrf, db, limiter, migrate
+    from newsletter.extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from . import models  # noqa: F401  (tables must be known to Alembic)
-    from .celery_app import celery_init_app
+    from newsletter.celery_app import celery_init_app
+    from newsletter.db import models  # noqa: F401  (tables must be known to Alembic
 
     celery_init_app(app)
 
-    from . import web
+    from newsletter import web
 
     web.init_app(app)
 
-    from . import cli
+    from newsletter import cli
 
     cli.init_app(app)
     return app

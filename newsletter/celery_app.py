@@ -8,23 +8,25 @@ from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
 
+from newsletter import jobs
+
 
 def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
     """Digests at the configured local hour, feeds every quarter hour, recovery every minute."""
     hour = int(app.config["DIGEST_HOUR"])
     return {
         "daily-digest": {
-            "task": "newsletter.tasks.send_scheduled_digest",
+            "task": jobs.SCHEDULED_DIGEST,
             "schedule": crontab(hour=hour, minute=0),
             "args": ("daily",),
         },
         "weekly-digest": {
-            "task": "newsletter.tasks.send_scheduled_digest",
+            "task": jobs.SCHEDULED_DIGEST,
             "schedule": crontab(hour=hour, minute=0, day_of_week=app.config["DIGEST_WEEKDAY"]),
             "args": ("weekly",),
         },
-        "fetch-feeds": {"task": "newsletter.tasks.fetch_feeds", "schedule": 15 * 60.0},
-        "recover-deliveries": {"task": "newsletter.tasks.recover_deliveries", "schedule": 60.0},
+        "fetch-feeds": {"task": jobs.FETCH_FEEDS, "schedule": 15 * 60.0},
+        "recover-deliveries": {"task": jobs.RECOVER_DELIVERIES, "schedule": 60.0},
     }
 
 
@@ -52,8 +54,7 @@ def celery_init_app(app: Flask) -> Celery[Any]:
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": {"visibility_timeout": 3600},
             "task_default_queue": "newsletter",
-            # Confirmation mails must not wait behind a million-reader edition.
-            "task_routes": {"newsletter.tasks.send_signup_mail": {"queue": "signup"}},
+            "task_routes": jobs.ROUTES,
             "timezone": app.config["TIMEZONE"],
             "beat_schedule": beat_schedule(app),
         }
@@ -61,6 +62,7 @@ def celery_init_app(app: Flask) -> Celery[Any]:
     celery.conf.update(app.config.get("CELERY", {}))
     celery.set_default()
     app.extensions["celery"] = celery
-    from . import article_tasks  # noqa: F401
+    # Tasks are declared with @shared_task; importing them registers them with this app.
+    from newsletter import tasks  # noqa: F401
 
     return celery

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from .errors import ConfigError
+from newsletter.errors import ConfigError
 
 DEFAULT_SECRET_KEY = "dev-only-change-me"
 
@@ -127,6 +127,6 @@ def check(app: Flask) -> None:
         )
     if not app.config["TOPICS"]:
         raise ConfigError("NEWSLETTER_TOPICS", "list at least one topic")
-    from .mail.backends import backend_class
+    from newsletter.mail.backends import backend_class
 
     backend_class(str(app.config["MAIL_BACKEND"]))  # an unknown name fails at start, not mid-send

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from flask import Flask
 from sqlalchemy import text
 
-from .config import DEFAULT_SECRET_KEY, DEFAULTS
-from .errors import ConfigError, MailError
-from .extensions import db
+from newsletter.config import DEFAULT_SECRET_KEY, DEFAULTS
+from newsletter.errors import ConfigError, MailError
+from newsletter.extensions import db
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def _postal_address(app: Flask, _: str | None) -> Iterator[Finding]:
 
 
 def _dkim(app: Flask, record: str | None) -> Iterator[Finding]:
-    from .mail import dkim as dkim_signing
-    from .mail.message import sender_address
+    from newsletter.mail import dkim as dkim_signing
+    from newsletter.mail.message import sender_address
 
     try:
         signer = dkim_signing.signer()
@@ -139,7 +139,7 @@ def _smtp(app: Flask, _: str | None) -> Iterator[Finding]:
             "set NEWSLETTER_MAIL_BACKEND=smtp to send for real",
         )
         return
-    from .mail.smtp import SMTPBackend
+    from newsletter.mail.smtp import SMTPBackend
 
     backend = SMTPBackend(app.config)
     where = f"{backend.host}:{backend.port} ({backend.security})"

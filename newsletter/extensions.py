@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from typing import Any
 
 from flask import request
 from flask_limiter import Limiter
@@ -12,8 +10,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from limits.storage import MemoryStorage
-from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -28,17 +25,6 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_settings(dbapi_connection: Any, connection_record: Any) -> None:
-    """SQLite leaves foreign keys (and so ON DELETE cascades) off unless asked per connection."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # Readers (the web) and the writer (a CLI send) no longer block each other.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -76,11 +62,6 @@ def client_ip() -> str:
 
 
 db = SQLAlchemy(model_class=Base)
-
-
-def on_postgresql() -> bool:
-    """Whether the session's database is PostgreSQL (else SQLite)."""
-    return bool(db.session.get_bind().dialect.name == "postgresql")
 
 
 migrate = Migrate()

@@ -12,8 +12,8 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-from .errors import TokenExpired, TokenInvalid
-from .models import utcnow
+from newsletter.clock import utcnow
+from newsletter.errors import TokenExpired, TokenInvalid
 
 
 class Purpose(StrEnum):

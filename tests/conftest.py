@@ -186,7 +186,7 @@ def add_subscriber(
     confirm_nonce: str | None = None,
 ) -> str:
     """Insert a reader directly and return the opaque uid their tokens carry."""
-    from newsletter.models import Subscriber
+    from newsletter.db.models import Subscriber
 
     with app.app_context():
         subscriber = Subscriber(
@@ -228,7 +228,7 @@ def db_state(app: Flask) -> dict[str, Any]:
     """Everything a reader's request may change, to compare before and after."""
     from sqlalchemy import func, select
 
-    from newsletter.models import ConsentEvent, ConsentWording, Subscriber
+    from newsletter.db.models import ConsentEvent, ConsentWording, Subscriber
 
     with app.app_context():
         readers = [

@@ -12,9 +12,10 @@ from itertools import count
 from flask import Flask
 from sqlalchemy import select
 
+from newsletter.clock import utcnow
+from newsletter.db.models import Article, Delivery, Subscriber
 from newsletter.extensions import db
-from newsletter.models import Article, Delivery, Subscriber, utcnow
-from newsletter.topics import slugify
+from newsletter.readers.topics import slugify
 
 _numbers = count(1)
 

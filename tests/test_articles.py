@@ -16,10 +16,10 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
-from newsletter import articles
+from newsletter.articles import cleaning, feeds, store
+from newsletter.db.models import Article
 from newsletter.errors import FeedError, InvalidArticle
 from newsletter.extensions import db
-from newsletter.models import Article
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_FEED = SAMPLES / "feed.xml"
@@ -332,7 +332,7 @@ def test_fetch_reads_the_configured_feeds_by_default(app: Flask, runner: FlaskCl
 def test_the_beat_task_survives_a_bad_feed(
     app: Flask, feed_server: FeedServer, silent_server: str
 ) -> None:
-    from newsletter.article_tasks import fetch_feeds
+    from newsletter.tasks import fetch_feeds
 
     app.config["FEEDS"] = [silent_server, feed_server.serve("/rss.xml", rss(item(1) + item(2)))]
     with app.app_context():
@@ -446,7 +446,7 @@ def test_sanitize_html_keeps_only_the_allow_list() -> None:
         "<script>alert(1)</script><style>p{}</style><h1>Head</h1><table><tr><td>cell</td></tr>"
         "</table><blockquote>q</blockquote><ul><li>one</li></ul><br><!-- comment -->"
     )
-    assert articles.sanitize_html(raw) == (
+    assert cleaning.sanitize_html(raw) == (
         '<p>Hi <em>there</em> <a href="https://a.example/" rel="noopener noreferrer">link</a> '
         '<a rel="noopener noreferrer">rel</a> '
         '<a href="mailto:ed@ledger.example" rel="noopener noreferrer">mail</a> '
@@ -456,11 +456,11 @@ def test_sanitize_html_keeps_only_the_allow_list() -> None:
 
 
 def test_plain_text_and_single_line() -> None:
-    assert articles.plain_text("<p>One &amp; two</p><p>three<br>four</p><script>x</script>") == (
+    assert cleaning.plain_text("<p>One &amp; two</p><p>three<br>four</p><script>x</script>") == (
         "One & two three four"
     )
-    assert articles.single_line("a\r\nb\u2028c\x00d\te", 100) == "a b cd e"
-    assert articles.single_line("x" * 600, 500) == "x" * 499 + "…"
+    assert cleaning.single_line("a\r\nb\u2028c\x00d\te", 100) == "a b cd e"
+    assert cleaning.single_line("x" * 600, 500) == "x" * 499 + "…"
 
 
 def test_split_source_only_takes_a_trailing_wordpress_line() -> None:
@@ -468,11 +468,11 @@ def test_split_source_only_takes_a_trailing_wordpress_line() -> None:
         '<p>The post office reopens.</p><p>The post <a href="https://a.example/p">Big news</a> '
         'appeared first on <a href="https://a.example">Site</a>.</p>'
     )
-    assert articles.split_source(summary) == (
+    assert cleaning.split_source(summary) == (
         "<p>The post office reopens.</p>",
         "The post Big news appeared first on Site",
     )
-    assert articles.split_source("<p>The post office reopens.</p>") == (
+    assert cleaning.split_source("<p>The post office reopens.</p>") == (
         "<p>The post office reopens.</p>",
         "",
     )
@@ -487,15 +487,15 @@ def test_parse_entry_defaults_and_limits() -> None:
         "tags": [{"term": ""}, {"term": "  Local   Sport "}],
         "published_parsed": (2030, 1, 1, 0, 0, 0, 0, 1, 0),  # in the future
     }
-    record = articles.parse_entry(entry, default_category="Breaking News", now=now)
+    record = feeds.parse_entry(entry, default_category="Breaking News", now=now)
     assert record.guid == "https://ledger.example/x"
     assert len(record.title) == 500
     assert (record.category, record.topic) == ("Local Sport", "local-sport")
     assert record.published_at == now
-    assert len(record.summary) <= articles.SUMMARY_MAX + 10
+    assert len(record.summary) <= cleaning.SUMMARY_MAX + 10
     assert record.summary.startswith("<p>word") and record.summary.endswith("…</p>")
 
-    untagged = articles.parse_entry(
+    untagged = feeds.parse_entry(
         {"link": "https://ledger.example/y", "title": "Y", "id": "g" * 2000},
         default_category="Breaking News",
         now=now,
@@ -505,39 +505,39 @@ def test_parse_entry_defaults_and_limits() -> None:
     assert untagged.guid.startswith("sha256:") and len(untagged.guid) == 71
 
     with pytest.raises(InvalidArticle) as missing:
-        articles.parse_entry({"title": "No link"}, default_category="News")
+        feeds.parse_entry({"title": "No link"}, default_category="News")
     assert missing.value.field == "link"
     with pytest.raises(InvalidArticle) as no_title:
-        articles.parse_entry({"link": "https://a.example/"}, default_category="News")
+        feeds.parse_entry({"link": "https://a.example/"}, default_category="News")
     assert no_title.value.field == "title"
 
 
 def test_parse_published() -> None:
-    assert articles.parse_published("2026-11-23T08:15:00Z") == datetime(
+    assert cleaning.parse_published("2026-11-23T08:15:00Z") == datetime(
         2026, 11, 23, 8, 15, tzinfo=UTC
     )
-    assert articles.parse_published("2026-11-23") == datetime(2026, 11, 23, tzinfo=UTC)
+    assert cleaning.parse_published("2026-11-23") == datetime(2026, 11, 23, tzinfo=UTC)
     with pytest.raises(InvalidArticle):
-        articles.parse_published("23/11/2026")
+        cleaning.parse_published("23/11/2026")
 
 
 def test_upsert_skips_known_and_repeated_guids(app: Flask) -> None:
-    def record(n: int) -> articles.ArticleRecord:
-        return articles.make_record(
+    def record(n: int) -> cleaning.ArticleRecord:
+        return cleaning.make_record(
             url=f"https://ledger.example/{n}", title=f"N{n}", category="Business"
         )
 
     with app.app_context():
-        assert articles.upsert_articles([record(1), record(2), record(1)]) == (2, 1)
+        assert store.upsert_articles([record(1), record(2), record(1)]) == (2, 1)
         db.session.commit()
         many = [record(n) for n in range(1200)]
-        assert articles.upsert_articles(many) == (1198, 2)
+        assert store.upsert_articles(many) == (1198, 2)
         db.session.commit()
         assert db.session.scalar(select(func.count()).select_from(Article)) == 1200
 
 
 def test_fetch_feed_refuses_other_schemes() -> None:
     with pytest.raises(FeedError) as error:
-        articles.fetch_feed("ftp://ledger.example/feed.xml", timeout=1)
+        feeds.fetch_feed("ftp://ledger.example/feed.xml", timeout=1)
     assert error.value.feed == "ftp://ledger.example/feed.xml"
     assert "only http and https" in str(error.value)

@@ -10,9 +10,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from newsletter.db.models import ConsentEvent, Subscriber
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
-from newsletter.models import ConsentEvent, Subscriber
 from newsletter.tokens import Purpose
 from tests.conftest import (
     add_subscriber,

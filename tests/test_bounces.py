@@ -20,20 +20,21 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
-from newsletter import bounce_store, bounces, verp
-from newsletter.bounces import Form, Kind, Unparseable
-from newsletter.digest import message_id as digest_message_id
-from newsletter.extensions import db
-from newsletter.models import (
+from newsletter.bounces import parse, process
+from newsletter.bounces.parse import Form, Kind, Unparseable
+from newsletter.clock import utcnow
+from newsletter.db.models import (
     BounceEvent,
     ConsentEvent,
     Delivery,
     Edition,
     Subscriber,
     Suppression,
-    address_hash,
-    utcnow,
 )
+from newsletter.digests.compose import message_id as digest_message_id
+from newsletter.extensions import db
+from newsletter.mail import verp
+from newsletter.readers.addresses import address_hash
 from tests.conftest import with_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bounces"
@@ -81,9 +82,9 @@ def pure(name: str, **overrides: str) -> bytes:
 def test_each_fixture_is_read_and_classified(
     name: str, form: Form, kind: Kind | None, status: str | None
 ) -> None:
-    report = bounces.parse(pure(name))
+    report = parse.parse(pure(name))
     assert report.form is form
-    result = bounces.verdict(report)
+    result = parse.verdict(report)
     assert result.kind is kind
     assert result.status == status
     if kind is None:
@@ -102,28 +103,28 @@ def test_each_fixture_is_read_and_classified(
     ],
 )
 def test_reports_name_the_verp_address_and_the_original_message(name: str) -> None:
-    report = bounces.parse(pure(name))
+    report = parse.parse(pure(name))
     assert PURE["verp"] in report.verp_candidates
     assert report.original_message_id == PURE["message_id"]
     assert report.message_id  # the report's own id, to recognize it when it comes again
 
 
 def test_envelope_recipients_are_read_from_every_delivery_header() -> None:
-    report = bounces.parse(pure("gmail-5.1.1-no-such-user.eml"))
+    report = parse.parse(pure("gmail-5.1.1-no-such-user.eml"))
     # X-Original-To is the VERP address; Delivered-To is the mailbox it was aliased to.
     assert set(report.envelope_recipients) == {PURE["verp"], "bounce-processor@ledger.example"}
     assert report.verp_candidates.count(PURE["verp"]) == 1
 
 
 def test_exim_vague_status_is_made_precise_by_the_remote_reply() -> None:
-    report = bounces.parse(pure("exim-5.1.1.eml"))
+    report = parse.parse(pure("exim-5.1.1.eml"))
     [recipient] = report.recipients
     assert recipient.action == "failed" and recipient.status == "5.1.1"
     assert recipient.final_recipient == PURE["rcpt"]
 
 
 def test_complaint_fields() -> None:
-    report = bounces.parse(pure("arf-complaint.eml"))
+    report = parse.parse(pure("arf-complaint.eml"))
     assert report.feedback_type == "abuse"
     assert report.original_rcpt_to == PURE["rcpt"]
     assert report.envelope_recipients == ("fbl@ledger.example",)
@@ -131,7 +132,7 @@ def test_complaint_fields() -> None:
 
 
 def test_diagnostics_keep_the_domain_but_not_the_mailbox() -> None:
-    result = bounces.verdict(bounces.parse(pure("postfix-5.1.1-user-unknown.eml")))
+    result = parse.verdict(parse.parse(pure("postfix-5.1.1-user-unknown.eml")))
     assert "reader@" not in result.diagnostic
     assert "***@example.net" in result.diagnostic
     assert result.diagnostic.startswith("550 5.1.1")
@@ -175,7 +176,7 @@ def test_diagnostics_keep_the_domain_but_not_the_mailbox() -> None:
     ],
 )
 def test_classification_of_status_codes(status: str, diagnostic: str, kind: Kind | None) -> None:
-    assert bounces.classify(status, diagnostic) is kind
+    assert parse.classify(status, diagnostic) is kind
 
 
 @pytest.mark.parametrize(
@@ -192,12 +193,12 @@ def test_classification_of_status_codes(status: str, diagnostic: str, kind: Kind
     ],
 )
 def test_effective_status(status: str, diagnostic: str, expected: str | None) -> None:
-    assert bounces.effective_status(status, diagnostic) == expected
+    assert parse.effective_status(status, diagnostic) == expected
 
 
 def test_a_delay_notice_is_not_a_bounce() -> None:
     raw = pure("gmail-4.2.2-mailbox-full.eml").replace(b"Action: failed", b"Action: delayed")
-    result = bounces.verdict(bounces.parse(raw))
+    result = parse.verdict(parse.parse(raw))
     assert result.kind is None and "delay" in result.reason
 
 
@@ -207,7 +208,7 @@ def test_a_success_notice_is_not_a_bounce() -> None:
         .replace(b"Action: failed", b"Action: delivered")
         .replace(b"Status: 5.1.1", b"Status: 2.0.0")
     )
-    result = bounces.verdict(bounces.parse(raw))
+    result = parse.verdict(parse.parse(raw))
     assert result.kind is None and "delivered" in result.reason
 
 
@@ -225,7 +226,7 @@ def test_feedback_types(feedback_type: str, kind: Kind | None) -> None:
     raw = pure("arf-complaint.eml").replace(
         b"Feedback-Type: abuse", f"Feedback-Type: {feedback_type}".encode()
     )
-    assert bounces.verdict(bounces.parse(raw)).kind is kind
+    assert parse.verdict(parse.parse(raw)).kind is kind
 
 
 def test_an_smtputf8_dsn_is_read_too() -> None:
@@ -235,9 +236,9 @@ def test_an_smtputf8_dsn_is_read_too() -> None:
         .replace(b"report-type=delivery-status", b"report-type=global-delivery-status")
         .replace(b"Type: message/delivery-status", b"Type: message/global-delivery-status")
     )
-    report = bounces.parse(raw)
+    report = parse.parse(raw)
     assert report.form is Form.DSN and PURE["verp"] in report.verp_candidates
-    result = bounces.verdict(report)
+    result = parse.verdict(report)
     assert (result.kind, result.status, result.recipient) == (
         Kind.HARD,
         "5.1.1",
@@ -247,15 +248,15 @@ def test_an_smtputf8_dsn_is_read_too() -> None:
 
 def test_other_reports_are_not_bounces() -> None:
     receipt = BROKEN_REPORT.replace(b"delivery-status", b"disposition-notification")
-    assert bounces.verdict(bounces.parse(receipt)).reason.startswith("a read receipt")
+    assert parse.verdict(parse.parse(receipt)).reason.startswith("a read receipt")
     tls = BROKEN_REPORT.replace(b"delivery-status", b"tlsrpt")
-    assert bounces.verdict(bounces.parse(tls)).kind is None
+    assert parse.verdict(parse.parse(tls)).kind is None
 
 
 def test_the_auto_reply_and_the_plain_text_bounce_say_what_they_are() -> None:
-    ooo = bounces.verdict(bounces.parse(pure("autoreply-out-of-office.eml")))
+    ooo = parse.verdict(parse.parse(pure("autoreply-out-of-office.eml")))
     assert "auto-reply" in ooo.reason
-    qmail = bounces.verdict(bounces.parse(pure("qmail-plain-text.eml")))
+    qmail = parse.verdict(parse.parse(pure("qmail-plain-text.eml")))
     assert "plain text" in qmail.reason
 
 
@@ -314,7 +315,7 @@ Something failed.
 )
 def test_unparseable_input_says_why(raw: bytes, reason: str) -> None:
     with pytest.raises(Unparseable, match=reason):
-        bounces.parse(raw)
+        parse.parse(raw)
 
 
 def test_mangled_reports_never_raise_anything_but_unparseable() -> None:
@@ -326,10 +327,10 @@ def test_mangled_reports_never_raise_anything_but_unparseable() -> None:
             data[rng.randrange(len(data))] = rng.randrange(256)
         data = data[: rng.randrange(1, len(data) + 1)]
         try:
-            report = bounces.parse(bytes(data))
+            report = parse.parse(bytes(data))
         except Unparseable:
             continue
-        bounces.verdict(report)
+        parse.verdict(report)
 
 
 def test_split_mbox_unescapes_and_limits() -> None:
@@ -348,7 +349,7 @@ def test_split_mbox_unescapes_and_limits() -> None:
         b"From c@example.com Mon Mar  3 07:02:16 2025\n",
         b"Subject: three\n",
     ]
-    one, two, three = bounces.split_mbox(stream, max_bytes=80)
+    one, two, three = parse.split_mbox(stream, max_bytes=80)
     assert one == b"Subject: one\n\nFrom the desk of someone\n>From quoted twice\n"
     assert two is None  # over the limit
     assert three == b"Subject: three\n"
@@ -356,7 +357,7 @@ def test_split_mbox_unescapes_and_limits() -> None:
 
 def test_several_mbox_fixture_splits_into_six() -> None:
     with (FIXTURES / "several.mbox").open("rb") as stream:
-        found = list(bounces.split_mbox(stream, max_bytes=1 << 20))
+        found = list(parse.split_mbox(stream, max_bytes=1 << 20))
     assert len(found) == 6 and all(found)
     assert b"\nFrom the desk of Jamie" in found[3]
 
@@ -412,9 +413,9 @@ def report(name: str, target: Target, **overrides: str) -> bytes:
     return fill(name, **{**values, **overrides})
 
 
-def run(app: Flask, raw: bytes, *, now: datetime | None = None) -> bounce_store.Outcome:
+def run(app: Flask, raw: bytes, *, now: datetime | None = None) -> process.Outcome:
     with app.app_context():
-        return bounce_store.process(raw, "test", now=now)
+        return process.process_message(raw, "test", now=now)
 
 
 def state(app: Flask, target: Target) -> dict[str, Any]:
@@ -470,9 +471,9 @@ def test_policy_rejection_is_recorded_and_alerted_not_suppressed(
 ) -> None:
     # Running the migrations in-process (the app fixture) calls logging's fileConfig, which
     # disables loggers that already exist; production runs `db upgrade` as its own command.
-    monkeypatch.setattr(logging.getLogger("newsletter.bounce_store"), "disabled", False)
+    monkeypatch.setattr(logging.getLogger("newsletter.bounces.process"), "disabled", False)
     target = make_target(app)
-    with caplog.at_level(logging.WARNING, logger="newsletter.bounce_store"):
+    with caplog.at_level(logging.WARNING, logger="newsletter.bounces.process"):
         outcome = run(app, report("postfix-5.7.1-blocked.eml", target))
     assert outcome.result == "policy" and not outcome.suppressed
     assert "Spamhaus" in outcome.diagnostic
@@ -535,7 +536,7 @@ def test_a_dsn_naming_nobody_of_ours_changes_nothing(app: Flask) -> None:
         message_id="<digest.999.nobody@ledger.example>",
     )
     outcome = run(app, raw)
-    assert outcome.result == "ignored" and outcome.reason == bounce_store.UNMATCHED
+    assert outcome.result == "ignored" and outcome.reason == process.UNMATCHED
     assert state(app, target) == {"status": "active", "suppression": None, "events": []}
 
 
@@ -555,7 +556,7 @@ def test_a_forged_verp_address_changes_nothing(app: Flask, how: str) -> None:
     # The forger even copied the victim's real Message-ID: still nothing happens.
     raw = report("forged-verp.eml", victim, forged_verp=forged)
     outcome = run(app, raw)
-    assert outcome.result == "ignored" and outcome.reason == bounce_store.FORGED
+    assert outcome.result == "ignored" and outcome.reason == process.FORGED
     for reader in (target, victim):
         assert state(app, reader) == {"status": "active", "suppression": None, "events": []}
     assert total_events(app) == 0
@@ -594,7 +595,7 @@ def test_the_same_report_twice_counts_once(app: Flask) -> None:
     raw = report("gmail-4.2.2-mailbox-full.eml", target)
     assert run(app, raw).result == "soft"
     again = run(app, raw)
-    assert again.result == "ignored" and again.reason == bounce_store.REPEATED
+    assert again.result == "ignored" and again.reason == process.REPEATED
     assert state(app, target)["events"] == [("soft", "4.2.2", target.delivery_id)]
 
 
@@ -666,9 +667,9 @@ def test_bounce_counts_per_edition(app: Flask) -> None:
     run(app, report("arf-complaint.eml", three))
     run(app, report("postfix-5.7.1-blocked.eml", other))
     with app.app_context():
-        assert bounce_store.bounce_counts(one.edition_id) == {"hard": 1, "soft": 1, "complaint": 1}
-        assert bounce_store.bounce_counts(other.edition_id) == {"policy": 1}
-        assert bounce_store.bounce_counts(-1) == {}
+        assert process.bounce_counts(one.edition_id) == {"hard": 1, "soft": 1, "complaint": 1}
+        assert process.bounce_counts(other.edition_id) == {"policy": 1}
+        assert process.bounce_counts(-1) == {}
 
 
 # ---- the command
@@ -703,7 +704,7 @@ def test_cli_processes_one_message(app: Flask, runner: FlaskCliRunner, tmp_path:
 
 def test_cli_processes_an_mbox(app: Flask, runner: FlaskCliRunner, tmp_path: Path) -> None:
     targets = [make_target(app, email=f"reader{n}@example.net") for n in range(1, 6)]
-    path = tmp_path / "bounces.mbox"
+    path = tmp_path / "parse.mbox"
     path.write_bytes(fill("several.mbox", **mbox_values(targets)))
     result = runner.invoke(args=["bounces", "process", str(path)])
     assert result.exit_code == 0, result.output
@@ -713,7 +714,7 @@ def test_cli_processes_an_mbox(app: Flask, runner: FlaskCliRunner, tmp_path: Pat
     )
     assert "Spamhaus" in result.output  # the policy alert is shown
     assert "an auto-reply (out of office), not a bounce" in result.output
-    assert "bounces.mbox message 5: no header fields" in result.output
+    assert "parse.mbox message 5: no header fields" in result.output
     assert [state(app, t)["status"] for t in targets] == [
         "bounced",
         "active",
@@ -724,7 +725,7 @@ def test_cli_processes_an_mbox(app: Flask, runner: FlaskCliRunner, tmp_path: Pat
     # Running it again is harmless: every report is recognized.
     again = runner.invoke(args=["bounces", "process", str(path)])
     assert "0 hard, 0 soft, 0 policy, 0 complaints, 5 ignored, 1 unparseable" in again.output
-    assert bounce_store.REPEATED in again.output
+    assert process.REPEATED in again.output
     assert total_events(app) == 4
 
 
@@ -753,7 +754,7 @@ def test_cli_processes_a_maildir(app: Flask, runner: FlaskCliRunner, tmp_path: P
         "Processed 6 messages: 1 hard, 1 soft, 0 policy, 1 complaints, 2 ignored, 1 unparseable."
         in result.output
     )
-    assert bounce_store.FORGED in result.output
+    assert process.FORGED in result.output
     assert state(app, hard)["status"] == "bounced"
     assert state(app, complaint)["status"] == "complained"
     assert state(app, forged_victim) == {"status": "active", "suppression": None, "events": []}
@@ -871,7 +872,7 @@ def test_webhook_answers_ignored_and_policy_with_their_reasons(
             f"+{target.delivery_id}-", f"+{target.delivery_id + 1000}-"
         ),
     )
-    assert post(client, forged).get_json()["ignored_reasons"] == {bounce_store.FORGED: 1}
+    assert post(client, forged).get_json()["ignored_reasons"] == {process.FORGED: 1}
     assert state(app, target)["status"] == "active"
 
 

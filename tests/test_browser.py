@@ -25,10 +25,10 @@ from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from newsletter import create_app
+from newsletter.db.models import ConsentEvent, Subscriber
 from newsletter.extensions import db, limiter
-from newsletter.models import ConsentEvent, Subscriber
 from newsletter.tokens import Purpose, sign
-from newsletter.web.links import external_url
+from newsletter.urls import external_url
 from tests import services
 
 pytestmark = pytest.mark.browser

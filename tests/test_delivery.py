@@ -12,16 +12,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from newsletter import delivery, editions
+from newsletter.clock import utcnow
+from newsletter.db.models import Article, Delivery, Subscriber, Suppression
+from newsletter.digests import ledger, planning, sending
 from newsletter.extensions import db
-from newsletter.models import (
-    Article,
-    Delivery,
-    Subscriber,
-    Suppression,
-    address_hash,
-    utcnow,
-)
+from newsletter.readers.addresses import address_hash
 from tests.smtp_server import DROP, HANG, SMTPTestServer
 
 
@@ -61,15 +56,15 @@ def seed(app: Flask, readers: int, topics: tuple[str, ...] = ("analytics",)) -> 
 
 def plan(app: Flask) -> int:
     with app.app_context():
-        edition = editions.plan("daily")
+        edition = planning.plan("daily")
         assert edition is not None
         return edition.id
 
 
 def send_all(app: Flask, edition_id: int) -> None:
     with app.app_context():
-        for first_id, last_id in delivery.batches(edition_id, 10):
-            delivery.send_batch(edition_id, first_id, last_id)
+        for first_id, last_id in ledger.batches(edition_id, 10):
+            sending.send_batch(edition_id, first_id, last_id)
 
 
 def states(app: Flask, edition_id: int) -> dict[str, str]:
@@ -100,7 +95,7 @@ def send_until_done(app: Flask, edition_id: int, limit: float = 20.0) -> None:
     while time.monotonic() < deadline:
         send_all(app, edition_id)
         with app.app_context():
-            if delivery.finish_if_done(edition_id):
+            if ledger.finish_if_done(edition_id):
                 return
         time.sleep(0.05)
     raise AssertionError(f"edition not done: {states(app, edition_id)}")
@@ -241,8 +236,8 @@ def test_racing_workers_never_send_twice(app: Flask, smtp_server: SMTPTestServer
         try:
             with app.app_context():
                 # Every thread runs every batch: only claims decide who sends what.
-                for first_id, last_id in delivery.batches(edition_id, 10) or []:
-                    delivery.send_batch(edition_id, first_id, last_id)
+                for first_id, last_id in ledger.batches(edition_id, 10) or []:
+                    sending.send_batch(edition_id, first_id, last_id)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -278,7 +273,7 @@ def test_crash_leaves_in_flight_rows_unknown_and_resends_only_untouched_ones(
             update(Delivery).where(Delivery.id.in_(ids[:2])).values(state="attempting")
         )
         db.session.commit()
-        assert delivery.recover() == {"requeued": 8, "unknown": 2}
+        assert ledger.recover() == {"requeued": 8, "unknown": 2}
     send_until_done(app, edition_id)
     final = states(app, edition_id)
     assert [final[e] for e in emails[:2]] == ["unknown", "unknown"]
@@ -313,11 +308,11 @@ def test_a_claim_takes_one_chunk_in_id_order_and_skips_rows_claimed_elsewhere(
             select(Delivery.id).where(Delivery.edition_id == edition_id).order_by(Delivery.id)
         ).all()
         now = utcnow()
-        first = delivery.claim(edition_id, ids[0], ids[-1], "aaaa", 5, now)
+        first = ledger.claim(edition_id, ids[0], ids[-1], "aaaa", 5, now)
         db.session.commit()
         # Exactly the chunk asked for, however the database plans the statement.
         assert first == list(ids[:5])
-        second = delivery.claim(edition_id, ids[0], ids[-1], "bbbb", 5, now)
+        second = ledger.claim(edition_id, ids[0], ids[-1], "bbbb", 5, now)
         db.session.commit()
         assert second == list(ids[5:10])
         rows = dict(
@@ -339,7 +334,7 @@ def test_a_batch_that_fails_midway_leaves_its_chunk_attempting_and_the_rest_queu
 ) -> None:
     emails = seed(app, 10)
     edition_id = plan(app)
-    outcome = delivery._outcome
+    outcome = sending._outcome
     seen: list[int] = []
 
     def failing(delivery_id: int, *args: Any) -> None:
@@ -348,9 +343,9 @@ def test_a_batch_that_fails_midway_leaves_its_chunk_attempting_and_the_rest_queu
             raise RuntimeError("the worker broke while sending")
         outcome(delivery_id, *args)
 
-    monkeypatch.setattr(delivery, "_outcome", failing)
+    monkeypatch.setattr(sending, "_outcome", failing)
     with app.app_context(), pytest.raises(RuntimeError, match="worker broke"):
-        delivery.send_batch(edition_id, *delivery.batches(edition_id, 10)[0])
+        sending.send_batch(edition_id, *ledger.batches(edition_id, 10)[0])
     final = states(app, edition_id)
     # The chunk being handed over stays "attempting" (recovery will call it unknown, not
     # send it again); nothing past it was claimed.

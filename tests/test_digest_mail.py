@@ -22,10 +22,12 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
-from newsletter import delivery, editions, verp
-from newsletter.digest import Composer, load_content
+from newsletter.db.models import Article, Delivery, Edition, Subscriber
+from newsletter.digests import ledger, planning
+from newsletter.digests.compose import Composer
+from newsletter.digests.content import load_content
 from newsletter.extensions import db
-from newsletter.models import Article, Delivery, Edition, Subscriber
+from newsletter.mail import verp
 from tests.digest_helpers import (
     add_article,
     add_reader,
@@ -204,7 +206,7 @@ def test_message_id_is_deterministic_per_edition_and_reader_and_unique_across_re
     # Composing the same row again (a resend) gives the same Message-ID.
     with app.app_context():
         ids = list(db.session.scalars(select(Delivery.id).where(Delivery.edition_id == edition_id)))
-        facts = delivery.readers(ids)
+        facts = ledger.readers(ids)
         composer = Composer(load_content(edition_id))
         for _, _, reader in facts.values():
             assert reader is not None
@@ -525,7 +527,7 @@ def test_reader_who_unsubscribes_after_planning_gets_nothing_and_is_skipped_with
     add_reader(app, "stays@example.org")
     leaving_uid = add_reader(app, "leaves@example.org")
     with app.app_context():
-        edition = editions.plan("daily")
+        edition = planning.plan("daily")
         assert edition is not None
         edition_id = edition.id
     assert set(delivery_rows(app, edition_id)) == {"stays@example.org", "leaves@example.org"}

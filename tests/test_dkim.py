@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from flask import Flask
 
+from newsletter.clock import utcnow
+from newsletter.db.models import Article, Subscriber
 from newsletter.extensions import db
 from newsletter.mail.dkim import public_record
-from newsletter.models import Article, Subscriber, utcnow
 from tests.smtp_server import SMTPTestServer
 
 SELECTOR = "news2026"

@@ -12,16 +12,11 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
+from newsletter.db.models import ConsentEvent, Subscriber, SubscriberTopic, Suppression
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
-from newsletter.models import (
-    ConsentEvent,
-    Subscriber,
-    SubscriberTopic,
-    Suppression,
-    address_hash,
-)
-from newsletter.roster_import import CsvImport
+from newsletter.readers.addresses import address_hash
+from newsletter.readers.importing import CsvImport
 from tests.conftest import add_subscriber
 
 TOPICS = ["breaking-news", "politics", "business", "analytics", "technology", "culture"]

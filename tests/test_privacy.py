@@ -11,17 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import JSON, String, Text, func, select
 
+from newsletter.clock import utcnow
+from newsletter.db.models import ConsentEvent, Delivery, Edition, Subscriber, Suppression
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
-from newsletter.models import (
-    ConsentEvent,
-    Delivery,
-    Edition,
-    Subscriber,
-    Suppression,
-    address_hash,
-    utcnow,
-)
+from newsletter.readers.addresses import address_hash
 from tests.conftest import add_subscriber, form_fields, link_from, path_of, signup
 
 ADDRESS = "ada.lovelace@example.org"

@@ -13,9 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from newsletter.clock import utcnow
+from newsletter.db.models import Article, ConsentEvent, ConsentWording, Subscriber
 from newsletter.extensions import SweptMemoryStorage, db, limiter
 from newsletter.mail.message import OutgoingMessage
-from newsletter.models import Article, ConsentEvent, ConsentWording, Subscriber, utcnow
 from newsletter.tokens import Purpose
 from tests.conftest import (
     add_subscriber,
@@ -535,7 +536,7 @@ def test_a_double_click_on_subscribe_for_a_new_address_is_not_a_server_error(
 def test_the_first_signups_under_a_new_consent_wording_at_once_are_not_a_server_error(
     app: Flask, client: FlaskClient, rival_insert: Any
 ) -> None:
-    from newsletter.consent import wording
+    from newsletter.readers.consent import wording
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         pytest.skip("SQLite serializes writers: nobody can write between our look-up and insert")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from newsletter.db.models import ConsentEvent, Subscriber
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
-from newsletter.models import ConsentEvent, Subscriber
 from tests.conftest import form_fields, link_from, signup
 
 

@@ -14,10 +14,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_decode
 from sqlalchemy import select
 
+from newsletter.db.models import ConsentEvent, Subscriber
 from newsletter.errors import TokenInvalid
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
-from newsletter.models import ConsentEvent, Subscriber
 from newsletter.tokens import Purpose, encoded_payload, load, minter, sign
 from tests.conftest import (
     add_subscriber,

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
+from newsletter.db.models import ConsentEvent, Subscriber
 from newsletter.extensions import db
-from newsletter.models import ConsentEvent, Subscriber
 from newsletter.tokens import Purpose
 from tests.conftest import add_subscriber, db_state, form_fields, make_token, signed_ago
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from newsletter import create_app, verp
+from newsletter import create_app
 from newsletter.errors import ConfigError
+from newsletter.mail import verp
 from newsletter.mail.backends import get_backend
 from newsletter.mail.message import build, mailbox
 from tests.conftest import base_config

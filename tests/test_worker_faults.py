@@ -12,8 +12,9 @@ from flask import Flask
 from sqlalchemy import select
 
 from newsletter import create_app
+from newsletter.db.models import Delivery, Subscriber, Suppression
 from newsletter.extensions import db
-from newsletter.models import Delivery, Subscriber, Suppression, address_hash
+from newsletter.readers.addresses import address_hash
 from tests.celery_worker import CeleryWorker, running_worker
 from tests.conftest import _fresh_schema, base_config
 from tests.smtp_server import DROP, HANG, SMTPTestServer

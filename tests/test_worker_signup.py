@@ -14,9 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from newsletter.db.models import Subscriber
 from newsletter.extensions import db
 from newsletter.mail.backends import MemoryBackend
-from newsletter.models import Subscriber
 from tests.celery_worker import BASE_URL, CeleryWorker
 from tests.conftest import form_fields, signup
 from tests.smtp_server import ReceivedMessage

@@ -9,11 +9,11 @@ from flask.cli import FlaskGroup
 
 def init_app(app: Flask) -> None:
     """Attach the operators' command groups to ``app.cli``."""
-    from .articles import articles
-    from .bounces import bounces
-    from .digest import digest
-    from .doctor import doctor
-    from .subscribers import subscribers
+    from newsletter.cli.articles import articles
+    from newsletter.cli.bounces import bounces
+    from newsletter.cli.digest import digest
+    from newsletter.cli.doctor import doctor
+    from newsletter.cli.subscribers import subscribers
 
     app.cli.add_command(articles)
     app.cli.add_command(digest)
@@ -23,8 +23,8 @@ def init_app(app: Flask) -> None:
 
 
 def _create_app() -> Flask:
-    from .. import create_app
-    from ..errors import ConfigError
+    from newsletter import create_app
+    from newsletter.errors import ConfigError
 
     try:
         return create_app()

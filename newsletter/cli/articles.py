@@ -8,10 +8,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .. import articles as domain
-from ..errors import FeedError, InvalidArticle
-from ..extensions import db
-from ..models import Article
+from newsletter.articles import cleaning, importing, store
+from newsletter.articles.feeds import feed_timeout
+from newsletter.db.models import Article
+from newsletter.errors import FeedError, InvalidArticle
+from newsletter.extensions import db
 
 articles = AppGroup("articles", help="Fetch, add, import and list the site's articles.")
 
@@ -32,11 +33,11 @@ def fetch(feeds: tuple[str, ...]) -> None:
     chosen = list(feeds) or list(current_app.config["FEEDS"])
     if not chosen:
         raise click.UsageError("no feeds: pass --feed URL_OR_PATH or set NEWSLETTER_FEEDS")
-    timeout = domain.feed_timeout()
+    timeout = feed_timeout()
     failed = 0
     for feed in chosen:
         try:
-            report = domain.fetch_and_store(feed, timeout=timeout)
+            report = store.fetch_and_store(feed, timeout=timeout)
         except FeedError as exc:
             failed += 1
             click.echo(f"error: {exc}", err=True)
@@ -69,18 +70,18 @@ def add(
 ) -> None:
     """Add one article by hand."""
     try:
-        record = domain.make_record(
+        record = cleaning.make_record(
             url=url,
             title=title,
             category=category,
             summary=summary,
             source=source,
-            published=domain.parse_published(published) if published else None,
+            published=cleaning.parse_published(published) if published else None,
             guid=guid,
         )
     except InvalidArticle as exc:
         raise click.ClickException(f"not added: --{exc.field} {exc.reason}") from exc
-    added, _ = domain.upsert_articles([record])
+    added, _ = store.upsert_articles([record])
     db.session.commit()
     if added:
         click.echo(f'Added "{record.title}" ({record.category}, guid {record.guid})')
@@ -96,7 +97,7 @@ def import_(file: Path) -> None:
     One object per line with keys url, title, category and optionally guid, summary,
     source, published (ISO 8601). Any bad line and nothing is written.
     """
-    records, errors = domain.parse_import(file.read_bytes())
+    records, errors = importing.parse_import(file.read_bytes())
     if errors:
         shown = errors[:MAX_ERRORS_SHOWN]
         more = len(errors) - len(shown)
@@ -105,7 +106,7 @@ def import_(file: Path) -> None:
             lines.append(f"... and {more} more")
         raise click.ClickException("\n".join(lines))
     try:
-        added, skipped = domain.upsert_articles(records)
+        added, skipped = store.upsert_articles(records)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -142,7 +143,7 @@ def _table(rows: list[Article]) -> list[str]:
 @click.option("--topic", default=None, metavar="SLUG", help='Only one section, e.g. "business".')
 def list_(limit: int, topic: str | None) -> None:
     """Show the newest articles first."""
-    rows = domain.recent_articles(limit=limit, topic=topic)
+    rows = store.recent_articles(limit=limit, topic=topic)
     if not rows:
         click.echo(f"No articles{' in topic ' + topic if topic else ''}.")
         return

@@ -13,8 +13,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .. import bounce_store
-from ..bounces import split_mbox
+from newsletter.bounces.parse import split_mbox
+from newsletter.bounces.process import Outcome, Summary, process_message
 
 bounces = AppGroup("bounces", help="Process bounces (DSNs) and complaints (ARF reports).")
 
@@ -30,12 +30,12 @@ def process(source: str) -> None:
     """
     limit = int(current_app.config["BOUNCE_MAX_BYTES"])
     origin = "cli:stdin" if source == "-" else f"cli:{Path(source).name}"
-    summary = bounce_store.Summary()
+    summary = Summary()
     for label, raw in messages(source, limit):
         if raw is None:
-            outcome = bounce_store.Outcome("unparseable", f"larger than {limit:,} bytes")
+            outcome = Outcome("unparseable", f"larger than {limit:,} bytes")
         else:
-            outcome = bounce_store.process(raw, origin)
+            outcome = process_message(raw, origin)
         summary.add(label, outcome)
     for line in summary.lines():
         click.echo(line)

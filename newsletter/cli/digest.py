@@ -11,14 +11,17 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
-from .. import delivery, editions, topics
-from ..addresses import normalize
-from ..bounce_store import bounce_counts
-from ..digest import Composer, EditionContent, Reader, article_view, message_id
-from ..errors import InvalidAddress
-from ..extensions import db
-from ..models import BOUNCE_KINDS, Delivery, Edition, Subscriber, SubscriberTopic, utcnow
-from ..tasks import dispatch
+from newsletter import jobs
+from newsletter.bounces.process import bounce_counts
+from newsletter.clock import utcnow
+from newsletter.db.models import BOUNCE_KINDS, Delivery, Edition, Subscriber, SubscriberTopic
+from newsletter.digests import ledger, planning, sending
+from newsletter.digests.compose import Composer, Reader, message_id
+from newsletter.digests.content import EditionContent, article_view
+from newsletter.errors import InvalidAddress
+from newsletter.extensions import db
+from newsletter.readers import topics
+from newsletter.readers.addresses import normalize
 
 digest = AppGroup("digest", help="Preview, send and follow digest editions.")
 
@@ -41,7 +44,7 @@ frequency_option = click.option(
 @frequency_option
 def preview(email: str | None, output: Path | None, frequency: str) -> None:
     """Render the next digest without sending or recording anything."""
-    articles = editions.choose_articles(frequency, utcnow())
+    articles = planning.choose_articles(frequency, utcnow())
     if not articles:
         raise click.ClickException(
             f"no new articles for the {frequency} digest; nothing to preview"
@@ -107,15 +110,15 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
     if dry_run:
         _dry_run(frequency)
         return
-    edition = editions.unfinished(frequency)
+    edition = planning.unfinished(frequency)
     if edition is not None:
-        found = delivery.recover()
+        found = ledger.recover()
         click.echo(
             f"Resuming edition {edition.id} ({frequency}); "
             f"{found['requeued']} rows queued again, {found['unknown']} marked unknown."
         )
     else:
-        edition = editions.plan(frequency)
+        edition = planning.plan(frequency)
         if edition is None:
             click.echo(f"No new articles since the last {frequency} edition: nothing to send.")
             return
@@ -125,8 +128,8 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
             f"(planned in {edition.planning_seconds or 0:.2f}s)."
         )
     edition_id = edition.id
-    if current_app.config["BROKER_URL"]:
-        queued = dispatch(edition_id)
+    if not jobs.in_process():
+        queued = sending.dispatch(edition_id)
         click.echo(f"Queued {queued} batches.")
         if no_wait:
             click.echo(f"Follow it with: newsletter digest status {edition_id}")
@@ -138,7 +141,7 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
 
 
 def _dry_run(frequency: str) -> None:
-    articles = editions.choose_articles(frequency, utcnow())
+    articles = planning.choose_articles(frequency, utcnow())
     if not articles:
         click.echo(f"No new articles since the last {frequency} edition: nothing would be sent.")
         return
@@ -162,7 +165,7 @@ def _dry_run(frequency: str) -> None:
 
 def _follow(edition_id: int) -> None:
     """Show progress until no row is left to send."""
-    total = sum(editions.counts(edition_id).values())
+    total = sum(planning.counts(edition_id).values())
     started, done_before = time.monotonic(), None
     with click.progressbar(
         length=total,
@@ -173,7 +176,7 @@ def _follow(edition_id: int) -> None:
     ) as bar:
         shown = 0
         while True:
-            counts = editions.counts(edition_id)
+            counts = planning.counts(edition_id)
             finished = sum(
                 counts.get(state, 0) for state in ("sent", "failed", "skipped", "unknown")
             )
@@ -189,19 +192,19 @@ def _follow(edition_id: int) -> None:
             if finished >= total:
                 break
             time.sleep(0.5)
-    delivery.finish_if_done(edition_id)
+    ledger.finish_if_done(edition_id)
 
 
 def _send_here(edition_id: int) -> None:
     """Without a broker this process sends every batch itself, waiting out retry delays."""
-    total = sum(editions.counts(edition_id).values())
+    total = sum(planning.counts(edition_id).values())
     size = int(current_app.config["BATCH_SIZE"])
     with click.progressbar(length=total, label="Sending", show_pos=True, show_eta=True) as bar:
         while True:
-            for first_id, last_id in delivery.batches(edition_id, size):
-                result = delivery.send_batch(edition_id, first_id, last_id)
+            for first_id, last_id in ledger.batches(edition_id, size):
+                result = sending.send_batch(edition_id, first_id, last_id)
                 bar.update(result.sent + result.failed + result.skipped)
-            if delivery.finish_if_done(edition_id):
+            if ledger.finish_if_done(edition_id):
                 break
             wait = db.session.scalar(
                 select(func.min(Delivery.not_before)).where(
@@ -214,7 +217,7 @@ def _send_here(edition_id: int) -> None:
 
 
 def _print_counts(edition_id: int) -> None:
-    counts = editions.counts(edition_id)
+    counts = planning.counts(edition_id)
     click.echo(
         f"Edition {edition_id}: "
         + ", ".join(f"{state} {counts[state]:,}" for state in sorted(counts))
@@ -233,7 +236,7 @@ def status(edition_id: int | None) -> None:
     edition = db.session.get(Edition, edition_id)
     if edition is None:
         raise click.BadParameter(f"there is no edition {edition_id}", param_hint="EDITION")
-    counts = editions.counts(edition_id)
+    counts = planning.counts(edition_id)
     click.echo(
         f"Edition {edition.id} ({edition.frequency}, {edition.state}), "
         f"created {edition.created_at:%Y-%m-%d %H:%M} UTC, {len(edition.article_rows)} articles"

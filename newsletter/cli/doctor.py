@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..doctor import run
+from newsletter.doctor import run
 
 MARKS = {"ok": "ok     ", "warning": "warning", "error": "ERROR  "}
 

@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import TextIO
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
-from .. import privacy, roster
-from ..addresses import normalize
-from ..errors import ImportFileError, InvalidAddress, InvalidReaderField, ReaderRefused
-from ..extensions import db
-from ..models import STATUSES
-from ..roster_import import CsvImport
-from ..subscriptions import Notice
-from ..tasks import enqueue, send_signup_mail
+from newsletter import jobs
+from newsletter.db.models import STATUSES
+from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderField, ReaderRefused
+from newsletter.extensions import db
+from newsletter.readers import privacy, roster, topics
+from newsletter.readers.addresses import normalize
+from newsletter.readers.export import ReaderRow, iter_readers, write_csv, write_json
+from newsletter.readers.importing import CsvImport
+from newsletter.readers.notices import Notice
+from newsletter.readers.stats import WINDOW_DAYS, count_readers
 
 subscribers = AppGroup("subscribers", help="List, add, import, export and count readers.")
 
@@ -44,7 +45,7 @@ def _topic(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        chosen = roster.resolve_topics(value)
+        chosen = topics.resolve_topics(value)
     except InvalidReaderField as exc:
         raise click.BadParameter(exc.reason, param_hint="--topic") from exc
     if len(chosen) != 1:
@@ -72,7 +73,7 @@ def list_(status: str | None, topic: str | None) -> None:
     """Show readers as a table, oldest first (streamed)."""
     click.echo("  ".join(title.ljust(width) for title, width in COLUMNS) + "  Created (UTC)")
     count = 0
-    for row in roster.iter_readers(status, _topic(topic)):
+    for row in iter_readers(status, _topic(topic)):
         # Fixed widths, so the table can be printed as the rows stream in; a long address
         # is not shortened (it would be useless), it only pushes its line out of line.
         cells = (
@@ -109,7 +110,7 @@ def add(addr: str, name: str, topic_list: str, frequency: str, confirmed: bool) 
     """Add one reader: pending with a confirmation mail, or active with --confirmed."""
     email = _address(addr)
     try:
-        chosen = roster.resolve_topics(topic_list)
+        chosen = topics.resolve_topics(topic_list)
         display = roster.clean_name(name)
     except InvalidReaderField as exc:
         raise click.BadParameter(exc.reason, param_hint=f"--{exc.field}") from exc
@@ -126,7 +127,7 @@ def add(addr: str, name: str, topic_list: str, frequency: str, confirmed: bool) 
         click.echo(f"Added {email}: active, {frequency}, topics {', '.join(chosen)}.")
         return
     # After the commit: the mail task reads the row (possibly in another process).
-    enqueue(send_signup_mail, subscriber_id, str(Notice.CONFIRM))
+    jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(Notice.CONFIRM))
     click.echo(f"Added {email}: pending until they confirm; a confirmation mail is on its way.")
 
 
@@ -200,11 +201,11 @@ def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> N
 
 def _send_confirmations(ids: array[int]) -> None:
     """One confirmation mail per imported reader, after the commit the task depends on."""
-    queued = bool(current_app.config["BROKER_URL"])
+    queued = not jobs.in_process()
     label = "Queueing confirmation mails" if queued else "Sending confirmation mails"
     with click.progressbar(ids, label=label) as bar:
         for subscriber_id in bar:
-            enqueue(send_signup_mail, int(subscriber_id), str(Notice.CONFIRM))
+            jobs.enqueue(jobs.SIGNUP_MAIL, int(subscriber_id), str(Notice.CONFIRM))
 
 
 @subscribers.command("export")
@@ -220,10 +221,10 @@ def _send_confirmations(ids: array[int]) -> None:
 @topic_option
 def export(fmt: str, output: Path | None, status: str | None, topic: str | None) -> None:
     """Write readers as CSV or JSON, streamed."""
-    rows = roster.iter_readers(status, _topic(topic))
-    write: Callable[[Iterable[roster.ReaderRow], TextIO], int] = roster.write_csv
+    rows = iter_readers(status, _topic(topic))
+    write: Callable[[Iterable[ReaderRow], TextIO], int] = write_csv
     if fmt == "json":
-        write = roster.write_json
+        write = write_json
     if output is None:
         write(rows, sys.stdout)
         return
@@ -236,7 +237,7 @@ def export(fmt: str, output: Path | None, status: str | None, topic: str | None)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def stats(as_json: bool) -> None:
     """Counts by status, topic, frequency; 30-day growth and churn."""
-    numbers = roster.stats()
+    numbers = count_readers()
     if as_json:
         click.echo(json.dumps(numbers.as_dict(), indent=2))
         return
@@ -248,7 +249,7 @@ def stats(as_json: bool) -> None:
     _section("Active readers by frequency", numbers.by_frequency)
     rate = numbers.churn_rate
     _section(
-        f"Last {roster.WINDOW_DAYS} days (since {numbers.since:%Y-%m-%d})",
+        f"Last {WINDOW_DAYS} days (since {numbers.since:%Y-%m-%d})",
         {
             "confirmed (growth)": numbers.confirmed,
             "unsubscribed (churn)": numbers.unsubscribed,

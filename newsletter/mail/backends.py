@@ -15,9 +15,9 @@ from typing import Any, ClassVar, TypeVar
 
 from flask import current_app
 
-from ..errors import ConfigError, MailError
-from ..models import utcnow
-from .message import OutgoingMessage
+from newsletter.clock import utcnow
+from newsletter.errors import ConfigError, MailError
+from newsletter.mail.message import OutgoingMessage
 
 ENTRY_POINT_GROUP = "newsletter.mail_backends"
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from flask import current_app
 
-from ..errors import ConfigError
+from newsletter.errors import ConfigError
 
 # Every header a reader or a mailbox provider relies on, List-Unsubscribe-Post included
 # (dkimpy's default list leaves it out; Gmail and Yahoo expect it signed for one-click).

@@ -22,10 +22,10 @@ from functools import lru_cache
 import idna
 from flask import current_app
 
-from ..addresses import needs_smtputf8
-from ..errors import ConfigError
-from ..models import utcnow
-from . import dkim
+from newsletter.clock import utcnow
+from newsletter.errors import ConfigError
+from newsletter.mail import dkim
+from newsletter.readers.addresses import needs_smtputf8
 
 CRLF = b"\r\n"
 SLOT_OPEN, SLOT_CLOSE = "\ue000", "\ue001"  # private-use characters never found in content

@@ -9,7 +9,7 @@ from typing import Any
 import css_inline
 from flask import render_template
 
-from .message import single_line
+from newsletter.mail.message import single_line
 
 
 @dataclass(frozen=True, slots=True)

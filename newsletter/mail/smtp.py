@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from ..errors import (
+from newsletter.errors import (
     ConfigError,
     MailError,
     MessageNotSendable,
@@ -18,8 +18,8 @@ from ..errors import (
     RecipientRejected,
     TransientMailError,
 )
-from .backends import Key, MailBackend
-from .message import OutgoingMessage
+from newsletter.mail.backends import Key, MailBackend
+from newsletter.mail.message import OutgoingMessage
 
 
 def classify_reply(code: int, text: str) -> MailError:

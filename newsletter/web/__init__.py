@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import archive, bounces, errors, health, manage, signup
+    from newsletter.web import archive, bounces, errors, health, manage, signup
 
     app.register_blueprint(signup.bp)
     app.register_blueprint(manage.bp)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template
 from sqlalchemy import select
 
-from ..digest import load_content
-from ..extensions import db
-from ..models import Edition
+from newsletter.db.models import Edition
+from newsletter.digests.content import load_content
+from newsletter.extensions import db
 
 bp = Blueprint("archive", __name__)
 

@@ -9,8 +9,8 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import bounce_store
-from ..extensions import csrf
+from newsletter.bounces.process import Summary, process_message
+from newsletter.extensions import csrf
 
 bp = Blueprint("bounces", __name__)
 
@@ -50,8 +50,8 @@ def webhook() -> ResponseReturnValue:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
         return jsonify(error=f"the message is larger than {limit:,} bytes"), 413
-    summary = bounce_store.Summary()
-    outcome = bounce_store.process(raw, "webhook")
+    summary = Summary()
+    outcome = process_message(raw, "webhook")
     summary.add("body", outcome)
     if outcome.result == "unparseable":
         return jsonify(error=f"unparseable: {outcome.reason}", **summary.as_dict()), 400

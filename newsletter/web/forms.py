@@ -18,9 +18,9 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length
 
-from .. import topics
-from ..addresses import normalize
-from ..errors import InvalidAddress
+from newsletter.errors import InvalidAddress
+from newsletter.readers import topics
+from newsletter.readers.addresses import normalize
 
 
 class TopicsField(SelectMultipleField):

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from ..extensions import db
+from newsletter.extensions import db
 
 bp = Blueprint("health", __name__)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from .. import topics
-from ..consent import Origin
-from ..errors import TokenError, TokenInvalid
-from ..extensions import csrf, db
-from ..models import Subscriber
-from ..subscriptions import by_uid, unsubscribe, update_preferences
-from ..tokens import Purpose, load, sign
-from .forms import PreferencesForm
+from newsletter.db.models import Subscriber
+from newsletter.errors import TokenError, TokenInvalid
+from newsletter.extensions import csrf, db
+from newsletter.readers import topics
+from newsletter.readers.consent import Origin
+from newsletter.readers.subscriptions import by_uid, unsubscribe, update_preferences
+from newsletter.tokens import Purpose, load, sign
+from newsletter.web.forms import PreferencesForm
 
 bp = Blueprint("manage", __name__)
 

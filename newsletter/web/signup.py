@@ -14,15 +14,19 @@ from flask import (
 )
 from limits import parse
 
-from .. import topics
-from ..consent import Origin
-from ..errors import TokenError, TokenExpired, TokenInvalid
-from ..extensions import csrf, db, limiter
-from ..models import address_hash
-from ..subscriptions import ConfirmOutcome, Notice, by_uid, confirm, request_signup
-from ..tasks import enqueue, send_signup_mail
-from ..tokens import Purpose, load, load_age, sign
-from .forms import SignupForm
+from newsletter.errors import TokenError, TokenExpired, TokenInvalid
+from newsletter.extensions import csrf, db, limiter
+from newsletter.readers import topics
+from newsletter.readers.addresses import address_hash
+from newsletter.readers.consent import Origin
+from newsletter.readers.subscriptions import (
+    ConfirmOutcome,
+    confirm,
+    request_signup,
+    resend_confirmation,
+)
+from newsletter.tokens import Purpose, load, load_age, sign
+from newsletter.web.forms import SignupForm
 
 bp = Blueprint("signup", __name__)
 
@@ -156,15 +160,14 @@ def subscribe() -> tuple[str, int]:
     # Over the address's daily limit nothing is written either: a flood of requests for
     # one address must not grow the consent log or rewrite a pending reader's choices.
     if not _looks_automated(form) and _mail_allowed(form.normalized_email):
-        subscriber_id, notice = request_signup(
+        request_signup(
             email=form.normalized_email,
             name=form.name.data.strip() if form.name.data else "",
             topics=topics.clean(form.topics.data or []),
             frequency=form.frequency.data,
             origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
         )
-        db.session.commit()
-        enqueue(send_signup_mail, subscriber_id, str(notice))
+        db.session.commit()  # and with it, the mail goes
     # The same page for every address and every outcome: nothing here tells whether an
     # address is known, active, over its limit or was taken for a bot.
     return render_template("check_inbox.html"), 200
@@ -230,12 +233,6 @@ def resend(token: str) -> tuple[str, int]:
         payload = exc.payload if isinstance(exc.payload, dict) else {}
     except TokenError as exc:
         return _token_problem(exc, token)
-    subscriber = by_uid(str(payload.get("s", "")))
-    if (
-        subscriber is not None
-        and subscriber.status != "active"
-        and subscriber.confirm_nonce == payload.get("n")
-        and _mail_allowed(subscriber.email)
-    ):
-        enqueue(send_signup_mail, subscriber.id, str(Notice.CONFIRM))
+    resend_confirmation(str(payload.get("s", "")), payload.get("n"), _mail_allowed)
+    db.session.commit()
     return render_template("check_inbox.html"), 200

@@ -20,12 +20,15 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from . import bounces, consent, verp
-from .addresses import normalize
-from .bounces import Form, Kind, Report, Unparseable
-from .errors import InvalidAddress
-from .extensions import db
-from .models import BounceEvent, Delivery, Subscriber, Suppression, address_hash, utcnow
+from newsletter.bounces import parse
+from newsletter.bounces.parse import Form, Kind, Report, Unparseable
+from newsletter.clock import utcnow
+from newsletter.db.models import BounceEvent, Delivery, Subscriber, Suppression
+from newsletter.errors import InvalidAddress
+from newsletter.extensions import db
+from newsletter.mail import verp
+from newsletter.readers import consent
+from newsletter.readers.addresses import address_hash, normalize
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class Summary:
         return out
 
 
-def process(raw: bytes, source: str, *, now: datetime | None = None) -> Outcome:
+def process_message(raw: bytes, source: str, *, now: datetime | None = None) -> Outcome:
     """Parse, identify, record and apply one message; commits, never raises on bad input."""
     outcome = _process(raw, source, now or utcnow())
     if outcome.result in ("ignored", "unparseable"):
@@ -136,10 +139,10 @@ def process(raw: bytes, source: str, *, now: datetime | None = None) -> Outcome:
 
 def _process(raw: bytes, source: str, now: datetime) -> Outcome:
     try:
-        report = bounces.parse(raw)
+        report = parse.parse(raw)
     except Unparseable as exc:
         return Outcome("unparseable", exc.reason)
-    verdict = bounces.verdict(report)
+    verdict = parse.verdict(report)
     if verdict.kind is None:
         return Outcome("ignored", verdict.reason)
     target = identify(report)
@@ -152,7 +155,7 @@ def _process(raw: bytes, source: str, now: datetime) -> Outcome:
         kind=verdict.kind.value,
         status=verdict.status,
         diagnostic=verdict.diagnostic,
-        source=bounces.clean(source, 120),
+        source=parse.clean(source, 120),
         fingerprint=fingerprint(report, raw, delivery_id, subscriber_id),
         received_at=now,
     )

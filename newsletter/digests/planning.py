@@ -8,10 +8,18 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import and_, exists, func, insert, literal, or_, select, text
 
-from .digest import message_id_column
-from .extensions import db
-from .models import Article, Delivery, Edition, EditionArticle, Subscriber, SubscriberTopic, utcnow
-from .topics import FREQUENCIES
+from newsletter.clock import utcnow
+from newsletter.db.models import (
+    Article,
+    Delivery,
+    Edition,
+    EditionArticle,
+    Subscriber,
+    SubscriberTopic,
+)
+from newsletter.digests.compose import message_id_column
+from newsletter.extensions import db
+from newsletter.readers.topics import FREQUENCIES
 
 PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 

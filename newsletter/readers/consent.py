@@ -10,8 +10,9 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from .extensions import client_ip, db
-from .models import ConsentEvent, ConsentWording, utcnow
+from newsletter.clock import utcnow
+from newsletter.db.models import ConsentEvent, ConsentWording
+from newsletter.extensions import client_ip, db
 
 # A plain INSERT, built once and sent at once: an event is never read back or changed (the
 # log is append-only), so it needs none of the ORM's unit-of-work bookkeeping.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -24,23 +23,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from .extensions import db
+from newsletter.clock import utcnow
+from newsletter.extensions import db
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_uid() -> str:
     """An opaque public id: tokens and URLs carry this, never the address or the row id."""
     return secrets.token_urlsafe(16)
-
-
-def address_hash(email: str) -> str:
-    """The suppression key of a normalized address; kept after the address itself is erased."""
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,20 +8,21 @@ from typing import Any
 
 from sqlalchemy import Column, Table, delete, select
 
-from . import topics
-from .consent import Origin
-from .extensions import db
-from .models import (
+from newsletter.clock import utcnow
+from newsletter.db.dialect import upsert
+from newsletter.db.models import (
     ConsentEvent,
     ConsentWording,
     Delivery,
     Edition,
     Subscriber,
     Suppression,
-    address_hash,
-    utcnow,
 )
-from .roster import dialect_insert, operator
+from newsletter.extensions import db
+from newsletter.readers import topics
+from newsletter.readers.addresses import address_hash
+from newsletter.readers.consent import Origin
+from newsletter.readers.roster import operator
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -164,7 +165,7 @@ def erase(email: str, origin: Origin) -> Erasure:
         )
         db.session.expire_all()
     db.session.execute(
-        dialect_insert(Suppression)
+        upsert(Suppression)
         .values(address_hash=address_hash(email), reason="erased", created_at=utcnow())
         .on_conflict_do_update(index_elements=["address_hash"], set_={"reason": "erased"})
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from functools import lru_cache
 
 from flask import current_app
+
+from newsletter.errors import InvalidReaderField
 
 FREQUENCIES = ("daily", "weekly")
 
@@ -37,3 +40,33 @@ def known(chosen: list[str]) -> list[str]:
 def clean(chosen: list[str]) -> list[str]:
     """Keep the known slugs in configured order; an empty choice means every topic."""
     return known(chosen) or list(available())
+
+
+def resolve_topics(value: str, configured: Mapping[str, str] | None = None) -> list[str]:
+    """Topic slugs from "a,b" or "a;b" (slugs or display names); empty means every topic.
+
+    ``configured`` (what ``available()`` returns) saves recomputing it for many rows.
+    """
+    names = available() if configured is None else configured
+    chosen: set[str] = set()
+    for part in re.split(r"[,;]", value):
+        if not part.strip():
+            continue
+        slug = slugify(part)
+        if slug not in names:
+            raise InvalidReaderField(
+                "topics", f"unknown topic {part.strip()!r} (known: {', '.join(names)})"
+            )
+        chosen.add(slug)
+    # In configured order, as the signup form stores them.
+    return [slug for slug in names if slug in chosen] or list(names)
+
+
+def resolve_frequency(value: str) -> str:
+    """A frequency from any case; empty means weekly, the signup form's default."""
+    frequency = value.strip().lower() or "weekly"
+    if frequency not in FREQUENCIES:
+        raise InvalidReaderField(
+            "frequency", f"unknown frequency {value.strip()!r} (use daily or weekly)"
+        )
+    return frequency

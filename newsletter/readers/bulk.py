@@ -18,9 +18,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import String
 
-from .extensions import db, on_postgresql
-from .models import ConsentEvent, Subscriber, SubscriberTopic
-from .roster import dialect_insert
+from newsletter.db.dialect import on_postgresql, upsert
+from newsletter.db.models import ConsentEvent, Subscriber, SubscriberTopic
+from newsletter.extensions import db
 
 
 class NewReader(NamedTuple):
@@ -92,7 +92,7 @@ def insert_readers(
         return {email: id_ for id_, email in rows}
     table = Subscriber.__table__
     statement = (
-        dialect_insert(table)
+        upsert(table)
         .on_conflict_do_nothing(index_elements=["email"])
         .returning(table.c.id, table.c.email)
     )

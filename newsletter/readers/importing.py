@@ -19,13 +19,14 @@ from typing import IO, Any, NamedTuple, TypeVar
 
 from sqlalchemy import select
 
-from . import roster_bulk as bulk
-from . import topics
-from .addresses import normalize
-from .errors import ImportFileError, InvalidAddress, InvalidReaderField
-from .extensions import db
-from .models import STATUSES, Subscriber, Suppression, address_hash, new_uid, utcnow
-from .roster import WITHDRAWN, clean_name, operator, resolve_frequency, resolve_topics
+from newsletter.clock import utcnow
+from newsletter.db.models import STATUSES, Subscriber, Suppression, new_uid
+from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderField
+from newsletter.extensions import db
+from newsletter.readers import bulk, topics
+from newsletter.readers.addresses import address_hash, normalize
+from newsletter.readers.roster import WITHDRAWN, clean_name, operator
+from newsletter.readers.topics import resolve_frequency, resolve_topics
 
 COLUMNS = ("email", "name", "topics", "frequency", "status")
 CHECK_CHUNK = 1000  # addresses looked up in the database per query

@@ -15,7 +15,7 @@ from functools import lru_cache
 import idna
 from flask import current_app
 
-from .errors import ConfigError
+from newsletter.errors import ConfigError
 
 TAG_LENGTH = 10  # base32 characters: 50 bits, ample for a tag nobody can try online
 _PURPOSE = b"newsletter.verp.v1"
@@ -95,7 +95,7 @@ def local_part() -> str:
 
 def domain() -> str:
     """The configured VERP domain, or the domain of NEWSLETTER_MAIL_FROM, in ASCII form."""
-    from .mail.message import mail_domain
+    from newsletter.mail.message import mail_domain
 
     configured = current_app.config.get("VERP_DOMAIN")
     name = str(configured).strip() if configured else mail_domain()

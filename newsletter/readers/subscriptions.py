@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from enum import StrEnum
 
 from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import consent
-from .consent import Origin
-from .extensions import db, on_postgresql
-from .models import Subscriber, Suppression, address_hash, new_uid, utcnow
-from .roster_bulk import insert_topics
+from newsletter import jobs
+from newsletter.clock import utcnow
+from newsletter.db.dialect import on_postgresql
+from newsletter.db.models import Subscriber, Suppression, new_uid
+from newsletter.extensions import db
+from newsletter.readers import consent
+from newsletter.readers.addresses import address_hash
+from newsletter.readers.bulk import insert_topics
+from newsletter.readers.consent import Origin
+from newsletter.readers.notices import Notice
 
 # The statements of the requests readers make most, built once: building and keying a
 # statement costs SQLAlchemy more than running it over a pooled connection does. One INSERT
@@ -66,20 +72,14 @@ _PG_WITHDRAW = text(
 )
 
 
-class Notice(StrEnum):
-    """Which mail, if any, a signup request calls for."""
-
-    CONFIRM = "confirm"
-    ALREADY_SUBSCRIBED = "already-subscribed"
-
-
 def request_signup(
     email: str, name: str, topics: list[str], frequency: str, origin: Origin
 ) -> tuple[int, Notice]:
     """Record a signup request for a normalized address; nothing is activated yet.
 
     A request for an active reader changes nothing (anybody can type an address) and
-    asks for a notice instead; any other state gets a confirmation link.
+    asks for a notice instead; any other state gets a confirmation link. The mail goes out
+    when the caller commits.
     """
     subscriber_id = _add_pending(email, name, topics, frequency)
     if subscriber_id is not None:
@@ -93,6 +93,7 @@ def request_signup(
         {"topics": topics, "frequency": frequency},
         with_wording=True,
     )
+    jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice))
     return subscriber_id, notice
 
 
@@ -211,3 +212,19 @@ def update_preferences(
 
 def by_uid(uid: str) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).where(Subscriber.uid == uid))
+
+
+def resend_confirmation(uid: str, nonce: object, may_mail: Callable[[str], bool]) -> None:
+    """Send the confirmation link again to a still-pending reader whose link had ``nonce``.
+
+    ``may_mail`` is asked last, with the address: the per-address daily limit counts only
+    mails that would really go out.
+    """
+    subscriber = by_uid(uid)
+    if (
+        subscriber is not None
+        and subscriber.status != "active"
+        and subscriber.confirm_nonce == nonce
+        and may_mail(subscriber.email)
+    ):
+        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber.id, str(Notice.CONFIRM))

@@ -1,4 +1,4 @@
-"""Sending an edition's ledger rows exactly once, whatever fails along the way.
+"""The delivery ledger: every statement that reads or moves an edition's rows.
 
 A row moves queued -> attempting (claimed by one batch, a chunk at a time, and committed
 before any of that chunk goes to the server) -> sent | failed | skipped | queued (retry
@@ -9,9 +9,7 @@ rows claimed but not yet handed over by earlier versions; recovery queues them a
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
@@ -24,7 +22,6 @@ from sqlalchemy import (
     Select,
     Update,
     and_,
-    any_,
     bindparam,
     exists,
     func,
@@ -32,71 +29,24 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
-from .digest import Composer, Reader, load_content
-from .errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
-from .extensions import db, on_postgresql
-from .mail.backends import MailBackend, get_backend
-from .mail.message import OutgoingMessage
-from .mail.throttle import Throttle
-from .models import (
-    Delivery,
-    Edition,
-    Subscriber,
-    SubscriberTopic,
-    Suppression,
-    address_hash,
-    utcnow,
-)
+from newsletter.clock import utcnow
+from newsletter.db.dialect import in_param, on_postgresql
+from newsletter.db.models import Delivery, Edition, Subscriber, SubscriberTopic, Suppression
+from newsletter.digests.compose import Reader
+from newsletter.extensions import db
+from newsletter.readers.addresses import address_hash
 
 UNFINISHED = ("queued", "sending", "attempting")
+
+
 UNKNOWN_REASON = (
     "the worker stopped while this message was being handed to the server; "
     "it may or may not have been accepted, so it is not sent again"
 )
 
 
-@dataclass
-class BatchResult:
-    """What one batch did, for logs and for scheduling its retry."""
-
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    deferred: int = 0
-    retry_at: datetime | None = None
-    stopped: str | None = None
-
-
-def composer_for(edition_id: int) -> Composer:
-    """Editions never change once planned, so each process renders each variant once."""
-    # Kept on the app, not the module: another app (tests, another database) has its own.
-    composers: dict[int, Composer] = current_app.extensions.setdefault("newsletter.composers", {})
-    found = composers.get(edition_id)
-    if found is None:
-        if len(composers) > 8:
-            composers.clear()
-        found = composers[edition_id] = Composer(load_content(edition_id))
-    return found
-
-
 Facts = dict[int, tuple[int, str, Reader | None]]
-
-
-def _any(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnElement[bool]:
-    """``column IN :name`` for a list parameter; on PostgreSQL ``column = ANY(:name)``.
-
-    An IN list is a new statement text for every length, which the driver parses and the
-    server plans anew; the array form is one text whatever the count, prepared once.
-    """
-    if postgresql:
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(bindparam(name, expanding=True))
-
-
-# The statements run for every chunk are built once per dialect, with parameters: building
-# and fingerprinting a statement with CTEs and joins cost more than running it.
 
 
 @cache
@@ -160,14 +110,14 @@ def _take(postgresql: bool) -> Select[Any]:
 @cache
 def _readers(postgresql: bool) -> Select[Any]:
     deliveries = Delivery.__table__
-    return _reading(deliveries).where(_any(deliveries.c.id, "ids", postgresql))
+    return _reading(deliveries).where(in_param(deliveries.c.id, "ids", postgresql))
 
 
 @cache
 def _suppressed(postgresql: bool) -> Select[Any]:
     suppressions = Suppression.__table__
     return select(suppressions.c.address_hash).where(
-        _any(suppressions.c.address_hash, "hashes", postgresql)
+        in_param(suppressions.c.address_hash, "hashes", postgresql)
     )
 
 
@@ -275,13 +225,7 @@ def _facts(rows: Sequence[Any]) -> Facts:
     return found
 
 
-def backoff(attempts: int) -> timedelta:
-    """Exponential delay before the next try: base, 2x base, 4x base, ... capped at a day."""
-    base = float(current_app.config["RETRY_BASE_SECONDS"])
-    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)), 86400.0))
-
-
-def _record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
+def record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
     """Write a chunk's outcomes (in the caller's transaction), fenced by the claim."""
     table = Delivery.__table__
     fenced = and_(
@@ -327,7 +271,7 @@ def _record_sent(postgresql: bool) -> Update:
     return (
         update(table)
         .where(
-            _any(table.c.id, "ids", postgresql),
+            in_param(table.c.id, "ids", postgresql),
             table.c.claim == bindparam("token"),
             table.c.state.in_(("attempting", "unknown")),
         )
@@ -358,121 +302,7 @@ def _suppress_bounced(subscriber_ids: list[int]) -> None:
     )
 
 
-def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
-    """Send the queued rows of one id range over one connection; safe to run twice."""
-    result = BatchResult()
-    config = current_app.config
-    token = secrets.token_hex(8)
-    size = int(config["JOURNAL_EVERY"])
-    max_attempts = int(config["MAX_ATTEMPTS"])
-    backend: MailBackend | None = None
-    outcomes: dict[str, list[dict[str, Any]]] = {}
-    cursor = first_id
-    try:
-        while True:
-            # One transaction records a chunk's outcomes and journals the next chunk.
-            _record(token, outcomes)
-            # The range is walked once, in id order: a row deferred for a retry waits for
-            # the batch's next run instead of being taken again by this one.
-            if result.stopped:
-                facts = {}
-                _release_rest(edition_id, first_id, last_id, result.retry_at)
-            else:
-                facts = take(edition_id, cursor, last_id, token, size, utcnow())
-            chunk = list(facts)  # in id order
-            db.session.commit()
-            if not chunk:
-                break
-            cursor = chunk[-1] + 1
-            if backend is None:
-                composer = composer_for(edition_id)
-                throttle = Throttle.for_app()
-                backend = get_backend()
-            composer.refresh_date()
-            outcomes = {}
-            messages = _messages(composer, throttle, chunk, facts, outcomes, result)
-            for delivery_id, error in backend.send_many(messages):
-                attempts, _, reader = facts[delivery_id]
-                assert reader is not None
-                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
-    finally:
-        if backend is not None:
-            backend.close()
-    finish_if_done(edition_id)
-    return result
-
-
-def _messages(
-    composer: Composer,
-    throttle: Throttle,
-    owned: list[int],
-    facts: dict[int, tuple[int, str, Reader | None]],
-    outcomes: dict[str, list[dict[str, Any]]],
-    result: BatchResult,
-) -> Iterator[tuple[int, OutgoingMessage]]:
-    """A chunk's messages, composed as the backend takes them; skips and stops on the way."""
-    for delivery_id in owned:
-        if result.stopped:
-            # The server is unreachable: hand the rest back untouched for the retry.
-            outcomes.setdefault("release", []).append({"did": delivery_id, "at": result.retry_at})
-            continue
-        _, reason, reader = facts[delivery_id]
-        if reader is None:
-            outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
-            result.skipped += 1
-            continue
-        message = composer.message(reader)
-        throttle.wait()
-        yield delivery_id, message
-
-
-def _outcome(
-    delivery_id: int,
-    attempts: int,
-    reader: Reader,
-    error: MailError | None,
-    max_attempts: int,
-    outcomes: dict[str, list[dict[str, Any]]],
-    result: BatchResult,
-) -> None:
-    """File one message's outcome under the ledger update it needs."""
-    if error is None:
-        outcomes.setdefault("sent", []).append({"did": delivery_id})
-        result.sent += 1
-    elif isinstance(error, NotHandedOver):
-        # Its content never left: back to the queue, no attempt counted.
-        at = result.retry_at or utcnow() + backoff(attempts + 1)
-        outcomes.setdefault("release", []).append({"did": delivery_id, "at": at})
-        result.deferred += 1
-    elif isinstance(error, TransientMailError):
-        tries = attempts + 1
-        at = utcnow() + backoff(tries)
-        if tries >= max_attempts:
-            outcomes.setdefault("failed", []).append(
-                {"did": delivery_id, "error": f"gave up after {tries} attempts: {error}"[:500]}
-            )
-            result.failed += 1
-        else:
-            outcomes.setdefault("retry", []).append(
-                {"did": delivery_id, "error": str(error)[:500], "at": at}
-            )
-            result.deferred += 1
-            result.retry_at = min(result.retry_at or at, at)
-        if error.code is None:
-            # No reply at all (refused, dropped, timed out): stop this batch rather than
-            # wait out the timeout for every remaining reader; the rest is retried at `at`.
-            result.stopped = str(error)
-            result.retry_at = min(result.retry_at or at, at)
-    elif isinstance(error, RecipientRejected):
-        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
-        outcomes.setdefault("bounced", []).append({"sid": reader.subscriber_id})
-        result.failed += 1
-    else:
-        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
-        result.failed += 1
-
-
-def _release_rest(edition_id: int, first_id: int, last_id: int, due: datetime | None) -> None:
+def release_rest(edition_id: int, first_id: int, last_id: int, due: datetime | None) -> None:
     """After a stop, the range's rows still queued wait for the batch's retry."""
     if due is None:
         return
@@ -547,6 +377,11 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
     )
     db.session.commit()
     return {"requeued": requeued, "unknown": unknown}
+
+
+def sending_editions() -> list[int]:
+    """The editions still being sent."""
+    return list(db.session.scalars(select(Edition.id).where(Edition.state == "sending")))
 
 
 def _changed(statement: Update) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from email_validator import EmailNotValidError, validate_email
 
-from .errors import InvalidAddress
+from newsletter.errors import InvalidAddress
 
 MAX_LENGTH = 254  # RFC 5321 path limit less the angle brackets
 
@@ -29,3 +31,8 @@ def normalize(address: str) -> str:
 def needs_smtputf8(address: str) -> bool:
     """True when the local part is not ASCII, so only an SMTPUTF8 server can take it."""
     return not address.rsplit("@", 1)[0].isascii()
+
+
+def address_hash(email: str) -> str:
+    """The suppression key of a normalized address; kept after the address itself is erased."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()

@@ -1,0 +1,1 @@
+"""The site's articles: fetched from feeds or imported, cleaned, stored."""

@@ -1,0 +1,232 @@
+"""Cleaning outside text into an article: sanitized HTML, plain text, checked fields."""
+
+from __future__ import annotations
+
+import hashlib
+import html as html_lib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import nh3
+
+from newsletter.errors import InvalidArticle
+from newsletter.readers.topics import slugify
+
+# Column sizes of the article table; longer values are shortened or refused, never truncated
+# by the database (PostgreSQL would refuse the whole batch).
+GUID_MAX = 1000
+
+
+URL_MAX = 2000
+
+
+TITLE_MAX = 500
+
+
+CATEGORY_MAX = 100
+
+
+TOPIC_MAX = 64
+
+
+SOURCE_MAX = 300
+
+
+# A digest shows excerpts; a feed that puts whole articles in its summary is cut to about this.
+SUMMARY_MAX = 2000
+
+
+ALLOWED_TAGS = {"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br", "blockquote"}
+
+
+ALLOWED_SCHEMES = {"http", "https", "mailto"}
+
+
+# Dropped together with their content: their text is code or styling, never prose.
+DROPPED_WITH_CONTENT = {"script", "style", "template", "noscript", "iframe", "object", "svg"}
+
+
+_BLOCK_END = re.compile(r"<(?:br|/p|/li|/blockquote|/h[1-6]|/div|/tr|/ul|/ol)\b[^>]*>", re.I)
+
+
+_EMPTY_PARAGRAPHS = re.compile(r"(?:<p>\s*</p>\s*)+$")
+
+
+_WORDPRESS_FOOTER = re.compile(r"The post\s.+\sappeared first on\s.+", re.S)
+
+
+@dataclass(frozen=True)
+class ArticleRecord:
+    """One article's cleaned fields, ready for the article table."""
+
+    guid: str
+    url: str
+    title: str
+    summary: str
+    category: str
+    topic: str
+    source: str
+    published_at: datetime
+
+
+def _keep_attribute(element: str, attribute: str, value: str) -> str | None:
+    """Keep only a link's href (absolute http, https or mailto) and its rel."""
+    if element != "a":
+        return None
+    if attribute == "rel":
+        return value
+    if attribute == "href" and _is_allowed_link(value):
+        return value
+    return None
+
+
+def _is_allowed_link(url: str) -> bool:
+    """True for absolute http(s) URLs with a host and for mailto: links."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme == "mailto":
+        return True
+    return scheme in ("http", "https") and bool(parts.netloc)
+
+
+def sanitize_html(html: str) -> str:
+    """Reduce feed HTML to the allow-listed tags, safe links and no script or style text."""
+    cleaned = nh3.clean(
+        html.replace("\x00", ""),
+        tags=ALLOWED_TAGS,
+        clean_content_tags=DROPPED_WITH_CONTENT,
+        attributes={"a": {"href"}},
+        attribute_filter=_keep_attribute,
+        url_schemes=ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+    return str(cleaned).strip()
+
+
+def _strip_controls(text: str) -> str:
+    """Drop control characters (NUL breaks PostgreSQL, others break headers and terminals)."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc" or ch in "\t\n\r")
+
+
+def single_line(text: str, limit: int) -> str:
+    """Collapse every run of whitespace (CR and LF included) to one space and cap the length."""
+    collapsed = " ".join(_strip_controls(text).split())
+    if len(collapsed) <= limit:
+        return collapsed
+    return collapsed[: limit - 1].rstrip() + "…"
+
+
+def plain_text(html: str, limit: int = 100_000) -> str:
+    """The text of an HTML fragment on one line, tags removed and entities decoded."""
+    spaced = _BLOCK_END.sub(lambda m: m.group(0) + " ", html)
+    text = nh3.clean(spaced, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT)
+    return single_line(html_lib.unescape(str(text)), limit)
+
+
+def _truncate_html(html: str, limit: int) -> str:
+    """Shorten sanitized HTML to about ``limit`` characters without leaving a broken tag."""
+    if len(html) <= limit:
+        return html
+    cut = html[:limit]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    if cut.rfind("&") > cut.rfind(";"):
+        cut = cut[: cut.rfind("&")]
+    # Cleaning again closes the tags the cut left open.
+    return sanitize_html(cut.rstrip() + "…")
+
+
+def split_source(summary_html: str) -> tuple[str, str]:
+    """Separate a trailing WordPress "The post X appeared first on Y." line from a summary.
+
+    Returns the summary without it and the attribution as plain text ("" when absent).
+    """
+    start = summary_html.rfind("The post")
+    if start < 0:
+        return summary_html, ""
+    attribution = plain_text(summary_html[start:])
+    if not _WORDPRESS_FOOTER.fullmatch(attribution):
+        return summary_html, ""
+    head = sanitize_html(summary_html[:start])
+    head = _EMPTY_PARAGRAPHS.sub("", head).strip()
+    return head, single_line(attribution.rstrip(". "), SOURCE_MAX)
+
+
+def parse_published(value: str) -> datetime:
+    """Read an ISO 8601 date or time; without an offset it is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise InvalidArticle(
+            "published", f"{value!r} is not an ISO 8601 date (e.g. 2026-11-23T08:15:00+00:00)"
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _stable_guid(guid: str) -> str:
+    """Keep a guid within its column; an over-long one is hashed, since cutting could collide."""
+    guid = _strip_controls(guid).strip()
+    if len(guid) <= GUID_MAX:
+        return guid
+    return "sha256:" + hashlib.sha256(guid.encode("utf-8")).hexdigest()
+
+
+def make_record(
+    *,
+    url: str,
+    title: str,
+    category: str,
+    summary: str = "",
+    source: str = "",
+    published: datetime | None = None,
+    guid: str | None = None,
+    title_is_html: bool = False,
+    now: datetime | None = None,
+) -> ArticleRecord:
+    """Validate and clean one article's fields; raises InvalidArticle naming the bad field."""
+    now = now or datetime.now(UTC)
+    url = _strip_controls(url or "").strip()
+    if not url:
+        raise InvalidArticle("url", "missing")
+    if len(url) > URL_MAX:
+        raise InvalidArticle("url", f"longer than {URL_MAX} characters")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise InvalidArticle("url", f"{url[:80]!r} is not an absolute http(s) URL")
+
+    clean_title = plain_text(title, TITLE_MAX) if title_is_html else single_line(title, TITLE_MAX)
+    if not clean_title:
+        raise InvalidArticle("title", "missing")
+
+    clean_category = single_line(category or "", CATEGORY_MAX)
+    topic = slugify(clean_category)[:TOPIC_MAX].strip("-")
+    if not topic:
+        raise InvalidArticle("category", "missing" if not clean_category else "has no letters")
+
+    body, footer = split_source(sanitize_html(summary or ""))
+    clean_source = single_line(source, SOURCE_MAX) if source else footer
+
+    if published is None:
+        published = now
+    elif published.tzinfo is None:
+        raise InvalidArticle("published", "has no time zone")
+    # A feed with a wrong clock must not date an article in the future, where a digest
+    # covering "up to now" would pass it over.
+    published = min(published.astimezone(UTC), now)
+
+    return ArticleRecord(
+        guid=_stable_guid(guid or url),
+        url=url,
+        title=clean_title,
+        summary=_truncate_html(body, SUMMARY_MAX),
+        category=clean_category,
+        topic=topic,
+        source=clean_source,
+        published_at=published,
+    )

@@ -1,0 +1,200 @@
+"""Feeds: downloading (or reading) RSS/Atom with bounded time and size, and their entries."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+import urllib.request
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+
+import feedparser
+from flask import current_app
+
+from newsletter.articles.cleaning import CATEGORY_MAX, ArticleRecord, make_record, single_line
+from newsletter.errors import ConfigError, FeedError, InvalidArticle
+from newsletter.readers.topics import slugify
+
+MAX_FEED_BYTES = 10 * 1024 * 1024
+
+
+USER_AGENT = "newsletter-feed-fetcher/0.1"
+
+
+def _entry_time(entry: Mapping[str, Any]) -> datetime | None:
+    """The entry's published (else updated) time as aware UTC; feedparser gives UTC tuples."""
+    for key in ("published_parsed", "updated_parsed"):
+        parsed = entry.get(key)
+        if parsed:
+            try:
+                year, month, day, hour, minute, second = parsed[:6]
+                # A leap second (60) would make the whole date unusable.
+                return datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+            except (TypeError, ValueError):
+                continue
+    return None
+
+
+def _entry_summary(entry: Mapping[str, Any]) -> str:
+    """The entry's summary, or (Atom feeds without one) its first content block."""
+    summary = entry.get("summary") or ""
+    if not summary:
+        for content in entry.get("content") or []:
+            summary = content.get("value") or ""
+            if summary:
+                break
+    return str(summary)
+
+
+def _entry_category(entry: Mapping[str, Any], default_category: str) -> str:
+    """The first tag's term, or the default section for an untagged entry."""
+    for tag in entry.get("tags") or []:
+        term = single_line(str(tag.get("term") or tag.get("label") or ""), CATEGORY_MAX)
+        if slugify(term):
+            return term
+    return default_category
+
+
+def entry_label(entry: Mapping[str, Any], position: int) -> str:
+    """Name an entry in messages: its position, and its title or guid when it has one."""
+    title = single_line(str(entry.get("title") or ""), 60)
+    if title:
+        return f'entry {position} "{title}"'
+    guid = single_line(str(entry.get("id") or ""), 80)
+    return f"entry {position} (guid {guid})" if guid else f"entry {position}"
+
+
+def parse_entry(
+    entry: Mapping[str, Any], *, default_category: str, now: datetime | None = None
+) -> ArticleRecord:
+    """Turn one feedparser entry into an article; raises InvalidArticle (e.g. no link)."""
+    link = str(entry.get("link") or "")
+    if not link:
+        raise InvalidArticle("link", "the entry has no link")
+    title_detail = entry.get("title_detail") or {}
+    return make_record(
+        url=link,
+        title=str(entry.get("title") or ""),
+        title_is_html=title_detail.get("type") in ("text/html", "application/xhtml+xml"),
+        category=_entry_category(entry, default_category),
+        summary=_entry_summary(entry),
+        published=_entry_time(entry),
+        guid=str(entry.get("id") or "") or None,
+        now=now,
+    )
+
+
+def read_entries(
+    parsed: Mapping[str, Any], feed: str, *, default_category: str
+) -> tuple[list[ArticleRecord], list[str]]:
+    """Build records from a parsed feed; each unusable entry becomes a problem line."""
+    records: list[ArticleRecord] = []
+    problems: list[str] = []
+    now = datetime.now(UTC)
+    for position, entry in enumerate(parsed.get("entries") or [], start=1):
+        try:
+            records.append(parse_entry(entry, default_category=default_category, now=now))
+        except InvalidArticle as exc:
+            problems.append(f"{feed}: {entry_label(entry, position)}: {exc}")
+    if parsed.get("bozo") and not records:
+        # feedparser recovers what it can from broken XML; with nothing usable, the feed is
+        # the problem, not its entries.
+        raise FeedError(
+            feed, f"not a well-formed RSS or Atom feed ({parsed.get('bozo_exception')})"
+        )
+    if not parsed.get("version") and not records:
+        raise FeedError(feed, "not an RSS or Atom feed")
+    return records, problems
+
+
+def _is_url(url_or_path: str) -> bool:
+    """True when the feed is named by a URL rather than a file path."""
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url_or_path))
+
+
+def _download(url: str, timeout: float) -> tuple[bytes, dict[str, str]]:
+    """GET a feed's bytes, giving up after about ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(
+        url,
+        headers={
+            "User-Agent": USER_AGENT,
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+        },
+    )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # The socket timeout bounds each wait; the deadline bounds a server that trickles.
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            while chunk := response.read(64 * 1024):
+                size += len(chunk)
+                if size > MAX_FEED_BYTES:
+                    raise FeedError(url, f"larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
+                if time.monotonic() > deadline:
+                    raise FeedError(url, f"timed out after {timeout:g} s")
+                chunks.append(chunk)
+            headers = {key.lower(): value for key, value in response.headers.items()}
+            final_url = response.geturl()
+    except HTTPError as exc:
+        raise FeedError(url, f"HTTP {exc.code} {exc.reason}") from exc
+    except URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise FeedError(url, f"timed out after {timeout:g} s") from exc
+        raise FeedError(url, f"cannot connect ({exc.reason})") from exc
+    except TimeoutError as exc:
+        raise FeedError(url, f"timed out after {timeout:g} s") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise FeedError(url, f"download failed ({exc})") from exc
+    # Relative links in the feed resolve against where it was finally served from.
+    headers["content-location"] = final_url
+    return b"".join(chunks), headers
+
+
+def _read_file(path: str) -> bytes:
+    """Read a feed file, refusing missing, unreadable or oversized ones."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_FEED_BYTES + 1)
+    except OSError as exc:
+        raise FeedError(path, f"cannot read the file ({exc.strerror or exc})") from exc
+    if len(data) > MAX_FEED_BYTES:
+        raise FeedError(path, f"larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
+    return data
+
+
+def fetch_feed(url_or_path: str, timeout: float) -> Any:
+    """Download (http/https) or read (file path) a feed and parse it with feedparser.
+
+    feedparser only ever sees bytes, so it never makes a request of its own (without a
+    timeout). Raises FeedError naming the feed when it cannot be had at all.
+    """
+    if _is_url(url_or_path):
+        if urlsplit(url_or_path).scheme.lower() not in ("http", "https"):
+            raise FeedError(url_or_path, "only http and https URLs or local file paths are read")
+        data, headers = _download(url_or_path, timeout)
+    else:
+        data = _read_file(url_or_path)
+        headers = {"content-type": "application/xml"}
+    headers.setdefault("content-type", "application/xml")
+    try:
+        return feedparser.parse(data, response_headers=headers)
+    except Exception as exc:  # feedparser is meant not to raise; a crash is still one bad feed
+        raise FeedError(url_or_path, f"could not be parsed ({exc})") from exc
+
+
+def feed_timeout() -> float:
+    """The configured per-feed timeout in seconds."""
+    value = current_app.config["FEED_TIMEOUT"]
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("NEWSLETTER_FEED_TIMEOUT", f"{value!r} is not a number") from exc
+    if timeout <= 0:
+        raise ConfigError("NEWSLETTER_FEED_TIMEOUT", "must be more than 0 seconds")
+    return timeout

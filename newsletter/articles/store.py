@@ -1,0 +1,131 @@
+"""Storing articles: unseen guids inserted in bulk, and the periodic fetch of every feed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+from flask import current_app
+from sqlalchemy import Insert, select
+
+from newsletter.articles.cleaning import ArticleRecord
+from newsletter.articles.feeds import feed_timeout, fetch_feed, read_entries
+from newsletter.db.dialect import upsert
+from newsletter.db.models import Article
+from newsletter.errors import FeedError
+from newsletter.extensions import db
+
+log = logging.getLogger(__name__)
+
+INSERT_CHUNK = 500
+
+
+@dataclass
+class FeedReport:
+    """What one feed fetch did: counts, and the entries it had to leave out."""
+
+    feed: str
+    added: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _chunks(records: Iterable[ArticleRecord], size: int) -> Iterator[list[ArticleRecord]]:
+    """Yield lists of at most ``size`` records."""
+    chunk: list[ArticleRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _insert_ignoring_duplicates() -> Insert:
+    """An INSERT that skips guids a concurrent fetch stored first."""
+    return upsert(Article).on_conflict_do_nothing(index_elements=["guid"])
+
+
+def upsert_articles(records: Iterable[ArticleRecord]) -> tuple[int, int]:
+    """Insert the records whose guid is not stored yet; returns (added, skipped).
+
+    One query per chunk finds the known guids, one bulk INSERT adds the rest. The caller
+    commits, so an import can be all-or-nothing.
+    """
+    added = skipped = 0
+    seen: set[str] = set()
+    for chunk in _chunks(records, INSERT_CHUNK):
+        unique = []
+        for record in chunk:
+            if record.guid in seen:
+                skipped += 1
+            else:
+                seen.add(record.guid)
+                unique.append(record)
+        if not unique:
+            continue
+        guids = [record.guid for record in unique]
+        known = set(db.session.scalars(select(Article.guid).where(Article.guid.in_(guids))))
+        fresh = [asdict(record) for record in unique if record.guid not in known]
+        skipped += len(unique) - len(fresh)
+        if fresh:
+            inserted = db.session.scalars(
+                _insert_ignoring_duplicates().returning(Article.id), fresh
+            ).all()
+            added += len(inserted)
+            skipped += len(fresh) - len(inserted)
+    return added, skipped
+
+
+def default_category() -> str:
+    """The section an untagged feed entry is filed under: the first configured topic."""
+    return str(current_app.config["TOPICS"][0])
+
+
+def fetch_and_store(url_or_path: str, *, timeout: float | None = None) -> FeedReport:
+    """Fetch one feed and store its unseen articles, committing; raises FeedError if unusable."""
+    parsed = fetch_feed(url_or_path, feed_timeout() if timeout is None else timeout)
+    records, problems = read_entries(parsed, url_or_path, default_category=default_category())
+    try:
+        added, skipped = upsert_articles(records)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return FeedReport(feed=url_or_path, added=added, skipped=skipped, problems=problems)
+
+
+def recent_articles(limit: int = 20, topic: str | None = None) -> list[Article]:
+    """The newest articles first, optionally only one topic's."""
+    query = select(Article).order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)
+    if topic:
+        query = query.where(Article.topic == topic)
+    return list(db.session.scalars(query))
+
+
+def fetch_configured() -> dict[str, int]:
+    """Fetch every feed of NEWSLETTER_FEEDS; one bad feed is logged and never stops the others."""
+    totals = {"feeds": 0, "failed": 0, "added": 0, "skipped": 0}
+    timeout = feed_timeout()
+    for feed in current_app.config["FEEDS"]:
+        totals["feeds"] += 1
+        try:
+            report = fetch_and_store(feed, timeout=timeout)
+        except FeedError as exc:
+            totals["failed"] += 1
+            log.warning("feed failed: %s", exc)
+            continue
+        except Exception:
+            # A database hiccup or a parser bug on one feed must not cost the other feeds.
+            totals["failed"] += 1
+            db.session.rollback()
+            log.exception("feed %s failed unexpectedly", feed)
+            continue
+        totals["added"] += report.added
+        totals["skipped"] += report.skipped
+        for problem in report.problems:
+            log.warning("entry skipped: %s", problem)
+        log.info("%s: %d new, %d already known", feed, report.added, report.skipped)
+    return totals

@@ -1,0 +1,1 @@
+"""Bounces and complaints: parsing reports (pure) and acting on them."""

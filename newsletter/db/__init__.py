@@ -1,0 +1,1 @@
+"""The database: tables and their states, the SQL that differs per database, migrations."""

@@ -1,0 +1,214 @@
+"""Sending an edition: batches over one connection each, outcomes into the ledger."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+
+from newsletter import jobs
+from newsletter.clock import utcnow
+from newsletter.digests import ledger, planning
+from newsletter.digests.compose import Composer, Reader
+from newsletter.digests.content import load_content
+from newsletter.errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
+from newsletter.extensions import db
+from newsletter.mail.backends import MailBackend, get_backend
+from newsletter.mail.message import OutgoingMessage
+from newsletter.mail.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did, for logs and for scheduling its retry."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    retry_at: datetime | None = None
+    stopped: str | None = None
+
+
+def composer_for(edition_id: int) -> Composer:
+    """Editions never change once planned, so each process renders each variant once."""
+    # Kept on the app, not the module: another app (tests, another database) has its own.
+    composers: dict[int, Composer] = current_app.extensions.setdefault("newsletter.composers", {})
+    found = composers.get(edition_id)
+    if found is None:
+        if len(composers) > 8:
+            composers.clear()
+        found = composers[edition_id] = Composer(load_content(edition_id))
+    return found
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential delay before the next try: base, 2x base, 4x base, ... capped at a day."""
+    base = float(current_app.config["RETRY_BASE_SECONDS"])
+    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)), 86400.0))
+
+
+def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
+    """Send the queued rows of one id range over one connection; safe to run twice."""
+    result = BatchResult()
+    config = current_app.config
+    token = secrets.token_hex(8)
+    size = int(config["JOURNAL_EVERY"])
+    max_attempts = int(config["MAX_ATTEMPTS"])
+    backend: MailBackend | None = None
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    cursor = first_id
+    try:
+        while True:
+            # One transaction records a chunk's outcomes and journals the next chunk.
+            ledger.record(token, outcomes)
+            # The range is walked once, in id order: a row deferred for a retry waits for
+            # the batch's next run instead of being taken again by this one.
+            if result.stopped:
+                facts = {}
+                ledger.release_rest(edition_id, first_id, last_id, result.retry_at)
+            else:
+                facts = ledger.take(edition_id, cursor, last_id, token, size, utcnow())
+            chunk = list(facts)  # in id order
+            db.session.commit()
+            if not chunk:
+                break
+            cursor = chunk[-1] + 1
+            if backend is None:
+                composer = composer_for(edition_id)
+                throttle = Throttle.for_app()
+                backend = get_backend()
+            composer.refresh_date()
+            outcomes = {}
+            messages = _messages(composer, throttle, chunk, facts, outcomes, result)
+            for delivery_id, error in backend.send_many(messages):
+                attempts, _, reader = facts[delivery_id]
+                assert reader is not None
+                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
+    finally:
+        if backend is not None:
+            backend.close()
+    ledger.finish_if_done(edition_id)
+    return result
+
+
+def _messages(
+    composer: Composer,
+    throttle: Throttle,
+    owned: list[int],
+    facts: dict[int, tuple[int, str, Reader | None]],
+    outcomes: dict[str, list[dict[str, Any]]],
+    result: BatchResult,
+) -> Iterator[tuple[int, OutgoingMessage]]:
+    """A chunk's messages, composed as the backend takes them; skips and stops on the way."""
+    for delivery_id in owned:
+        if result.stopped:
+            # The server is unreachable: hand the rest back untouched for the retry.
+            outcomes.setdefault("release", []).append({"did": delivery_id, "at": result.retry_at})
+            continue
+        _, reason, reader = facts[delivery_id]
+        if reader is None:
+            outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
+            result.skipped += 1
+            continue
+        message = composer.message(reader)
+        throttle.wait()
+        yield delivery_id, message
+
+
+def _outcome(
+    delivery_id: int,
+    attempts: int,
+    reader: Reader,
+    error: MailError | None,
+    max_attempts: int,
+    outcomes: dict[str, list[dict[str, Any]]],
+    result: BatchResult,
+) -> None:
+    """File one message's outcome under the ledger update it needs."""
+    if error is None:
+        outcomes.setdefault("sent", []).append({"did": delivery_id})
+        result.sent += 1
+    elif isinstance(error, NotHandedOver):
+        # Its content never left: back to the queue, no attempt counted.
+        at = result.retry_at or utcnow() + backoff(attempts + 1)
+        outcomes.setdefault("release", []).append({"did": delivery_id, "at": at})
+        result.deferred += 1
+    elif isinstance(error, TransientMailError):
+        tries = attempts + 1
+        at = utcnow() + backoff(tries)
+        if tries >= max_attempts:
+            outcomes.setdefault("failed", []).append(
+                {"did": delivery_id, "error": f"gave up after {tries} attempts: {error}"[:500]}
+            )
+            result.failed += 1
+        else:
+            outcomes.setdefault("retry", []).append(
+                {"did": delivery_id, "error": str(error)[:500], "at": at}
+            )
+            result.deferred += 1
+            result.retry_at = min(result.retry_at or at, at)
+        if error.code is None:
+            # No reply at all (refused, dropped, timed out): stop this batch rather than
+            # wait out the timeout for every remaining reader; the rest is retried at `at`.
+            result.stopped = str(error)
+            result.retry_at = min(result.retry_at or at, at)
+    elif isinstance(error, RecipientRejected):
+        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
+        outcomes.setdefault("bounced", []).append({"sid": reader.subscriber_id})
+        result.failed += 1
+    else:
+        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
+        result.failed += 1
+
+
+def run_batch(edition_id: int, first_id: int, last_id: int) -> dict[str, int]:
+    """``send_batch`` as a worker runs it: a deferred range is queued again for its time."""
+    result = send_batch(edition_id, first_id, last_id)
+    if result.retry_at is not None and not jobs.in_process():
+        # In process, the command that started the send waits and retries itself.
+        delay = max(1.0, (result.retry_at - utcnow()).total_seconds())
+        jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id, countdown=delay)
+        db.session.commit()
+    if result.stopped:
+        log.warning(
+            "edition %s batch %s-%s stopped: %s", edition_id, first_id, last_id, result.stopped
+        )
+    return {"sent": result.sent, "failed": result.failed, "deferred": result.deferred}
+
+
+def dispatch(edition_id: int) -> int:
+    """Queue a batch task for each id range of the edition's waiting rows."""
+    ranges = ledger.batches(edition_id, int(current_app.config["BATCH_SIZE"]))
+    for first_id, last_id in ranges:
+        jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id)
+    db.session.commit()
+    if not ranges:
+        ledger.finish_if_done(edition_id)
+    return len(ranges)
+
+
+def send_scheduled(frequency: str) -> int | None:
+    """Resume the unfinished edition of this frequency, or plan and send the next one."""
+    edition = planning.unfinished(frequency) or planning.plan(frequency)
+    if edition is None:
+        log.info("no new articles for the %s digest", frequency)
+        return None
+    edition_id = edition.id
+    dispatch(edition_id)
+    return edition_id
+
+
+def recover() -> dict[str, int]:
+    """Reclaim rows of vanished workers and queue again what is waiting."""
+    found = ledger.recover()
+    for edition_id in ledger.sending_editions():
+        dispatch(edition_id)
+    return found

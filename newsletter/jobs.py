@@ -1,0 +1,114 @@
+"""Handing work to Celery: what a transaction enqueues goes out only when it commits.
+
+A task names rows; a worker that picked it up before the rows were committed would find
+nothing, and a task for a change that was rolled back would act on what never happened.
+So ``enqueue`` inside a transaction only notes the task on the session; the session's
+commit sends it and its rollback drops it. Outside a transaction it goes at once.
+
+Without a broker (``NEWSLETTER_BROKER_URL`` unset) tasks run in this process: during a
+web request after the answer has been sent, elsewhere at once. That choice is made here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, after_this_request, current_app, has_request_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+from newsletter.errors import MailError
+from newsletter.extensions import db
+
+log = logging.getLogger(__name__)
+
+# Task names: the queue's contract with workers already running, so they never change.
+SIGNUP_MAIL = "newsletter.tasks.send_signup_mail"
+DIGEST_BATCH = "newsletter.tasks.send_digest_batch"
+SCHEDULED_DIGEST = "newsletter.tasks.send_scheduled_digest"
+RECOVER_DELIVERIES = "newsletter.tasks.recover_deliveries"
+FETCH_FEEDS = "newsletter.tasks.fetch_feeds"
+
+# Confirmation mails must not wait behind a million-reader edition.
+ROUTES = {SIGNUP_MAIL: {"queue": "signup"}}
+
+_PENDING = "newsletter.jobs.pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    app: Flask
+    name: str
+    args: tuple[Any, ...]
+    countdown: float | None = None
+
+
+def in_process() -> bool:
+    """Whether tasks run in this process (no broker is configured)."""
+    return not current_app.config["BROKER_URL"]
+
+
+def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:
+    """Run task ``name`` with ``args`` (ids and words) once the current transaction commits.
+
+    ``countdown`` delays it by that many seconds; it needs a broker, since in-process
+    callers wait and retry themselves.
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    job = Job(app, name, args, countdown)
+    session = db.session()
+    if session.in_transaction():
+        session.info.setdefault(_PENDING, []).append(job)
+        return
+    _send(job)
+
+
+@event.listens_for(Session, "after_commit")
+def _send_pending(session: Session) -> None:
+    for job in session.info.pop(_PENDING, ()):
+        _send(job)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without a commit (a commit has already sent them).
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def _send(job: Job) -> None:
+    task = job.app.extensions["celery"].tasks[job.name]
+    if job.app.config["BROKER_URL"]:
+        # The arguments are a few ids and words, whose plain repr is the text Celery's
+        # saferepr would put in the message for monitors, at a fraction of its cost.
+        # (argsrepr and kwargsrepr are documented options that celery-types lacks.)
+        task.apply_async(
+            job.args, countdown=job.countdown, argsrepr=repr(job.args), kwargsrepr="{}"
+        )
+        return
+    if job.countdown:
+        raise RuntimeError(f"{job.name}: a delayed task needs a broker")
+    if has_request_context() and not job.app.testing:
+        # The reader's answer must not wait on (or time) the mail server.
+        @after_this_request
+        def _later(response: Response) -> Response:
+            response.call_on_close(lambda: _run_here(job))
+            return response
+
+        return
+    _run_here(job)
+
+
+def _run_here(job: Job) -> None:
+    app = job.app
+    task = app.extensions["celery"].tasks[job.name]
+    with app.app_context():
+        try:
+            task.apply(args=job.args, throw=app.testing)
+        except MailError:
+            if app.testing:
+                raise
+            log.exception("in-process task %s failed", job.name)

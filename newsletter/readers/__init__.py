@@ -1,0 +1,1 @@
+"""Readers: who they are, what they agreed to, and who must never be mailed."""
