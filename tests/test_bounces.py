@@ -21,10 +21,11 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
 from newsletter.bounces import parse, process
-from newsletter.bounces.parse import Form, Kind, Unparseable
+from newsletter.bounces.parse import Form, Unparseable
 from newsletter.clock import utcnow
 from newsletter.db.models import (
     BounceEvent,
+    BounceKind,
     ConsentEvent,
     Delivery,
     Edition,
@@ -68,19 +69,19 @@ def pure(name: str, **overrides: str) -> bytes:
 @pytest.mark.parametrize(
     ("name", "form", "kind", "status"),
     [
-        ("postfix-5.1.1-user-unknown.eml", Form.DSN, Kind.HARD, "5.1.1"),
-        ("exim-5.1.1.eml", Form.DSN, Kind.HARD, "5.1.1"),
-        ("gmail-5.1.1-no-such-user.eml", Form.DSN, Kind.HARD, "5.1.1"),
-        ("gmail-4.2.2-mailbox-full.eml", Form.DSN, Kind.SOFT, "4.2.2"),
-        ("postfix-5.7.1-blocked.eml", Form.DSN, Kind.POLICY, "5.7.1"),
-        ("arf-complaint.eml", Form.ARF, Kind.COMPLAINT, None),
+        ("postfix-5.1.1-user-unknown.eml", Form.DSN, BounceKind.HARD, "5.1.1"),
+        ("exim-5.1.1.eml", Form.DSN, BounceKind.HARD, "5.1.1"),
+        ("gmail-5.1.1-no-such-user.eml", Form.DSN, BounceKind.HARD, "5.1.1"),
+        ("gmail-4.2.2-mailbox-full.eml", Form.DSN, BounceKind.SOFT, "4.2.2"),
+        ("postfix-5.7.1-blocked.eml", Form.DSN, BounceKind.POLICY, "5.7.1"),
+        ("arf-complaint.eml", Form.ARF, BounceKind.COMPLAINT, None),
         ("autoreply-out-of-office.eml", Form.OTHER, None, None),
         ("qmail-plain-text.eml", Form.OTHER, None, None),
-        ("forged-verp.eml", Form.DSN, Kind.HARD, "5.1.1"),  # forged or not is decided later
+        ("forged-verp.eml", Form.DSN, BounceKind.HARD, "5.1.1"),  # forged or not is decided later
     ],
 )
 def test_each_fixture_is_read_and_classified(
-    name: str, form: Form, kind: Kind | None, status: str | None
+    name: str, form: Form, kind: BounceKind | None, status: str | None
 ) -> None:
     report = parse.parse(pure(name))
     assert report.form is form
@@ -142,40 +143,50 @@ def test_diagnostics_keep_the_domain_but_not_the_mailbox() -> None:
 @pytest.mark.parametrize(
     ("status", "diagnostic", "kind"),
     [
-        ("5.1.1", "", Kind.HARD),
-        ("5.1.2", "", Kind.HARD),
-        ("5.1.10", "smtp; 556 5.1.10 domain has a null MX", Kind.HARD),
-        ("5.1.0", "", Kind.HARD),
+        ("5.1.1", "", BounceKind.HARD),
+        ("5.1.2", "", BounceKind.HARD),
+        ("5.1.10", "smtp; 556 5.1.10 domain has a null MX", BounceKind.HARD),
+        ("5.1.0", "", BounceKind.HARD),
         (
             "5.2.1",
             "smtp; 550 5.2.1 The email account that you tried to reach is disabled",
-            Kind.HARD,
+            BounceKind.HARD,
         ),
-        ("5.2.2", "smtp; 552 5.2.2 Mailbox full", Kind.SOFT),
-        ("4.2.2", "", Kind.SOFT),
-        ("4.4.1", "", Kind.SOFT),
-        ("4.0.0", "", Kind.SOFT),
-        ("5.4.4", "", Kind.SOFT),
-        ("5.3.0", "", Kind.SOFT),
-        ("5.7.1", "", Kind.POLICY),
-        ("5.7.26", "smtp; 550-5.7.26 Unauthenticated email is not accepted (DMARC)", Kind.POLICY),
-        ("4.7.28", "smtp; 421-4.7.28 Gmail has detected an unusual rate of mail", Kind.POLICY),
-        ("4.7.0", "", Kind.POLICY),  # a temporary block of us is still about us
-        ("5.1.7", "smtp; 553 5.1.7 bad sender address syntax", Kind.POLICY),
-        ("5.1.8", "", Kind.POLICY),
-        ("5.2.3", "smtp; 552 5.2.3 message too large", Kind.POLICY),
-        ("5.3.4", "", Kind.POLICY),
-        ("5.6.0", "", Kind.POLICY),
-        ("5.0.0", "smtp; 550 Requested action not taken: mailbox unavailable", Kind.SOFT),
-        ("5.0.0", "smtp; 550 <x@example.com>: User unknown", Kind.HARD),
-        ("5.0.0", "smtp; 554 Message rejected as spam", Kind.POLICY),
-        ("5.5.0", "smtp; 550 5.5.0 Requested action not taken: no such user here", Kind.HARD),
-        ("5.5.0", "smtp; 550 5.5.0 protocol error", Kind.SOFT),
+        ("5.2.2", "smtp; 552 5.2.2 Mailbox full", BounceKind.SOFT),
+        ("4.2.2", "", BounceKind.SOFT),
+        ("4.4.1", "", BounceKind.SOFT),
+        ("4.0.0", "", BounceKind.SOFT),
+        ("5.4.4", "", BounceKind.SOFT),
+        ("5.3.0", "", BounceKind.SOFT),
+        ("5.7.1", "", BounceKind.POLICY),
+        (
+            "5.7.26",
+            "smtp; 550-5.7.26 Unauthenticated email is not accepted (DMARC)",
+            BounceKind.POLICY,
+        ),
+        (
+            "4.7.28",
+            "smtp; 421-4.7.28 Gmail has detected an unusual rate of mail",
+            BounceKind.POLICY,
+        ),
+        ("4.7.0", "", BounceKind.POLICY),  # a temporary block of us is still about us
+        ("5.1.7", "smtp; 553 5.1.7 bad sender address syntax", BounceKind.POLICY),
+        ("5.1.8", "", BounceKind.POLICY),
+        ("5.2.3", "smtp; 552 5.2.3 message too large", BounceKind.POLICY),
+        ("5.3.4", "", BounceKind.POLICY),
+        ("5.6.0", "", BounceKind.POLICY),
+        ("5.0.0", "smtp; 550 Requested action not taken: mailbox unavailable", BounceKind.SOFT),
+        ("5.0.0", "smtp; 550 <x@example.com>: User unknown", BounceKind.HARD),
+        ("5.0.0", "smtp; 554 Message rejected as spam", BounceKind.POLICY),
+        ("5.5.0", "smtp; 550 5.5.0 Requested action not taken: no such user here", BounceKind.HARD),
+        ("5.5.0", "smtp; 550 5.5.0 protocol error", BounceKind.SOFT),
         ("2.0.0", "", None),
         ("bogus", "", None),
     ],
 )
-def test_classification_of_status_codes(status: str, diagnostic: str, kind: Kind | None) -> None:
+def test_classification_of_status_codes(
+    status: str, diagnostic: str, kind: BounceKind | None
+) -> None:
     assert parse.classify(status, diagnostic) is kind
 
 
@@ -215,14 +226,14 @@ def test_a_success_notice_is_not_a_bounce() -> None:
 @pytest.mark.parametrize(
     ("feedback_type", "kind"),
     [
-        ("abuse", Kind.COMPLAINT),
-        ("fraud", Kind.COMPLAINT),
-        ("auth-failure", Kind.POLICY),
+        ("abuse", BounceKind.COMPLAINT),
+        ("fraud", BounceKind.COMPLAINT),
+        ("auth-failure", BounceKind.POLICY),
         ("not-spam", None),
         ("other", None),
     ],
 )
-def test_feedback_types(feedback_type: str, kind: Kind | None) -> None:
+def test_feedback_types(feedback_type: str, kind: BounceKind | None) -> None:
     raw = pure("arf-complaint.eml").replace(
         b"Feedback-Type: abuse", f"Feedback-Type: {feedback_type}".encode()
     )
@@ -240,7 +251,7 @@ def test_an_smtputf8_dsn_is_read_too() -> None:
     assert report.form is Form.DSN and PURE["verp"] in report.verp_candidates
     result = parse.verdict(report)
     assert (result.kind, result.status, result.recipient) == (
-        Kind.HARD,
+        BounceKind.HARD,
         "5.1.1",
         "jörg@example.net",
     )

@@ -16,6 +16,8 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from enum import StrEnum
 
+from newsletter.db.models import BounceKind
+
 MAX_TEXT = 500
 
 # Headers naming where the bounce was delivered: the envelope recipient, i.e. our VERP address.
@@ -56,15 +58,6 @@ _BOUNCE_SUBJECT = re.compile(
     r"failure notice|mail delivery failed|could not be delivered",
     re.IGNORECASE,
 )
-
-
-class Kind(StrEnum):
-    """What a bounce or report means for the reader's address."""
-
-    HARD = "hard"  # the address does not exist: suppress at once
-    SOFT = "soft"  # temporary (mailbox full): suppress after N within a window
-    POLICY = "policy"  # about us (spam, block lists, DMARC): alert, never suppress
-    COMPLAINT = "complaint"  # the reader marked us as spam: suppress at once
 
 
 class Form(StrEnum):
@@ -123,7 +116,7 @@ class Report:
 class Verdict:
     """A report's meaning: a kind with its code and text, or why it is not acted on."""
 
-    kind: Kind | None
+    kind: BounceKind | None
     status: str | None = None
     diagnostic: str = ""
     reason: str = ""  # why kind is None
@@ -398,7 +391,7 @@ def _diagnostic_text(diagnostic: str) -> str:
     return rest if sep and len(kind) < 20 else diagnostic
 
 
-def classify(status: str, diagnostic: str = "") -> Kind | None:
+def classify(status: str, diagnostic: str = "") -> BounceKind | None:
     """The kind of a failed recipient's X.Y.Z status (RFC 3463); None for a success code."""
     found = _STATUS.fullmatch(status.strip())
     if found is None:
@@ -408,19 +401,19 @@ def classify(status: str, diagnostic: str = "") -> Kind | None:
         return None
     if subject in (6, 7) or (subject, detail) in ((1, 7), (1, 8), (2, 3), (3, 4)):
         # Content, security or policy, our sender address, our message's size: about us.
-        return Kind.POLICY
+        return BounceKind.POLICY
     if (subject, detail) == (2, 2) or klass == 4:
-        return Kind.SOFT
+        return BounceKind.SOFT
     if subject == 1 or (subject, detail) == (2, 1):
-        return Kind.HARD  # bad mailbox, bad domain, null MX, mailbox disabled
+        return BounceKind.HARD  # bad mailbox, bad domain, null MX, mailbox disabled
     if subject in (0, 5):
         # Vague codes (5.0.0, 5.5.x): the server's words decide, policy first.
         text = _diagnostic_text(diagnostic)
         if _POLICY_TEXT.search(text):
-            return Kind.POLICY
+            return BounceKind.POLICY
         if _UNKNOWN_TEXT.search(text):
-            return Kind.HARD
-    return Kind.SOFT
+            return BounceKind.HARD
+    return BounceKind.SOFT
 
 
 def verdict(report: Report) -> Verdict:
@@ -431,9 +424,9 @@ def verdict(report: Report) -> Verdict:
         feedback_type = report.feedback_type or ""
         text = clean(f"Feedback-Type: {feedback_type}; {report.user_agent}".rstrip("; "))
         if feedback_type in COMPLAINT_TYPES:
-            return Verdict(Kind.COMPLAINT, diagnostic=text)
+            return Verdict(BounceKind.COMPLAINT, diagnostic=text)
         if feedback_type == "auth-failure":
-            return Verdict(Kind.POLICY, diagnostic=text)
+            return Verdict(BounceKind.POLICY, diagnostic=text)
         return Verdict(None, reason=f"feedback report of type {clean(feedback_type, 40)!r}")
     failed = [item for item in report.recipients if item.action == "failed"]
     if not failed:
@@ -457,7 +450,7 @@ def verdict(report: Report) -> Verdict:
     )
 
 
-_RANK: dict[Kind | None, int] = {Kind.HARD: 0, Kind.SOFT: 1, Kind.POLICY: 2}
+_RANK: dict[BounceKind | None, int] = {BounceKind.HARD: 0, BounceKind.SOFT: 1, BounceKind.POLICY: 2}
 
 
 def _addresses(message: Message, names: tuple[str, ...]) -> Iterator[str]:

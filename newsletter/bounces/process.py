@@ -21,14 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.bounces import parse
-from newsletter.bounces.parse import Form, Kind, Report, Unparseable
+from newsletter.bounces.parse import Form, Report, Unparseable
 from newsletter.clock import utcnow
-from newsletter.db.models import BounceEvent, Delivery, Subscriber, Suppression
+from newsletter.db.models import BounceEvent, BounceKind, Delivery, Subscriber
 from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
 from newsletter.mail import verp
-from newsletter.readers import consent
-from newsletter.readers.addresses import address_hash, normalize
+from newsletter.readers import suppression
+from newsletter.readers.addresses import normalize
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def by_message_id(message_id: str) -> Delivery | None:
 
 
 def _apply(
-    kind: Kind,
+    kind: BounceKind,
     subscriber_id: int | None,
     delivery_id: int | None,
     event: BounceEvent,
@@ -251,7 +251,7 @@ def _apply(
     now: datetime,
 ) -> bool:
     """Suppress the reader if this event calls for it; True when it did."""
-    if kind is Kind.POLICY:
+    if kind is BounceKind.POLICY:
         log.warning(
             "policy rejection %s for delivery %s (not suppressed): %s",
             event.status,
@@ -261,14 +261,14 @@ def _apply(
         return False
     if subscriber_id is None:
         return False
-    if kind is Kind.SOFT:
+    if kind is BounceKind.SOFT:
         window = timedelta(days=float(current_app.config["SOFT_BOUNCE_WINDOW_DAYS"]))
         limit = int(current_app.config["SOFT_BOUNCE_LIMIT"])
         # Distinct deliveries: two copies of one message's bounce are one soft bounce.
         recent = db.session.scalar(
             select(func.count(func.distinct(BounceEvent.delivery_id))).where(
                 BounceEvent.subscriber_id == subscriber_id,
-                BounceEvent.kind == "soft",
+                BounceEvent.kind == BounceKind.SOFT,
                 BounceEvent.received_at > now - window,
                 BounceEvent.received_at <= now,
             )
@@ -276,41 +276,9 @@ def _apply(
         if int(recent or 0) < limit:
             return False
         log.info("subscriber %s: %s soft bounces in %s, suppressed", subscriber_id, recent, window)
-    if kind is Kind.COMPLAINT:
-        return suppress(subscriber_id, "complained", source, event.diagnostic)
-    return suppress(subscriber_id, "bounced", source, event.diagnostic)
-
-
-def suppress(subscriber_id: int, reason: str, source: str, detail: str = "") -> bool:
-    """Add the reader's address to the suppression list and set their status; True if new."""
-    subscriber = db.session.scalar(
-        select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update()
-    )
-    if subscriber is None:
-        return False
-    key = address_hash(subscriber.email)
-    added = False
-    if db.session.scalar(select(Suppression.id).where(Suppression.address_hash == key)) is None:
-        try:
-            with db.session.begin_nested():
-                db.session.add(Suppression(address_hash=key, reason=reason))
-            added = True
-        except IntegrityError:
-            pass  # suppressed at the same moment by another process
-    if subscriber.status in ("active", "pending"):
-        previous = subscriber.status
-        subscriber.status = reason  # "bounced" or "complained", as the statuses are named
-        subscriber.confirm_nonce = None
-        if reason == "complained":
-            # Marking us as spam withdraws consent: the log keeps every withdrawal.
-            consent.record(
-                subscriber.id,
-                "complaint",
-                consent.Origin(source=f"bounces:{source}"[:120]),
-                {"previous_status": previous, "report": detail[:200]},
-            )
-        added = True
-    return added
+    why = suppression.COMPLAINED if kind is BounceKind.COMPLAINT else suppression.BOUNCED
+    changed: int = suppression.suppress_readers([subscriber_id], why, source, event.diagnostic)
+    return changed > 0
 
 
 def bounce_counts(edition_id: int) -> dict[str, int]:

@@ -14,20 +14,26 @@ from sqlalchemy import func, select
 from newsletter import jobs
 from newsletter.bounces.process import bounce_counts
 from newsletter.clock import utcnow
-from newsletter.db.models import BOUNCE_KINDS, Delivery, Edition, Subscriber, SubscriberTopic
+from newsletter.db.models import (
+    BounceKind,
+    Delivery,
+    Edition,
+    Frequency,
+    Subscriber,
+    SubscriberTopic,
+)
 from newsletter.digests import ledger, planning, sending
 from newsletter.digests.compose import Composer, Reader, message_id
 from newsletter.digests.content import EditionContent, article_view
 from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
-from newsletter.readers import topics
 from newsletter.readers.addresses import normalize
 
 digest = AppGroup("digest", help="Preview, send and follow digest editions.")
 
 frequency_option = click.option(
     "--frequency",
-    type=click.Choice(topics.FREQUENCIES),
+    type=click.Choice([f.value for f in Frequency]),
     default="daily",
     show_default=True,
     help="Which readers and which period.",
@@ -248,7 +254,7 @@ def status(edition_id: int | None) -> None:
     if bounced:
         click.echo(
             "Bounces and complaints: "
-            + ", ".join(f"{kind} {bounced.get(kind, 0):,}" for kind in BOUNCE_KINDS)
+            + ", ".join(f"{kind} {bounced.get(kind, 0):,}" for kind in BounceKind)
         )
     reasons = db.session.execute(
         select(Delivery.state, Delivery.last_error, func.count())

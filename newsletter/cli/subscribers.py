@@ -14,7 +14,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter import jobs
-from newsletter.db.models import STATUSES
+from newsletter.db.models import Frequency, Status
 from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderField, ReaderRefused
 from newsletter.extensions import db
 from newsletter.readers import privacy, roster, topics
@@ -27,7 +27,7 @@ from newsletter.readers.stats import WINDOW_DAYS, count_readers
 subscribers = AppGroup("subscribers", help="List, add, import, export and count readers.")
 
 status_option = click.option(
-    "--status", type=click.Choice(STATUSES), default=None, help="Only readers in this state."
+    "--status", type=click.Choice([s.value for s in Status]), default=None, help="Only readers in this state."
 )
 topic_option = click.option(
     "--topic", default=None, metavar="TOPIC", help="Only readers of this topic (slug or name)."
@@ -99,7 +99,7 @@ def list_(status: str | None, topic: str | None) -> None:
     help="Topic slugs or names, comma-separated. Default: every topic.",
 )
 @click.option(
-    "--frequency", type=click.Choice(("daily", "weekly")), default="weekly", show_default=True
+    "--frequency", type=click.Choice([f.value for f in Frequency]), default="weekly", show_default=True
 )
 @click.option(
     "--confirmed",
@@ -115,19 +115,16 @@ def add(addr: str, name: str, topic_list: str, frequency: str, confirmed: bool) 
     except InvalidReaderField as exc:
         raise click.BadParameter(exc.reason, param_hint=f"--{exc.field}") from exc
     try:
-        subscriber = roster.add_reader(
+        roster.add_reader(
             email, display, chosen, frequency, confirmed=confirmed, origin=roster.cli_origin()
         )
-        subscriber_id = subscriber.id
-        db.session.commit()
+        db.session.commit()  # and with it, a pending reader's confirmation mail goes
     except ReaderRefused as exc:
         db.session.rollback()
         raise click.ClickException(f"not added: {exc}") from exc
     if confirmed:
         click.echo(f"Added {email}: active, {frequency}, topics {', '.join(chosen)}.")
         return
-    # After the commit: the mail task reads the row (possibly in another process).
-    jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(Notice.CONFIRM))
     click.echo(f"Added {email}: pending until they confirm; a confirmation mail is on its way.")
 
 

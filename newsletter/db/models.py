@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +27,57 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from newsletter.clock import utcnow
 from newsletter.extensions import db
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+
+class Status(StrEnum):
+    """Where a reader stands; only ``active`` readers are mailed digests."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+# These readers withdrew or lost consent: only their own signup and confirmation bring them back.
+WITHDRAWN = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
+
+
+class Frequency(StrEnum):
+    """How often a reader gets a digest, and so which editions they are in."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class EditionState(StrEnum):
+    SENDING = "sending"
+    DONE = "done"
+
+
+class DeliveryState(StrEnum):
+    """A ledger row's life: see ``digests.ledger``."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    ATTEMPTING = "attempting"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+
+class BounceKind(StrEnum):
+    """What a bounce or report means for the reader's address."""
+
+    HARD = "hard"  # the address does not exist: suppress at once
+    SOFT = "soft"  # temporary (mailbox full): suppress after N within a window
+    POLICY = "policy"  # about us (spam, block lists, DMARC): alert, never suppress
+    COMPLAINT = "complaint"  # the reader marked us as spam: suppress at once
+
+
+def _among(values: type[StrEnum]) -> str:
+    """An SQL ``IN`` list of an enum's values, for CHECK constraints."""
+    return "(" + ", ".join(f"'{value.value}'" for value in values) + ")"
 
 
 def new_uid() -> str:
@@ -54,8 +105,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Subscriber(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "subscriber"
     __table_args__ = (
-        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
-        CheckConstraint("frequency IN ('daily', 'weekly')", name="frequency"),
+        CheckConstraint(f"status IN {_among(Status)}", name="status"),
+        CheckConstraint(f"frequency IN {_among(Frequency)}", name="frequency"),
         Index("ix_subscriber_status_frequency", "status", "frequency"),
     )
 
@@ -63,8 +114,8 @@ class Subscriber(db.Model):  # type: ignore[name-defined,misc]
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(100), default="")
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    frequency: Mapped[str] = mapped_column(String(8), default="weekly")
+    status: Mapped[str] = mapped_column(String(16), default=Status.PENDING)
+    frequency: Mapped[str] = mapped_column(String(8), default=Frequency.WEEKLY)
     # Set when a confirmation mail is issued and cleared when it is used or withdrawn, so a
     # confirm link replayed after an unsubscribe cannot subscribe the reader again.
     confirm_nonce: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -147,9 +198,6 @@ class ConsentWording(db.Model):  # type: ignore[name-defined,misc]
 # Editions reach a million readers: the ledger's ids must not run out.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
-EDITION_STATES = ("sending", "done")
-DELIVERY_STATES = ("queued", "sending", "attempting", "sent", "failed", "skipped", "unknown")
-
 
 class Article(db.Model):  # type: ignore[name-defined,misc]
     """One article of the site, identified by its feed guid (or link)."""
@@ -173,13 +221,13 @@ class Edition(db.Model):  # type: ignore[name-defined,misc]
 
     __tablename__ = "edition"
     __table_args__ = (
-        CheckConstraint("frequency IN ('daily', 'weekly')", name="frequency"),
-        CheckConstraint(f"state IN {EDITION_STATES!r}", name="state"),
+        CheckConstraint(f"frequency IN {_among(Frequency)}", name="frequency"),
+        CheckConstraint(f"state IN {_among(EditionState)}", name="state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     frequency: Mapped[str] = mapped_column(String(8), index=True)
-    state: Mapped[str] = mapped_column(String(12), default="sending")
+    state: Mapped[str] = mapped_column(String(12), default=EditionState.SENDING)
     subject: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Articles published up to this moment are in this edition; the next starts after it.
@@ -209,7 +257,7 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
-        CheckConstraint(f"state IN {DELIVERY_STATES!r}", name="state"),
+        CheckConstraint(f"state IN {_among(DeliveryState)}", name="state"),
         Index("ix_delivery_edition_state_id", "edition_id", "state", "id"),
     )
 
@@ -218,7 +266,7 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
     )
-    state: Mapped[str] = mapped_column(String(12), default="queued")
+    state: Mapped[str] = mapped_column(String(12), default=DeliveryState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Which worker holds the row while it is "sending"/"attempting"; a fencing token, so a
     # worker whose rows were reclaimed cannot send them too.
@@ -230,15 +278,12 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     message_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
-BOUNCE_KINDS = ("hard", "soft", "policy", "complaint")
-
-
 class BounceEvent(db.Model):  # type: ignore[name-defined,misc]
     """One bounce or complaint we acted on (or were alerted by), from a DSN or ARF report."""
 
     __tablename__ = "bounce_event"
     __table_args__ = (
-        CheckConstraint(f"kind IN {BOUNCE_KINDS!r}", name="kind"),
+        CheckConstraint(f"kind IN {_among(BounceKind)}", name="kind"),
         # Counting a reader's recent soft bounces is the hot query.
         Index("ix_bounce_event_subscriber_kind_received", "subscriber_id", "kind", "received_at"),
     )

@@ -35,6 +35,7 @@ from newsletter.db.dialect import in_param, on_postgresql
 from newsletter.db.models import Delivery, Edition, Subscriber, SubscriberTopic, Suppression
 from newsletter.digests.compose import Reader
 from newsletter.extensions import db
+from newsletter.readers import suppression
 from newsletter.readers.addresses import address_hash
 
 UNFINISHED = ("queued", "sending", "attempting")
@@ -261,7 +262,7 @@ def record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
             db.session.execute(update(table).where(fenced).values(**values), params)
     bounced = outcomes.get("bounced")
     if bounced:
-        _suppress_bounced([item["sid"] for item in bounced])
+        suppression.suppress_readers([item["sid"] for item in bounced], suppression.BOUNCED, "smtp")
 
 
 @cache
@@ -282,23 +283,6 @@ def _record_sent(postgresql: bool) -> Update:
             claim=None,
             claimed_at=None,
         )
-    )
-
-
-def _suppress_bounced(subscriber_ids: list[int]) -> None:
-    emails = db.session.scalars(select(Subscriber.email).where(Subscriber.id.in_(subscriber_ids)))
-    hashes = {address_hash(email) for email in emails}
-    known = set(
-        db.session.scalars(
-            select(Suppression.address_hash).where(Suppression.address_hash.in_(hashes))
-        )
-    )
-    db.session.add_all(Suppression(address_hash=h, reason="bounced") for h in hashes - known)
-    db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id.in_(subscriber_ids), Subscriber.status == "active")
-        .values(status="bounced"),
-        execution_options={"synchronize_session": False},
     )
 
 

@@ -14,12 +14,12 @@ from newsletter.db.models import (
     Delivery,
     Edition,
     EditionArticle,
+    Frequency,
     Subscriber,
     SubscriberTopic,
 )
 from newsletter.digests.compose import message_id_column
 from newsletter.extensions import db
-from newsletter.readers.topics import FREQUENCIES
 
 PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
@@ -75,8 +75,8 @@ def choose_articles(frequency: str, now: datetime) -> list[Article]:
 
 def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     """Create the next edition and its ledger, or return None when there is nothing new."""
-    if frequency not in FREQUENCIES:
-        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
+    if frequency not in list(Frequency):
+        raise ValueError(f"frequency must be one of {', '.join(Frequency)}")
     started = time.perf_counter()
     now = now or utcnow()
     _serialize_planning()

@@ -8,7 +8,6 @@ problems wait in temporary files between the two passes, and only the set of add
 from __future__ import annotations
 
 import csv
-import secrets
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -20,12 +19,13 @@ from typing import IO, Any, NamedTuple, TypeVar
 from sqlalchemy import select
 
 from newsletter.clock import utcnow
-from newsletter.db.models import STATUSES, Subscriber, Suppression, new_uid
+from newsletter.db.dialect import among
+from newsletter.db.models import WITHDRAWN, Status, Subscriber, Suppression
 from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderField
 from newsletter.extensions import db
-from newsletter.readers import bulk, topics
+from newsletter.readers import consent, roster, topics
 from newsletter.readers.addresses import address_hash, normalize
-from newsletter.readers.roster import WITHDRAWN, clean_name, operator
+from newsletter.readers.roster import clean_name, operator
 from newsletter.readers.topics import resolve_frequency, resolve_topics
 
 COLUMNS = ("email", "name", "topics", "frequency", "status")
@@ -205,7 +205,7 @@ class CsvImport:
             except InvalidReaderField as exc:
                 reasons.append(f"{exc.field}: {exc.reason}")
         status = cell("status").strip().lower()
-        if status and status not in STATUSES:
+        if status and status not in list(Status):
             reasons.append(f"status: unknown status {_shown(status, 20)}")
         if reasons:
             return Problem(line, "; ".join(reasons))
@@ -243,14 +243,14 @@ class CsvImport:
             existing = dict(
                 db.session.execute(
                     select(Subscriber.email, Subscriber.status).where(
-                        bulk.among(Subscriber.email, emails)
+                        among(Subscriber.email, emails)
                     )
                 ).all()
             )
             suppressed = dict(
                 db.session.execute(
                     select(Suppression.address_hash, Suppression.reason).where(
-                        bulk.among(Suppression.address_hash, [address_hash(e) for e in emails])
+                        among(Suppression.address_hash, [address_hash(e) for e in emails])
                     )
                 ).all()
             )
@@ -301,26 +301,18 @@ class CsvImport:
         """Insert the checked rows in bulk, in the caller's transaction (the caller commits)."""
         written = WriteResult()
         now, who = utcnow(), operator()
-        status = "active" if self.confirmed else "pending"
+        status = Status.ACTIVE if self.confirmed else Status.PENDING
         self._rows.seek(0)
         for chunk in _batches(csv.reader(self._rows), INSERT_CHUNK):
-            ids = bulk.insert_readers(
+            ids = roster.create(
                 [
-                    bulk.NewReader(
-                        new_uid(),
-                        email,
-                        name,
-                        frequency,
-                        None if self.confirmed else secrets.token_urlsafe(12),
-                    )
-                    for _, email, name, _, frequency in chunk
+                    roster.NewReader(email, name, slugs.split(";"), frequency)
+                    for _, email, name, slugs, frequency in chunk
                 ],
                 status,
                 now,
-                now if self.confirmed else None,
             )
-            pairs: list[tuple[int, str]] = []
-            events: list[bulk.NewEvent] = []
+            events: list[consent.NewEvent] = []
             for line, email, _, slugs, frequency in chunk:
                 subscriber_id = ids.get(email)
                 if subscriber_id is None:
@@ -328,20 +320,17 @@ class CsvImport:
                         Problem(int(line), f"{email} was added meanwhile; left as it is", True)
                     )
                     continue
-                chosen = slugs.split(";")
-                pairs.extend((subscriber_id, slug) for slug in chosen)
                 detail = {
                     "status": status,
-                    "topics": chosen,
+                    "topics": slugs.split(";"),
                     "frequency": frequency,
                     "line": int(line),
                     "operator": who,
                 }
-                events.append(bulk.NewEvent(subscriber_id, detail))
+                events.append(consent.NewEvent(subscriber_id, detail))
                 if not self.confirmed:
                     written.pending_ids.append(subscriber_id)
-            bulk.insert_topics(pairs)
-            bulk.insert_events(events, "import", self.source, now)
+            consent.record_many(events, consent.Action.IMPORT, self.source, now)
             written.imported += len(events)
             progress(len(chunk))
         return written

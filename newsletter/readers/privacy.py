@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Column, Table, delete, select
 
 from newsletter.clock import utcnow
-from newsletter.db.dialect import upsert
 from newsletter.db.models import (
     ConsentEvent,
     ConsentWording,
@@ -19,7 +18,7 @@ from newsletter.db.models import (
     Suppression,
 )
 from newsletter.extensions import db
-from newsletter.readers import topics
+from newsletter.readers import consent, suppression, topics
 from newsletter.readers.addresses import address_hash
 from newsletter.readers.consent import Origin
 from newsletter.readers.roster import operator
@@ -164,20 +163,14 @@ def erase(email: str, origin: Origin) -> Erasure:
             execution_options={"synchronize_session": False},
         )
         db.session.expire_all()
-    db.session.execute(
-        upsert(Suppression)
-        .values(address_hash=address_hash(email), reason="erased", created_at=utcnow())
-        .on_conflict_do_update(index_elements=["address_hash"], set_={"reason": "erased"})
-    )
+    suppression.erased(email)
     erasure = Erasure(subscriber_id is not None, removed)
     # The log keeps that an erasure happened, by whom, and how much went; nothing that
     # points back to the person.
-    db.session.add(
-        ConsentEvent(
-            subscriber_id=None,
-            action="erase",
-            source=origin.source,
-            detail={"operator": operator(), "subscriber": erasure.subscriber, **removed},
-        )
+    consent.record(
+        None,
+        consent.Action.ERASE,
+        Origin(source=origin.source),
+        {"operator": operator(), "subscriber": erasure.subscriber, **removed},
     )
     return erasure

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from newsletter.clock import utcnow
-from newsletter.db.models import STATUSES, Subscriber, SubscriberTopic
+from newsletter.db.models import Frequency, Status, Subscriber, SubscriberTopic
 from newsletter.extensions import db
 from newsletter.readers import topics
 
@@ -72,7 +72,7 @@ def count_readers(now: datetime | None = None) -> Stats:
     reader who left and came back within the window counts once as growth.
     """
     since = (now or utcnow()) - timedelta(days=WINDOW_DAYS)
-    by_status = dict.fromkeys(STATUSES, 0)
+    by_status = dict.fromkeys(map(str, Status), 0)
     by_status.update(
         db.session.execute(
             select(Subscriber.status, func.count()).group_by(Subscriber.status)
@@ -89,7 +89,7 @@ def count_readers(now: datetime | None = None) -> Stats:
             .group_by(SubscriberTopic.topic)
         ).all()
     )
-    by_frequency = dict.fromkeys(topics.FREQUENCIES, 0)
+    by_frequency = dict.fromkeys(map(str, Frequency), 0)
     by_frequency.update(
         db.session.execute(
             select(Subscriber.frequency, func.count()).where(active).group_by(Subscriber.frequency)

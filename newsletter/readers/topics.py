@@ -9,9 +9,8 @@ from functools import lru_cache
 
 from flask import current_app
 
+from newsletter.db.models import Frequency
 from newsletter.errors import InvalidReaderField
-
-FREQUENCIES = ("daily", "weekly")
 
 
 def slugify(name: str) -> str:
@@ -65,7 +64,7 @@ def resolve_topics(value: str, configured: Mapping[str, str] | None = None) -> l
 def resolve_frequency(value: str) -> str:
     """A frequency from any case; empty means weekly, the signup form's default."""
     frequency = value.strip().lower() or "weekly"
-    if frequency not in FREQUENCIES:
+    if frequency not in list(Frequency):
         raise InvalidReaderField(
             "frequency", f"unknown frequency {value.strip()!r} (use daily or weekly)"
         )
