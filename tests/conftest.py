@@ -19,7 +19,7 @@ from newsletter import create_app
 from newsletter.extensions import db, limiter
 from newsletter.mail.backends import MemoryBackend
 from newsletter.mail.message import OutgoingMessage
-from tests import services
+from tests.support import services
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -262,8 +262,8 @@ def mail_parts(message: OutgoingMessage) -> tuple[str, str]:
 
 
 # The real SMTP server and Celery worker fixtures live in their own modules; see their docstrings.
-from tests.celery_worker import celery_worker, live_worker, worker_app  # noqa: E402, F401
-from tests.smtp_server import (  # noqa: E402, F401
+from tests.support.celery_worker import celery_worker, live_worker, worker_app  # noqa: E402, F401
+from tests.support.smtp_server import (  # noqa: E402, F401
     backend_for,
     smtp_server,
     smtp_server_factory,

@@ -10,10 +10,10 @@ from flask_migrate import upgrade
 
 from newsletter import create_app
 from newsletter.extensions import db
-from tests import services
 from tests.conftest import base_config
-from tests.smtp_server import SMTPTestServer
-from tests.test_dkim import _write_key
+from tests.mail.test_dkim import _write_key
+from tests.support import services
+from tests.support.smtp_server import SMTPTestServer
 
 
 def _doctor(config: dict[str, Any], *args: str) -> Any:

@@ -1,4 +1,4 @@
-"""SMTPBackend.send_many against a real SMTP server on loopback (tests/smtp_server.py).
+"""SMTPBackend.send_many against a real SMTP server on loopback (tests/support/smtp_server.py).
 
 With PIPELINING (RFC 2920) a message's content travels in the same write as the next
 message's envelope, so the reply to one final dot and the replies to the next MAIL, RCPT
@@ -32,7 +32,7 @@ from newsletter.errors import (
 )
 from newsletter.mail.message import OutgoingMessage, build, mailbox
 from newsletter.mail.smtp import SMTPBackend
-from tests.smtp_server import DROP, HANG, SMTPTestServer
+from tests.support.smtp_server import DROP, HANG, SMTPTestServer
 
 ServerFactory = Callable[..., SMTPTestServer]
 BackendFactory = Callable[..., SMTPBackend]

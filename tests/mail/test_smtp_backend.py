@@ -1,4 +1,4 @@
-"""The SMTP backend against a real SMTP server on loopback (tests/smtp_server.py).
+"""The SMTP backend against a real SMTP server on loopback (tests/support/smtp_server.py).
 
 What is checked is what the relay receives: the bytes, the envelope, whether TLS, AUTH
 and SMTPUTF8 were used, and how many connections were opened.
@@ -26,7 +26,7 @@ from newsletter.mail.backends import get_backend
 from newsletter.mail.message import MessageTemplate, OutgoingMessage, build, mailbox, slot
 from newsletter.mail.smtp import SMTPBackend
 from tests.conftest import base_config
-from tests.smtp_server import DROP, HANG, SMTPTestServer, make_certificate
+from tests.support.smtp_server import DROP, HANG, SMTPTestServer, make_certificate
 
 ServerFactory = Callable[..., SMTPTestServer]
 BackendFactory = Callable[..., SMTPBackend]

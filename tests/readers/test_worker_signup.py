@@ -1,7 +1,7 @@
 """Signup mail through the real parts: web app -> Redis -> Celery worker process -> SMTP.
 
 The web app runs in this process; the confirmation mail is rendered and sent by a separate
-``celery worker`` process (tests/celery_worker.py) to a real SMTP server on loopback, and
+``celery worker`` process (tests/support/celery_worker.py) to a real SMTP server on loopback, and
 the reader's click lands in PostgreSQL.
 """
 
@@ -17,9 +17,9 @@ from sqlalchemy import select
 from newsletter.db.models import Subscriber
 from newsletter.extensions import db
 from newsletter.mail.backends import MemoryBackend
-from tests.celery_worker import BASE_URL, CeleryWorker
 from tests.conftest import form_fields, signup
-from tests.smtp_server import ReceivedMessage
+from tests.support.celery_worker import BASE_URL, CeleryWorker
+from tests.support.smtp_server import ReceivedMessage
 
 pytestmark = pytest.mark.services
 

@@ -28,7 +28,7 @@ from newsletter.digests.compose import Composer
 from newsletter.digests.content import load_content
 from newsletter.extensions import db
 from newsletter.mail import verp
-from tests.digest_helpers import (
+from tests.support.digest_helpers import (
     add_article,
     add_reader,
     all_defects,
@@ -39,7 +39,7 @@ from tests.digest_helpers import (
     raw_header,
     text_part,
 )
-from tests.smtp_server import DROP, ReceivedMessage, SMTPTestServer
+from tests.support.smtp_server import DROP, ReceivedMessage, SMTPTestServer
 
 BASE_URL = "https://news.example.test"
 SITE = "The Daily Ledger"

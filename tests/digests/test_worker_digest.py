@@ -18,9 +18,9 @@ from newsletter.clock import utcnow
 from newsletter.db.models import Article, Delivery, Subscriber
 from newsletter.digests import planning
 from newsletter.extensions import db
-from tests.celery_worker import CeleryWorker
 from tests.conftest import _fresh_schema, base_config
-from tests.smtp_server import SMTPTestServer
+from tests.support.celery_worker import CeleryWorker
+from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.services
 

@@ -15,10 +15,10 @@ from newsletter import create_app
 from newsletter.db.models import Delivery, Subscriber, Suppression
 from newsletter.extensions import db
 from newsletter.readers.addresses import address_hash
-from tests.celery_worker import CeleryWorker, running_worker
 from tests.conftest import _fresh_schema, base_config
-from tests.smtp_server import DROP, HANG, SMTPTestServer
-from tests.test_worker_digest import seed, wait_until_done
+from tests.digests.test_worker_digest import seed, wait_until_done
+from tests.support.celery_worker import CeleryWorker, running_worker
+from tests.support.smtp_server import DROP, HANG, SMTPTestServer
 
 pytestmark = pytest.mark.services
 

@@ -14,8 +14,8 @@ from newsletter.errors import ConfigError
 from newsletter.mail.backends import MailBackend, get_backend
 from newsletter.mail.message import OutgoingMessage, build, mailbox
 from newsletter.mail.throttle import Throttle
-from tests import services
 from tests.conftest import base_config
+from tests.support import services
 
 SENT: list[OutgoingMessage] = []
 
@@ -34,7 +34,7 @@ def _register_entry_point(folder: Path) -> None:
         "Metadata-Version: 2.1\nName: newsletter-recording-backend\nVersion: 1.0\n"
     )
     (dist / "entry_points.txt").write_text(
-        "[newsletter.mail_backends]\nrecording = tests.test_mail_backends:RecordingBackend\n"
+        "[newsletter.mail_backends]\nrecording = tests.mail.test_mail_backends:RecordingBackend\n"
     )
 
 

@@ -19,7 +19,7 @@ from newsletter.mail import verp
 from newsletter.mail.backends import get_backend
 from newsletter.mail.message import build, mailbox
 from tests.conftest import base_config
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 KEY = verp.derive_key("a-secret-key-for-tests")
 OTHER_KEY = verp.derive_key("another-secret-key")

@@ -29,11 +29,11 @@ from newsletter.db.models import ConsentEvent, Subscriber
 from newsletter.extensions import db, limiter
 from newsletter.tokens import Purpose, sign
 from newsletter.urls import external_url
-from tests import services
+from tests.support import services
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 EMBED_DOC = ROOT / "docs" / "embed.md"
 DOC_SERVICE_URL = "https://newsletter.example.com"

@@ -17,7 +17,7 @@ from newsletter.db.models import Article, Delivery, Subscriber, Suppression
 from newsletter.digests import ledger, planning, sending
 from newsletter.extensions import db
 from newsletter.readers.addresses import address_hash
-from tests.smtp_server import DROP, HANG, SMTPTestServer
+from tests.support.smtp_server import DROP, HANG, SMTPTestServer
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from newsletter.db.models import Article
 from newsletter.errors import FeedError, InvalidArticle
 from newsletter.extensions import db
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SAMPLE_FEED = SAMPLES / "feed.xml"
 SAMPLE_JSONL = SAMPLES / "articles.jsonl"
 

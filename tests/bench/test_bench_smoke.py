@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests import services
+from tests.support import services
 
 pytestmark = pytest.mark.services
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 
 

@@ -16,7 +16,7 @@ from newsletter.clock import utcnow
 from newsletter.db.models import Article, Subscriber
 from newsletter.extensions import db
 from newsletter.mail.dkim import public_record
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 SELECTOR = "news2026"
 DOMAIN = "ledger.example"

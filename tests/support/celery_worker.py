@@ -5,7 +5,7 @@ Fixtures (registered in tests/conftest.py):
 - ``celery_worker`` (session): a ``CeleryWorker`` running
   ``python -m celery --app=worker:celery worker --pool=solo -Q newsletter,signup`` from the
   project root, configured only through NEWSLETTER_* variables: the test PostgreSQL database
-  (``postgres_url``), Redis database 15 as broker (``tests.services.REDIS_URL``, flushed
+  (``postgres_url``), Redis database 15 as broker (``tests.support.services.REDIS_URL``, flushed
   before the start), and ``MAIL_BACKEND=smtp`` at its own plain ``SMTPTestServer``
   (``celery_worker.smtp``). Skipped, or failed under NEWSLETTER_REQUIRE_SERVICES=1, when
   Redis or PostgreSQL cannot be reached.
@@ -57,10 +57,10 @@ from kombu import Queue
 from newsletter import create_app
 from newsletter.extensions import db, limiter
 from newsletter.mail.backends import MemoryBackend
-from tests import services
-from tests.smtp_server import SMTPTestServer
+from tests.support import services
+from tests.support.smtp_server import SMTPTestServer
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("newsletter", "signup")
 SECRET_KEY = "worker-test-secret-key-0123456789"
 BASE_URL = "https://news.example.test"

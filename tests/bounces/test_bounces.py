@@ -38,7 +38,7 @@ from newsletter.mail import verp
 from newsletter.readers.addresses import address_hash
 from tests.conftest import with_config
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bounces"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 TOKEN = "webhook-token-0123456789abcdef"
 
 # Values for the placeholders when no database is involved.
