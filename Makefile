@@ -1,11 +1,12 @@
 # make run: a local newsletter on SQLite with mail going to instance/outbox.
 # make test: the whole suite (PostgreSQL, Redis and Chromium are used when reachable).
+# make wheel-check: build the wheel, install it into a fresh venv and use it from outside the tree.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test wheel-check lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+wheel-check:
+	PYTHON=$(PYTHON) .ci/wheel-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check newsletter tests bench worker.py
