@@ -2,6 +2,7 @@
 # make test: the whole suite (PostgreSQL, Redis and Chromium are used when reachable).
 # make lock: regenerates requirements.lock, the pins every install goes through.
 # make audit: checks requirements.lock for known vulnerabilities.
+# make wheel-check: build the wheel, install it into a fresh venv and use it from outside the tree.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
 
-.PHONY: run test lint bench lock audit clean
+.PHONY: run test wheel-check lint bench lock audit clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+wheel-check:
+	PYTHON=$(PYTHON) .ci/wheel-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check newsletter tests bench worker.py
