@@ -690,7 +690,7 @@ class DigestBench:
             readers = ledger_rows.readers(ids)
             built = []
             for delivery_id in ids:
-                reader = readers[delivery_id][2]
+                reader = readers[delivery_id].reader
                 assert reader is not None
                 message = composer.message(reader)
                 built.append((message.sender, message.recipient, message.data))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from newsletter.bounces import parse
 from newsletter.bounces.parse import Form, Report, Unparseable
 from newsletter.clock import utcnow
 from newsletter.db.models import BounceEvent, BounceKind, Delivery, Subscriber
+from newsletter.digests import ledger
 from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
 from newsletter.mail import verp
@@ -37,8 +37,6 @@ DETAIL_LIMIT = 50  # listed lines per section of a summary; counts are always co
 FORGED = "a forged or tampered VERP address (bad signature)"
 UNMATCHED = "no VERP address, Message-ID or subscriber of ours to match"
 REPEATED = "already processed (the same report seen before)"
-# digest.message_id: <digest.EDITION.UID@domain>; looked up through indexed columns.
-_DIGEST_ID = re.compile(r"<digest\.(\d{1,18})\.([A-Za-z0-9_-]{1,32})@[^<>\s]+>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +209,7 @@ def identify(report: Report) -> tuple[int | None, int | None] | str:
             return "the delivery it names no longer exists"
         return delivery.id, delivery.subscriber_id
     if report.original_message_id:
-        found_delivery = by_message_id(report.original_message_id)
+        found_delivery = ledger.by_message_id(report.original_message_id)
         if found_delivery is not None:
             return found_delivery.id, found_delivery.subscriber_id
     if report.form is Form.ARF and report.original_rcpt_to:
@@ -223,23 +221,6 @@ def identify(report: Report) -> tuple[int | None, int | None] | str:
         if subscriber_id is not None:
             return None, subscriber_id
     return UNMATCHED
-
-
-def by_message_id(message_id: str) -> Delivery | None:
-    """The delivery whose digest carried this Message-ID, found through indexed columns."""
-    found = _DIGEST_ID.fullmatch(message_id)
-    if found is None:
-        return None
-    delivery: Delivery | None = db.session.scalar(
-        select(Delivery)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(
-            Subscriber.uid == found.group(2),
-            Delivery.edition_id == int(found.group(1)),
-            Delivery.message_id == message_id,
-        )
-    )
-    return delivery
 
 
 def _apply(

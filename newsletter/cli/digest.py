@@ -20,7 +20,6 @@ from newsletter.db.models import (
     Edition,
     Frequency,
     Subscriber,
-    SubscriberTopic,
 )
 from newsletter.digests import ledger, planning, sending
 from newsletter.digests.compose import Composer, Reader, message_id
@@ -147,20 +146,10 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
 
 
 def _dry_run(frequency: str) -> None:
-    articles = planning.choose_articles(frequency, utcnow())
+    articles, readers = planning.preview(frequency, utcnow())
     if not articles:
         click.echo(f"No new articles since the last {frequency} edition: nothing would be sent.")
         return
-    wanted = sorted({article.topic for article in articles})
-    readers = db.session.scalar(
-        select(func.count(func.distinct(Subscriber.id)))
-        .join(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
-        .where(
-            Subscriber.status == "active",
-            Subscriber.frequency == frequency,
-            SubscriberTopic.topic.in_(wanted),
-        )
-    )
     click.echo(
         f"Dry run: a {frequency} edition of {len(articles)} articles to {readers:,} readers."
     )

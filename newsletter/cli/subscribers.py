@@ -27,7 +27,10 @@ from newsletter.readers.stats import WINDOW_DAYS, count_readers
 subscribers = AppGroup("subscribers", help="List, add, import, export and count readers.")
 
 status_option = click.option(
-    "--status", type=click.Choice([s.value for s in Status]), default=None, help="Only readers in this state."
+    "--status",
+    type=click.Choice([s.value for s in Status]),
+    default=None,
+    help="Only readers in this state.",
 )
 topic_option = click.option(
     "--topic", default=None, metavar="TOPIC", help="Only readers of this topic (slug or name)."
@@ -99,7 +102,10 @@ def list_(status: str | None, topic: str | None) -> None:
     help="Topic slugs or names, comma-separated. Default: every topic.",
 )
 @click.option(
-    "--frequency", type=click.Choice([f.value for f in Frequency]), default="weekly", show_default=True
+    "--frequency",
+    type=click.Choice([f.value for f in Frequency]),
+    default="weekly",
+    show_default=True,
 )
 @click.option(
     "--confirmed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,15 +22,28 @@ from newsletter.mail.message import (
 from newsletter.tokens import Purpose, encoded_payload, minter
 from newsletter.urls import external_url
 
+# A digest's Message-ID, ``<digest.EDITION.UID@domain>``, deterministic per edition and
+# reader so that a resend would be recognizable as one, and so that a bounce quoting it
+# names its delivery. The one format, written as a string, as SQL and as a pattern.
+_MESSAGE_ID = re.compile(r"<digest\.(\d{1,18})\.([A-Za-z0-9_-]{1,32})@[^<>\s]+>")
+
 
 def message_id(edition_id: int | str, uid: str) -> str:
-    """Deterministic per edition and reader, so a resend would be recognizable as one."""
+    """The Message-ID of one reader's copy of an edition."""
     return f"<digest.{edition_id}.{uid}@{mail_domain()}>"
 
 
 def message_id_column(edition_id: int) -> ColumnElement[str]:
     """``message_id`` as SQL, so planning writes it with the ledger rows in one statement."""
     return literal(f"<digest.{edition_id}.") + Subscriber.uid + literal(f"@{mail_domain()}>")
+
+
+def parse_message_id(value: str) -> tuple[int, str] | None:
+    """(edition id, reader uid) of a Message-ID in our digest format, or None."""
+    found = _MESSAGE_ID.fullmatch(value)
+    if found is None:
+        return None
+    return int(found.group(1)), found.group(2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ rows claimed but not yet handed over by earlier versions; recovery queues them a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from flask import current_app
 from sqlalchemy import (
@@ -32,13 +33,22 @@ from sqlalchemy import (
 
 from newsletter.clock import utcnow
 from newsletter.db.dialect import in_param, on_postgresql
-from newsletter.db.models import Delivery, Edition, Subscriber, SubscriberTopic, Suppression
-from newsletter.digests.compose import Reader
+from newsletter.db.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionState,
+    Status,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
+)
+from newsletter.digests.compose import Reader, parse_message_id
 from newsletter.extensions import db
 from newsletter.readers import suppression
 from newsletter.readers.addresses import address_hash
 
-UNFINISHED = ("queued", "sending", "attempting")
+UNFINISHED = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.ATTEMPTING)
 
 
 UNKNOWN_REASON = (
@@ -47,7 +57,15 @@ UNKNOWN_REASON = (
 )
 
 
-Facts = dict[int, tuple[int, str, Reader | None]]
+class Claimed(NamedTuple):
+    """A claimed ledger row: its attempts so far, and its reader or why it is skipped."""
+
+    attempts: int
+    reader: Reader | None
+    skip_reason: str = ""
+
+
+Facts = dict[int, Claimed]
 
 
 @cache
@@ -63,7 +81,7 @@ def _claiming(postgresql: bool) -> Update:
         .where(
             table.c.edition_id == bindparam("edition"),
             table.c.id.between(bindparam("first"), bindparam("last")),
-            table.c.state == "queued",
+            table.c.state == DeliveryState.QUEUED,
             or_(table.c.not_before.is_(None), table.c.not_before <= now),
         )
         .order_by(table.c.id)
@@ -87,8 +105,8 @@ def _claiming(postgresql: bool) -> Update:
         chosen = table.c.id.in_(select(due.c.id))
     return (
         update(table)
-        .where(chosen, table.c.state == "queued")
-        .values(state="attempting", claim=bindparam("token"), claimed_at=now)
+        .where(chosen, table.c.state == DeliveryState.QUEUED)
+        .values(state=DeliveryState.ATTEMPTING, claim=bindparam("token"), claimed_at=now)
     )
 
 
@@ -127,9 +145,9 @@ def _reading(deliveries: Any) -> Select[Any]:
     subscribers, topics = Subscriber.__table__, SubscriberTopic.__table__
     return (
         select(
-            deliveries.c.id,
+            deliveries.c.id.label("delivery_id"),
             deliveries.c.attempts,
-            subscribers.c.id,
+            subscribers.c.id.label("subscriber_id"),
             subscribers.c.uid,
             subscribers.c.email,
             subscribers.c.name,
@@ -195,38 +213,50 @@ def _facts(rows: Sequence[Any]) -> Facts:
     """Readers from ``_reading``'s rows, each checked against the suppression list."""
     topics: dict[int, set[str]] = {}
     for row in rows:
-        if row[8] is not None:
-            topics.setdefault(row[0], set()).add(row[8])
-    firsts = {row[0]: row for row in rows}  # one row per ledger row, in id order
-    hashes = {delivery_id: address_hash(row[4]) for delivery_id, row in firsts.items() if row[4]}
+        if row.topic is not None:
+            topics.setdefault(row.delivery_id, set()).add(row.topic)
+    firsts = {row.delivery_id: row for row in rows}  # one row per ledger row, in id order
+    hashes = {key: address_hash(row.email) for key, row in firsts.items() if row.email}
     suppressed = set(
         db.session.scalars(_suppressed(on_postgresql()), {"hashes": list(hashes.values())})
     )
     found: Facts = {}
     for delivery_id, row in firsts.items():
-        _, attempts, subscriber_id, uid, email, name, status, message_id, _ = row
         # Checked now, at send time: an unsubscribe after planning must win.
-        if subscriber_id is None:
-            found[delivery_id] = (attempts, "the reader no longer exists", None)
-        elif status != "active":
-            found[delivery_id] = (attempts, f"subscriber is {status}", None)
+        if row.subscriber_id is None:
+            found[delivery_id] = Claimed(row.attempts, None, "the reader no longer exists")
+        elif row.status != Status.ACTIVE:
+            found[delivery_id] = Claimed(row.attempts, None, f"subscriber is {row.status}")
         elif hashes[delivery_id] in suppressed:
-            found[delivery_id] = (attempts, "address is suppressed", None)
+            found[delivery_id] = Claimed(row.attempts, None, "address is suppressed")
         else:
             reader = Reader(
-                subscriber_id,
-                uid,
-                email,
-                name,
+                row.subscriber_id,
+                row.uid,
+                row.email,
+                row.name,
                 frozenset(topics.get(delivery_id, ())),
-                message_id or "",
+                row.message_id or "",
                 delivery_id,
             )
-            found[delivery_id] = (attempts, "", reader)
+            found[delivery_id] = Claimed(row.attempts, reader)
     return found
 
 
-def record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
+@dataclass
+class Outcomes:
+    """A chunk's outcomes, grouped by the ledger update each needs."""
+
+    sent: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # delivery, error
+    retry: list[tuple[int, str, datetime]] = field(default_factory=list)  # ..., not before
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # delivery, reason
+    # Back to the queue with no attempt counted: the content never reached the server.
+    release: list[tuple[int, datetime | None]] = field(default_factory=list)
+    bounced: list[int] = field(default_factory=list)  # readers whose address got a 5xx
+
+
+def record(token: str, outcomes: Outcomes) -> None:
     """Write a chunk's outcomes (in the caller's transaction), fenced by the claim."""
     table = Delivery.__table__
     fenced = and_(
@@ -234,35 +264,43 @@ def record(token: str, outcomes: dict[str, list[dict[str, Any]]]) -> None:
         table.c.claim == token,
         # "unknown" too: if recovery gave up on a slow but live worker, its answer still wins.
         # (spelled out: executemany cannot expand an IN list)
-        or_(table.c.state == "attempting", table.c.state == "unknown"),
+        or_(table.c.state == DeliveryState.ATTEMPTING, table.c.state == DeliveryState.UNKNOWN),
     )
     done: dict[str, Any] = {"claim": None, "claimed_at": None}
     tried = {**done, "attempts": table.c.attempts + 1}
-    sent = outcomes.get("sent")
-    if sent:
+    if outcomes.sent:
         # The common case is one statement per chunk, not one per message.
         db.session.execute(
-            _record_sent(on_postgresql()),
-            {"ids": [item["did"] for item in sent], "token": token, "at": utcnow()},
+            _record_sent(on_postgresql()), {"ids": outcomes.sent, "token": token, "at": utcnow()}
         )
-    statements = {
-        "failed": {"state": "failed", "last_error": bindparam("error"), **tried},
-        "retry": {
-            "state": "queued",
-            "last_error": bindparam("error"),
-            "not_before": bindparam("at"),
-            **tried,
-        },
-        "skipped": {"state": "skipped", "last_error": bindparam("error"), **done},
-        "release": {"state": "queued", "not_before": bindparam("at"), **done},
-    }
-    for kind, values in statements.items():
-        params = outcomes.get(kind)
+    changes: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
+        (
+            {"state": DeliveryState.FAILED, "last_error": bindparam("error"), **tried},
+            [{"did": did, "error": error} for did, error in outcomes.failed],
+        ),
+        (
+            {
+                "state": DeliveryState.QUEUED,
+                "last_error": bindparam("error"),
+                "not_before": bindparam("at"),
+                **tried,
+            },
+            [{"did": did, "error": error, "at": at} for did, error, at in outcomes.retry],
+        ),
+        (
+            {"state": DeliveryState.SKIPPED, "last_error": bindparam("error"), **done},
+            [{"did": did, "error": reason} for did, reason in outcomes.skipped],
+        ),
+        (
+            {"state": DeliveryState.QUEUED, "not_before": bindparam("at"), **done},
+            [{"did": did, "at": at} for did, at in outcomes.release],
+        ),
+    ]
+    for values, params in changes:
         if params:
             db.session.execute(update(table).where(fenced).values(**values), params)
-    bounced = outcomes.get("bounced")
-    if bounced:
-        suppression.suppress_readers([item["sid"] for item in bounced], suppression.BOUNCED, "smtp")
+    if outcomes.bounced:
+        suppression.suppress_readers(outcomes.bounced, suppression.BOUNCED, "smtp")
 
 
 @cache
@@ -274,10 +312,10 @@ def _record_sent(postgresql: bool) -> Update:
         .where(
             in_param(table.c.id, "ids", postgresql),
             table.c.claim == bindparam("token"),
-            table.c.state.in_(("attempting", "unknown")),
+            table.c.state.in_((DeliveryState.ATTEMPTING, DeliveryState.UNKNOWN)),
         )
         .values(
-            state="sent",
+            state=DeliveryState.SENT,
             sent_at=bindparam("at", type_=table.c.sent_at.type),
             attempts=table.c.attempts + 1,
             claim=None,
@@ -295,7 +333,7 @@ def release_rest(edition_id: int, first_id: int, last_id: int, due: datetime | N
         .where(
             Delivery.edition_id == edition_id,
             Delivery.id.between(first_id, last_id),
-            Delivery.state == "queued",
+            Delivery.state == DeliveryState.QUEUED,
             or_(Delivery.not_before.is_(None), Delivery.not_before < due),
         )
         .values(not_before=due),
@@ -312,8 +350,8 @@ def finish_if_done(edition_id: int) -> bool:
         return False
     db.session.execute(
         update(Edition)
-        .where(Edition.id == edition_id, Edition.state == "sending")
-        .values(state="done", finished_at=utcnow()),
+        .where(Edition.id == edition_id, Edition.state == EditionState.SENDING)
+        .values(state=EditionState.DONE, finished_at=utcnow()),
         execution_options={"synchronize_session": False},
     )
     db.session.commit()
@@ -324,7 +362,7 @@ def batches(edition_id: int, size: int) -> list[tuple[int, int]]:
     """Id ranges covering the edition's unfinished rows, about ``size`` rows each."""
     low, high = db.session.execute(
         select(func.min(Delivery.id), func.max(Delivery.id)).where(
-            Delivery.edition_id == edition_id, Delivery.state == "queued"
+            Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
         )
     ).one()
     if low is None:
@@ -340,24 +378,24 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
     stale = utcnow() - timedelta(seconds=lease)
     # Only editions still being sent can hold such rows: with the edition named, the
     # (edition, state, id) index finds them instead of a scan of every edition ever sent.
-    sending = select(Edition.id).where(Edition.state == "sending").scalar_subquery()
+    sending = select(Edition.id).where(Edition.state == EditionState.SENDING).scalar_subquery()
     requeued = _changed(
         update(Delivery)
         .where(
             Delivery.edition_id.in_(sending),
-            Delivery.state == "sending",
+            Delivery.state == DeliveryState.SENDING,
             Delivery.claimed_at < stale,
         )
-        .values(state="queued", claim=None, claimed_at=None)
+        .values(state=DeliveryState.QUEUED, claim=None, claimed_at=None)
     )
     unknown = _changed(
         update(Delivery)
         .where(
             Delivery.edition_id.in_(sending),
-            Delivery.state == "attempting",
+            Delivery.state == DeliveryState.ATTEMPTING,
             Delivery.claimed_at < stale,
         )
-        .values(state="unknown", last_error=UNKNOWN_REASON)
+        .values(state=DeliveryState.UNKNOWN, last_error=UNKNOWN_REASON)
     )
     db.session.commit()
     return {"requeued": requeued, "unknown": unknown}
@@ -365,7 +403,7 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
 
 def sending_editions() -> list[int]:
     """The editions still being sent."""
-    return list(db.session.scalars(select(Edition.id).where(Edition.state == "sending")))
+    return list(db.session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))
 
 
 def _changed(statement: Update) -> int:
@@ -375,3 +413,21 @@ def _changed(statement: Update) -> int:
         db.session.execute(statement, execution_options={"synchronize_session": False}),
     )
     return int(result.rowcount or 0)
+
+
+def by_message_id(message_id: str) -> Delivery | None:
+    """The delivery whose digest carried this Message-ID, found through indexed columns."""
+    parts = parse_message_id(message_id)
+    if parts is None:
+        return None
+    edition_id, uid = parts
+    delivery: Delivery | None = db.session.scalar(
+        select(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Subscriber.uid == uid,
+            Delivery.edition_id == edition_id,
+            Delivery.message_id == message_id,
+        )
+    )
+    return delivery

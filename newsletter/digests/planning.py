@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, insert, literal, or_, select, text
+from sqlalchemy import Select, and_, exists, func, insert, literal, or_, select, text
 
 from newsletter.clock import utcnow
+from newsletter.db.dialect import on_postgresql
 from newsletter.db.models import (
     Article,
     Delivery,
+    DeliveryState,
     Edition,
     EditionArticle,
+    EditionState,
     Frequency,
+    Status,
     Subscriber,
     SubscriberTopic,
 )
 from newsletter.digests.compose import message_id_column
 from newsletter.extensions import db
 
-PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
+PERIODS = {Frequency.DAILY: timedelta(days=1), Frequency.WEEKLY: timedelta(days=7)}
 
 
 def unfinished(frequency: str) -> Edition | None:
     """The edition of this frequency still being sent, if any (a second send resumes it)."""
     return db.session.scalar(
         select(Edition)
-        .where(Edition.frequency == frequency, Edition.state == "sending")
+        .where(Edition.frequency == frequency, Edition.state == EditionState.SENDING)
         .order_by(Edition.id.desc())
         .limit(1)
     )
@@ -36,7 +42,7 @@ def unfinished(frequency: str) -> Edition | None:
 
 def _serialize_planning() -> None:
     """Let one planner at a time decide what the next edition holds."""
-    if db.engine.dialect.name == "postgresql":
+    if on_postgresql():
         db.session.execute(text("SELECT pg_advisory_xact_lock(7245011)"))
     else:
         # SQLite takes its write lock at the first write of a transaction.
@@ -48,7 +54,7 @@ def choose_articles(frequency: str, now: datetime) -> list[Article]:
     previous = db.session.scalar(
         select(Edition).where(Edition.frequency == frequency).order_by(Edition.id.desc()).limit(1)
     )
-    period = PERIODS[frequency]
+    period = PERIODS[Frequency(frequency)]
     since = previous.covers_until if previous else now - period
     already_sent = exists().where(
         EditionArticle.article_id == Article.id,
@@ -73,6 +79,30 @@ def choose_articles(frequency: str, now: datetime) -> list[Article]:
     return list(db.session.scalars(query))
 
 
+def recipients(frequency: str, articles: Sequence[Article]) -> Select[Any]:
+    """Who gets an edition of these articles: the active readers of this frequency who
+    follow at least one of the articles' topics (as their ids)."""
+    wanted = sorted({article.topic for article in articles})
+    return select(Subscriber.id).where(
+        Subscriber.status == Status.ACTIVE,
+        Subscriber.frequency == frequency,
+        exists().where(
+            SubscriberTopic.subscriber_id == Subscriber.id, SubscriberTopic.topic.in_(wanted)
+        ),
+    )
+
+
+def preview(frequency: str, now: datetime) -> tuple[list[Article], int]:
+    """The articles the next edition would hold and how many readers it would go to."""
+    articles = choose_articles(frequency, now)
+    if not articles:
+        return [], 0
+    readers = db.session.scalar(
+        select(func.count()).select_from(recipients(frequency, articles).subquery())
+    )
+    return articles, int(readers or 0)
+
+
 def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     """Create the next edition and its ledger, or return None when there is nothing new."""
     if frequency not in list(Frequency):
@@ -91,28 +121,20 @@ def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     ]
     db.session.add(edition)
     db.session.flush()
-    wanted = sorted({article.topic for article in articles})
     readers = (
-        select(
-            literal(edition.id),
-            Subscriber.id,
-            literal("queued"),
+        recipients(frequency, articles)
+        .add_columns(
+            literal(DeliveryState.QUEUED.value),
             literal(0),
             message_id_column(edition.id),
-        )
-        .where(
-            Subscriber.status == "active",
-            Subscriber.frequency == frequency,
-            exists().where(
-                SubscriberTopic.subscriber_id == Subscriber.id, SubscriberTopic.topic.in_(wanted)
-            ),
+            literal(edition.id),
         )
         .order_by(Subscriber.id)
     )
     # One INSERT ... SELECT: the ledger of a million readers never passes through Python.
     db.session.execute(
         insert(Delivery).from_select(
-            ["edition_id", "subscriber_id", "state", "attempts", "message_id"], readers
+            ["subscriber_id", "state", "attempts", "message_id", "edition_id"], readers
         )
     )
     edition.planning_seconds = time.perf_counter() - started

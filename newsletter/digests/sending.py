@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import current_app
 
@@ -63,7 +62,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     size = int(config["JOURNAL_EVERY"])
     max_attempts = int(config["MAX_ATTEMPTS"])
     backend: MailBackend | None = None
-    outcomes: dict[str, list[dict[str, Any]]] = {}
+    outcomes = ledger.Outcomes()
     cursor = first_id
     try:
         while True:
@@ -71,6 +70,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             ledger.record(token, outcomes)
             # The range is walked once, in id order: a row deferred for a retry waits for
             # the batch's next run instead of being taken again by this one.
+            facts: ledger.Facts
             if result.stopped:
                 facts = {}
                 ledger.release_rest(edition_id, first_id, last_id, result.retry_at)
@@ -86,10 +86,11 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                 throttle = Throttle.for_app()
                 backend = get_backend()
             composer.refresh_date()
-            outcomes = {}
-            messages = _messages(composer, throttle, chunk, facts, outcomes, result)
+            outcomes = ledger.Outcomes()
+            messages = _messages(composer, throttle, facts, outcomes, result)
             for delivery_id, error in backend.send_many(messages):
-                attempts, _, reader = facts[delivery_id]
+                attempts = facts[delivery_id].attempts
+                reader = facts[delivery_id].reader
                 assert reader is not None
                 _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
     finally:
@@ -102,23 +103,21 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
 def _messages(
     composer: Composer,
     throttle: Throttle,
-    owned: list[int],
-    facts: dict[int, tuple[int, str, Reader | None]],
-    outcomes: dict[str, list[dict[str, Any]]],
+    facts: ledger.Facts,
+    outcomes: ledger.Outcomes,
     result: BatchResult,
 ) -> Iterator[tuple[int, OutgoingMessage]]:
     """A chunk's messages, composed as the backend takes them; skips and stops on the way."""
-    for delivery_id in owned:
+    for delivery_id, claimed in facts.items():
         if result.stopped:
             # The server is unreachable: hand the rest back untouched for the retry.
-            outcomes.setdefault("release", []).append({"did": delivery_id, "at": result.retry_at})
+            outcomes.release.append((delivery_id, result.retry_at))
             continue
-        _, reason, reader = facts[delivery_id]
-        if reader is None:
-            outcomes.setdefault("skipped", []).append({"did": delivery_id, "error": reason})
+        if claimed.reader is None:
+            outcomes.skipped.append((delivery_id, claimed.skip_reason))
             result.skipped += 1
             continue
-        message = composer.message(reader)
+        message = composer.message(claimed.reader)
         throttle.wait()
         yield delivery_id, message
 
@@ -129,30 +128,25 @@ def _outcome(
     reader: Reader,
     error: MailError | None,
     max_attempts: int,
-    outcomes: dict[str, list[dict[str, Any]]],
+    outcomes: ledger.Outcomes,
     result: BatchResult,
 ) -> None:
     """File one message's outcome under the ledger update it needs."""
     if error is None:
-        outcomes.setdefault("sent", []).append({"did": delivery_id})
+        outcomes.sent.append(delivery_id)
         result.sent += 1
     elif isinstance(error, NotHandedOver):
         # Its content never left: back to the queue, no attempt counted.
-        at = result.retry_at or utcnow() + backoff(attempts + 1)
-        outcomes.setdefault("release", []).append({"did": delivery_id, "at": at})
+        outcomes.release.append((delivery_id, result.retry_at or utcnow() + backoff(attempts + 1)))
         result.deferred += 1
     elif isinstance(error, TransientMailError):
         tries = attempts + 1
         at = utcnow() + backoff(tries)
         if tries >= max_attempts:
-            outcomes.setdefault("failed", []).append(
-                {"did": delivery_id, "error": f"gave up after {tries} attempts: {error}"[:500]}
-            )
+            outcomes.failed.append((delivery_id, f"gave up after {tries} attempts: {error}"[:500]))
             result.failed += 1
         else:
-            outcomes.setdefault("retry", []).append(
-                {"did": delivery_id, "error": str(error)[:500], "at": at}
-            )
+            outcomes.retry.append((delivery_id, str(error)[:500], at))
             result.deferred += 1
             result.retry_at = min(result.retry_at or at, at)
         if error.code is None:
@@ -161,11 +155,11 @@ def _outcome(
             result.stopped = str(error)
             result.retry_at = min(result.retry_at or at, at)
     elif isinstance(error, RecipientRejected):
-        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
-        outcomes.setdefault("bounced", []).append({"sid": reader.subscriber_id})
+        outcomes.failed.append((delivery_id, str(error)[:500]))
+        outcomes.bounced.append(reader.subscriber_id)
         result.failed += 1
     else:
-        outcomes.setdefault("failed", []).append({"did": delivery_id, "error": str(error)[:500]})
+        outcomes.failed.append((delivery_id, str(error)[:500]))
         result.failed += 1
 
 

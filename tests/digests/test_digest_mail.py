@@ -208,7 +208,8 @@ def test_message_id_is_deterministic_per_edition_and_reader_and_unique_across_re
         ids = list(db.session.scalars(select(Delivery.id).where(Delivery.edition_id == edition_id)))
         facts = ledger.readers(ids)
         composer = Composer(load_content(edition_id))
-        for _, _, reader in facts.values():
+        for claimed in facts.values():
+            reader = claimed.reader
             assert reader is not None
             again = [parse(composer.message(reader).data) for _ in range(2)]
             assert {m["Message-ID"] for m in again} == {received_ids[reader.email]}
