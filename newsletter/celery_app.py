@@ -9,6 +9,7 @@ from celery.schedules import crontab
 from flask import Flask
 
 from newsletter import jobs
+from newsletter.db.models import Frequency
 
 
 def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
@@ -18,12 +19,12 @@ def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
         "daily-digest": {
             "task": jobs.SCHEDULED_DIGEST,
             "schedule": crontab(hour=hour, minute=0),
-            "args": ("daily",),
+            "args": (Frequency.DAILY.value,),
         },
         "weekly-digest": {
             "task": jobs.SCHEDULED_DIGEST,
             "schedule": crontab(hour=hour, minute=0, day_of_week=app.config["DIGEST_WEEKDAY"]),
-            "args": ("weekly",),
+            "args": (Frequency.WEEKLY.value,),
         },
         "fetch-feeds": {"task": jobs.FETCH_FEEDS, "schedule": 15 * 60.0},
         "recover-deliveries": {"task": jobs.RECOVER_DELIVERIES, "schedule": 60.0},
@@ -53,7 +54,7 @@ def celery_init_app(app: Flask) -> Celery[Any]:
             "worker_prefetch_multiplier": 1,
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": {"visibility_timeout": 3600},
-            "task_default_queue": "newsletter",
+            "task_default_queue": jobs.QUEUE,
             "task_routes": jobs.ROUTES,
             "timezone": app.config["TIMEZONE"],
             "beat_schedule": beat_schedule(app),

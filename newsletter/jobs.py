@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, after_this_request, current_app, has_request_context
+from kombu.exceptions import ChannelError
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -32,6 +33,7 @@ SCHEDULED_DIGEST = "newsletter.tasks.send_scheduled_digest"
 RECOVER_DELIVERIES = "newsletter.tasks.recover_deliveries"
 FETCH_FEEDS = "newsletter.tasks.fetch_feeds"
 
+QUEUE = "newsletter"
 # Confirmation mails must not wait behind a million-reader edition.
 ROUTES = {SIGNUP_MAIL: {"queue": "signup"}}
 
@@ -49,6 +51,24 @@ class Job:
 def in_process() -> bool:
     """Whether tasks run in this process (no broker is configured)."""
     return not current_app.config["BROKER_URL"]
+
+
+def waiting(queue: str = QUEUE) -> int | None:
+    """How many tasks wait in the broker's queue; None without a broker or if it cannot say."""
+    if in_process():
+        return None
+    try:
+        with current_app.extensions["celery"].connection_for_read() as connection:
+            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+            return int(declared.message_count)
+    except ChannelError as exc:
+        if str(exc.reply_code) == "404":
+            return 0  # no such queue: Redis drops an empty list, so nothing waits in it
+        log.warning("could not read the length of the %s queue: %s", queue, exc)
+        return None
+    except Exception:  # unreachable: "cannot say", never a crash
+        log.warning("could not read the length of the %s queue", queue, exc_info=True)
+        return None
 
 
 def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:

@@ -108,6 +108,27 @@ def mail_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
 
 
 @pytest.fixture
+def broker_app(postgres_url: str, tmp_path: Path) -> Iterator[tuple[Flask, Any]]:
+    """An app on PostgreSQL whose broker is a Redis database of its own that no worker reads,
+    with a client for that database."""
+    url = services.REDIS_URL.rsplit("/", 1)[0] + "/12"
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+    except Exception as exc:
+        services.unavailable(f"Redis at {url}", exc)
+    app = create_app({**base_config(postgres_url, tmp_path), "BROKER_URL": url})
+    _fresh_schema(app)
+    yield app, client
+    client.flushdb()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

@@ -17,6 +17,7 @@ from newsletter.clock import utcnow
 from newsletter.db.models import (
     BounceKind,
     Delivery,
+    DeliveryState,
     Edition,
     Frequency,
     Subscriber,
@@ -28,12 +29,21 @@ from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
 from newsletter.readers.addresses import normalize
 
+# Rows no worker will touch again, and the states whose rows carry a reason worth showing.
+FINISHED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED, DeliveryState.UNKNOWN)
+EXPLAINED = (
+    DeliveryState.FAILED,
+    DeliveryState.SKIPPED,
+    DeliveryState.UNKNOWN,
+    DeliveryState.QUEUED,
+)
+
 digest = AppGroup("digest", help="Preview, send and follow digest editions.")
 
 frequency_option = click.option(
     "--frequency",
     type=click.Choice([f.value for f in Frequency]),
-    default="daily",
+    default=Frequency.DAILY.value,
     show_default=True,
     help="Which readers and which period.",
 )
@@ -172,9 +182,7 @@ def _follow(edition_id: int) -> None:
         shown = 0
         while True:
             counts = planning.counts(edition_id)
-            finished = sum(
-                counts.get(state, 0) for state in ("sent", "failed", "skipped", "unknown")
-            )
+            finished = sum(counts.get(state, 0) for state in FINISHED)
             if done_before is None:
                 done_before = finished
             rate = (finished - done_before) / max(time.monotonic() - started, 1e-6)
@@ -203,7 +211,7 @@ def _send_here(edition_id: int) -> None:
                 break
             wait = db.session.scalar(
                 select(func.min(Delivery.not_before)).where(
-                    Delivery.edition_id == edition_id, Delivery.state == "queued"
+                    Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
                 )
             )
             if wait is None:
@@ -236,8 +244,8 @@ def status(edition_id: int | None) -> None:
         f"Edition {edition.id} ({edition.frequency}, {edition.state}), "
         f"created {edition.created_at:%Y-%m-%d %H:%M} UTC, {len(edition.article_rows)} articles"
     )
-    for state in ("queued", "sending", "attempting", "sent", "failed", "skipped", "unknown"):
-        click.echo(f"  {state:<11} {counts.get(state, 0):>10,}")
+    for kind in DeliveryState:
+        click.echo(f"  {kind.value:<11} {counts.get(kind, 0):>10,}")
     click.echo(f"  {'total':<11} {sum(counts.values()):>10,}")
     bounced = bounce_counts(edition_id)
     if bounced:
@@ -249,7 +257,7 @@ def status(edition_id: int | None) -> None:
         select(Delivery.state, Delivery.last_error, func.count())
         .where(
             Delivery.edition_id == edition_id,
-            Delivery.state.in_(("failed", "skipped", "unknown", "queued")),
+            Delivery.state.in_(EXPLAINED),
             Delivery.last_error.is_not(None),
         )
         .group_by(Delivery.state, Delivery.last_error)

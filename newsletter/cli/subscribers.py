@@ -17,7 +17,7 @@ from newsletter import jobs
 from newsletter.db.models import Frequency, Status
 from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderField, ReaderRefused
 from newsletter.extensions import db
-from newsletter.readers import privacy, roster, topics
+from newsletter.readers import notices, privacy, roster, topics
 from newsletter.readers.addresses import normalize
 from newsletter.readers.export import ReaderRow, iter_readers, write_csv, write_json
 from newsletter.readers.importing import CsvImport
@@ -104,7 +104,7 @@ def list_(status: str | None, topic: str | None) -> None:
 @click.option(
     "--frequency",
     type=click.Choice([f.value for f in Frequency]),
-    default="weekly",
+    default=Frequency.WEEKLY.value,
     show_default=True,
 )
 @click.option(
@@ -194,7 +194,7 @@ def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> N
             raise
     for problem in written.raced:
         click.echo(str(problem), err=True)
-    state = "active" if confirmed else "pending"
+    state = Status.ACTIVE if confirmed else Status.PENDING
     click.echo(
         f"Imported {written.imported:,} readers ({state}) in {time.perf_counter() - started:.1f}s."
     )
@@ -208,7 +208,7 @@ def _send_confirmations(ids: array[int]) -> None:
     label = "Queueing confirmation mails" if queued else "Sending confirmation mails"
     with click.progressbar(ids, label=label) as bar:
         for subscriber_id in bar:
-            jobs.enqueue(jobs.SIGNUP_MAIL, int(subscriber_id), str(Notice.CONFIRM))
+            notices.enqueue(int(subscriber_id), Notice.CONFIRM)
 
 
 @subscribers.command("export")

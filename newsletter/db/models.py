@@ -302,3 +302,19 @@ class BounceEvent(db.Model):  # type: ignore[name-defined,misc]
     # sha256 of the report's Message-ID (or bytes): the same report is never counted twice.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SentNotice(db.Model):  # type: ignore[name-defined,misc]
+    """A reader mail (confirmation link, ...) that was handed over, by the key of its task.
+
+    A task delivered twice (a worker lost after sending, before acknowledging) finds its key
+    here and sends nothing.
+    """
+
+    __tablename__ = "sent_notice"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

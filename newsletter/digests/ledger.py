@@ -401,6 +401,42 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
     return {"requeued": requeued, "unknown": unknown}
 
 
+def unattended(
+    edition_id: int, size: int, stale: datetime, *, queue_idle: bool
+) -> list[tuple[int, int]]:
+    """Id ranges of the edition's queued rows that no task will take, for recovery to queue.
+
+    A row whose retry was due before ``stale`` has lost its task. And when the broker's
+    queue is idle, an edition with due rows that nobody has held since ``stale`` has lost
+    them all (a broker restart, a task thrown away): then every range it has left. An
+    edition being sent normally gets nothing, however many of its ranges wait their turn.
+    """
+    now = utcnow()
+    due = or_(Delivery.not_before.is_(None), Delivery.not_before <= now)
+    mine = Delivery.edition_id == edition_id
+    if queue_idle:
+        edition = db.session.get(Edition, edition_id)
+        held = exists().where(
+            mine,
+            Delivery.state.in_((DeliveryState.SENDING, DeliveryState.ATTEMPTING)),
+            Delivery.claimed_at >= stale,
+        )
+        waiting = exists().where(mine, Delivery.state == DeliveryState.QUEUED, due)
+        if (
+            edition is not None
+            and edition.created_at < stale
+            and db.session.scalar(select(waiting & ~held))
+        ):
+            return batches(edition_id, size)
+    overdue = db.session.execute(
+        select(func.min(Delivery.id), func.max(Delivery.id))
+        .where(mine, Delivery.state == DeliveryState.QUEUED, Delivery.not_before < stale)
+        .group_by(Delivery.id // size)
+        .order_by(func.min(Delivery.id))
+    )
+    return [(first, last) for first, last in overdue]
+
+
 def sending_editions() -> list[int]:
     """The editions still being sent."""
     return list(db.session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))

@@ -201,8 +201,17 @@ def send_scheduled(frequency: str) -> int | None:
 
 
 def recover() -> dict[str, int]:
-    """Reclaim rows of vanished workers and queue again what is waiting."""
+    """Reclaim rows of vanished workers, and queue again the ranges no task will take."""
     found = ledger.recover()
+    config = current_app.config
+    stale = utcnow() - timedelta(seconds=float(config["LEASE_SECONDS"]))
+    idle = jobs.waiting() == 0
+    queued = 0
     for edition_id in ledger.sending_editions():
-        dispatch(edition_id)
-    return found
+        ranges = ledger.unattended(edition_id, int(config["BATCH_SIZE"]), stale, queue_idle=idle)
+        for first_id, last_id in ranges:
+            jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id)
+        queued += len(ranges)
+        db.session.commit()
+        ledger.finish_if_done(edition_id)
+    return {**found, "queued": queued}

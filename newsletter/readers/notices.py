@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
 
-from newsletter.db.models import Subscriber
+from sqlalchemy import delete
+
+from newsletter import jobs
+from newsletter.clock import utcnow
+from newsletter.db.dialect import upsert
+from newsletter.db.models import SentNotice, Status, Subscriber
+from newsletter.errors import TransientMailError
 from newsletter.extensions import db
 from newsletter.mail import render
 from newsletter.mail.backends import get_backend
@@ -21,21 +28,30 @@ class Notice(StrEnum):
     ALREADY_SUBSCRIBED = "already-subscribed"
 
 
-def send(subscriber_id: int, notice: Notice) -> None:
-    """Send the notice to the reader, unless their state no longer calls for it."""
+def enqueue(subscriber_id: int, notice: Notice) -> None:
+    """Send ``notice`` to the reader once the caller's transaction commits."""
+    jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), secrets.token_hex(8))
+
+
+def send(subscriber_id: int, notice: Notice, key: str | None = None) -> None:
+    """Send the notice to the reader, unless their state no longer calls for it.
+
+    ``key`` names this one mail: a second delivery of the same task finds it already sent
+    and sends nothing. (Tasks queued without one, by earlier versions, are sent as asked.)
+    """
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return
     if notice == Notice.CONFIRM:
         # Re-read state: the reader may have confirmed or withdrawn since this was queued.
-        if subscriber.status == "active" or subscriber.confirm_nonce is None:
+        if subscriber.status == Status.ACTIVE or subscriber.confirm_nonce is None:
             return
         token = sign(Purpose.CONFIRM, {"s": subscriber.uid, "n": subscriber.confirm_nonce})
         rendered = render.render(
             "confirm", confirm_url=external_url("signup.confirm_page", token=token)
         )
     elif notice == Notice.ALREADY_SUBSCRIBED:
-        if subscriber.status != "active":
+        if subscriber.status != Status.ACTIVE:
             return
         rendered = render.render(
             "already_subscribed",
@@ -58,5 +74,29 @@ def send(subscriber_id: int, notice: Notice) -> None:
     )
     # The relay's send rate covers these too: an import can queue thousands of them at once.
     Throttle.for_app().wait()
-    with get_backend() as backend:
-        backend.send(message)
+    if key is not None and not _claim(key, subscriber_id):
+        return
+    try:
+        with get_backend() as backend:
+            backend.send(message)
+    except TransientMailError:
+        if key is not None:
+            # Not handed over: the task's retry, with the same key, may send it.
+            db.session.execute(delete(SentNotice).where(SentNotice.key == key))
+            db.session.commit()
+        raise
+
+
+def _claim(key: str, subscriber_id: int) -> bool:
+    """Record ``key`` as sent, committed before the mail goes; False if it already was.
+
+    So a task that dies after handing the mail over is not mailed again when it is
+    delivered again; one that dies before loses this mail, and the reader can ask anew.
+    """
+    table = SentNotice.__table__
+    new = db.session.execute(
+        upsert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key),
+        {"key": key, "subscriber_id": subscriber_id, "sent_at": utcnow()},
+    ).first()
+    db.session.commit()
+    return new is not None

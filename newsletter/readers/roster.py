@@ -22,13 +22,12 @@ from typing import NamedTuple
 
 from sqlalchemy import insert, select, text
 
-from newsletter import jobs
 from newsletter.clock import utcnow
 from newsletter.db.dialect import on_postgresql, upsert
 from newsletter.db.models import Status, Subscriber, SubscriberTopic, new_uid
 from newsletter.errors import InvalidReaderField, ReaderRefused
 from newsletter.extensions import db
-from newsletter.readers import consent, suppression
+from newsletter.readers import consent, notices, suppression
 from newsletter.readers.consent import Origin
 from newsletter.readers.notices import Notice
 
@@ -176,5 +175,5 @@ def add_reader(
         {"status": status, "topics": chosen, "frequency": frequency, "operator": operator()},
     )
     if not confirmed:
-        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(Notice.CONFIRM))
+        notices.enqueue(subscriber_id, Notice.CONFIRM)
     return subscriber_id

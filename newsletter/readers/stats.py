@@ -37,7 +37,7 @@ class Stats:
     @property
     def active_at_start(self) -> int:
         """Active readers when the window opened: today's, less its gains, plus its losses."""
-        return self.by_status["active"] - self.confirmed + self.unsubscribed
+        return self.by_status[Status.ACTIVE] - self.confirmed + self.unsubscribed
 
     @property
     def churn_rate(self) -> float | None:
@@ -78,7 +78,7 @@ def count_readers(now: datetime | None = None) -> Stats:
             select(Subscriber.status, func.count()).group_by(Subscriber.status)
         ).all()
     )
-    active = Subscriber.status == "active"
+    active = Subscriber.status == Status.ACTIVE
     names = topics.available()
     by_topic = dict.fromkeys(names, 0)
     by_topic.update(

@@ -8,11 +8,10 @@ from enum import StrEnum
 
 from sqlalchemy import select
 
-from newsletter import jobs
 from newsletter.clock import utcnow
 from newsletter.db.models import Status, Subscriber
 from newsletter.extensions import db
-from newsletter.readers import consent, roster, suppression
+from newsletter.readers import consent, notices, roster, suppression
 from newsletter.readers.consent import Origin
 from newsletter.readers.notices import Notice
 
@@ -41,7 +40,7 @@ def request_signup(
         {"topics": topics, "frequency": frequency},
         with_wording=True,
     )
-    jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice))
+    notices.enqueue(subscriber_id, notice)
     return subscriber_id, notice
 
 
@@ -130,4 +129,4 @@ def resend_confirmation(uid: str, nonce: object, may_mail: Callable[[str], bool]
         and subscriber.confirm_nonce == nonce
         and may_mail(subscriber.email)
     ):
-        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber.id, str(Notice.CONFIRM))
+        notices.enqueue(subscriber.id, Notice.CONFIRM)

@@ -63,7 +63,7 @@ def resolve_topics(value: str, configured: Mapping[str, str] | None = None) -> l
 
 def resolve_frequency(value: str) -> str:
     """A frequency from any case; empty means weekly, the signup form's default."""
-    frequency = value.strip().lower() or "weekly"
+    frequency = value.strip().lower() or Frequency.WEEKLY
     if frequency not in list(Frequency):
         raise InvalidReaderField(
             "frequency", f"unknown frequency {value.strip()!r} (use daily or weekly)"

@@ -18,6 +18,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length
 
+from newsletter.db.models import Frequency
 from newsletter.errors import InvalidAddress
 from newsletter.readers import topics
 from newsletter.readers.addresses import normalize
@@ -37,13 +38,16 @@ def _no_line_breaks(form: Any, field: Any) -> None:
         raise ValidationError("Write this on a single line, without line breaks.")
 
 
-FREQUENCY_CHOICES = [SelectChoice("daily", "Daily"), SelectChoice("weekly", "Weekly")]
+FREQUENCY_CHOICES = [SelectChoice(f.value, f.value.capitalize()) for f in Frequency]
 
 
 class PreferencesForm(FlaskForm):
     topics = TopicsField("Topics", choices=[])
     frequency = RadioField(
-        "How often", choices=FREQUENCY_CHOICES, default="weekly", validators=[InputRequired()]
+        "How often",
+        choices=FREQUENCY_CHOICES,
+        default=Frequency.WEEKLY.value,
+        validators=[InputRequired()],
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -62,7 +66,7 @@ class PreferencesForm(FlaskForm):
 class SignupForm(PreferencesForm):
     # Optional at signup (DESIGN: "optional name, topics, frequency"): a signup box that only
     # asks for an address gets the weekly digest. A value that is sent must still be a choice.
-    frequency = RadioField("How often", choices=FREQUENCY_CHOICES, default="weekly")
+    frequency = RadioField("How often", choices=FREQUENCY_CHOICES, default=Frequency.WEEKLY.value)
     email = EmailField("Email", validators=[DataRequired("Enter your email address.")])
     name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
     consent = BooleanField(
