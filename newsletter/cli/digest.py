@@ -9,27 +9,23 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, select
 
 from newsletter import jobs
 from newsletter.bounces.process import bounce_counts
 from newsletter.clock import utcnow
 from newsletter.db.models import (
     BounceKind,
-    Delivery,
     DeliveryState,
-    Edition,
     Frequency,
-    Subscriber,
 )
 from newsletter.digests import ledger, planning, sending
 from newsletter.digests.compose import Composer, Reader, message_id
 from newsletter.digests.content import EditionContent, article_view
 from newsletter.errors import InvalidAddress
-from newsletter.extensions import db
+from newsletter.readers import subscriptions
 from newsletter.readers.addresses import normalize
 
-# Rows no worker will touch again, and the states whose rows carry a reason worth showing.
+# Rows no worker will touch again.
 FINISHED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED, DeliveryState.UNKNOWN)
 EXPLAINED = (
     DeliveryState.FAILED,
@@ -103,7 +99,7 @@ def _preview_reader(email: str | None, content: EditionContent) -> Reader:
         address = normalize(email)
     except InvalidAddress as exc:
         raise click.BadParameter(exc.reason, param_hint="--email") from exc
-    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == address))
+    subscriber = subscriptions.by_email(address)
     if subscriber is None:
         raise click.BadParameter(f"no subscriber {address}", param_hint="--email")
     return Reader(
@@ -137,7 +133,7 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
         if edition is None:
             click.echo(f"No new articles since the last {frequency} edition: nothing to send.")
             return
-        total = db.session.scalar(select(func.count()).where(Delivery.edition_id == edition.id))
+        total = sum(ledger.counts(edition.id).values())
         click.echo(
             f"Edition {edition.id}: {len(edition.article_rows)} articles for {total:,} readers "
             f"(planned in {edition.planning_seconds or 0:.2f}s)."
@@ -170,7 +166,7 @@ def _dry_run(frequency: str) -> None:
 
 def _follow(edition_id: int) -> None:
     """Show progress until no row is left to send."""
-    total = sum(planning.counts(edition_id).values())
+    total = sum(ledger.counts(edition_id).values())
     started, done_before = time.monotonic(), None
     with click.progressbar(
         length=total,
@@ -181,7 +177,7 @@ def _follow(edition_id: int) -> None:
     ) as bar:
         shown = 0
         while True:
-            counts = planning.counts(edition_id)
+            counts = ledger.counts(edition_id)
             finished = sum(counts.get(state, 0) for state in FINISHED)
             if done_before is None:
                 done_before = finished
@@ -200,7 +196,7 @@ def _follow(edition_id: int) -> None:
 
 def _send_here(edition_id: int) -> None:
     """Without a broker this process sends every batch itself, waiting out retry delays."""
-    total = sum(planning.counts(edition_id).values())
+    total = sum(ledger.counts(edition_id).values())
     size = int(current_app.config["BATCH_SIZE"])
     with click.progressbar(length=total, label="Sending", show_pos=True, show_eta=True) as bar:
         while True:
@@ -209,18 +205,14 @@ def _send_here(edition_id: int) -> None:
                 bar.update(result.sent + result.failed + result.skipped)
             if ledger.finish_if_done(edition_id):
                 break
-            wait = db.session.scalar(
-                select(func.min(Delivery.not_before)).where(
-                    Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
-                )
-            )
+            wait = ledger.next_due(edition_id)
             if wait is None:
                 break
             time.sleep(min(max((wait - utcnow()).total_seconds(), 0.1), 3600))
 
 
 def _print_counts(edition_id: int) -> None:
-    counts = planning.counts(edition_id)
+    counts = ledger.counts(edition_id)
     click.echo(
         f"Edition {edition_id}: "
         + ", ".join(f"{state} {counts[state]:,}" for state in sorted(counts))
@@ -231,15 +223,13 @@ def _print_counts(edition_id: int) -> None:
 @click.argument("edition_id", required=False, type=int)
 def status(edition_id: int | None) -> None:
     """Counts by delivery state for an edition (default: the newest)."""
-    if edition_id is None:
-        edition_id = db.session.scalar(select(func.max(Edition.id)))
+    edition = planning.edition(edition_id)
+    if edition is None:
         if edition_id is None:
             click.echo("No edition has been created yet.")
             return
-    edition = db.session.get(Edition, edition_id)
-    if edition is None:
         raise click.BadParameter(f"there is no edition {edition_id}", param_hint="EDITION")
-    counts = planning.counts(edition_id)
+    counts = ledger.counts(edition.id)
     click.echo(
         f"Edition {edition.id} ({edition.frequency}, {edition.state}), "
         f"created {edition.created_at:%Y-%m-%d %H:%M} UTC, {len(edition.article_rows)} articles"
@@ -247,23 +237,13 @@ def status(edition_id: int | None) -> None:
     for kind in DeliveryState:
         click.echo(f"  {kind.value:<11} {counts.get(kind, 0):>10,}")
     click.echo(f"  {'total':<11} {sum(counts.values()):>10,}")
-    bounced = bounce_counts(edition_id)
+    bounced = bounce_counts(edition.id)
     if bounced:
         click.echo(
             "Bounces and complaints: "
             + ", ".join(f"{kind} {bounced.get(kind, 0):,}" for kind in BounceKind)
         )
-    reasons = db.session.execute(
-        select(Delivery.state, Delivery.last_error, func.count())
-        .where(
-            Delivery.edition_id == edition_id,
-            Delivery.state.in_(EXPLAINED),
-            Delivery.last_error.is_not(None),
-        )
-        .group_by(Delivery.state, Delivery.last_error)
-        .order_by(func.count().desc())
-        .limit(10)
-    ).all()
+    reasons = ledger.reasons(edition.id)
     if reasons:
         click.echo("Most common reasons:")
         for state, reason, number in reasons:

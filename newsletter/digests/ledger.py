@@ -437,6 +437,51 @@ def unattended(
     return [(first, last) for first, last in overdue]
 
 
+def counts(edition_id: int) -> dict[str, int]:
+    """Deliveries of an edition by state."""
+    rows = db.session.execute(
+        select(Delivery.state, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.state)
+    )
+    return {state: int(number) for state, number in rows}
+
+
+def next_due(edition_id: int) -> datetime | None:
+    """When the edition's earliest deferred row may be tried again (None: nothing waits)."""
+    due: datetime | None = db.session.scalar(
+        select(func.min(Delivery.not_before)).where(
+            Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
+        )
+    )
+    return due
+
+
+# The states whose rows carry a reason worth showing an operator.
+EXPLAINED = (
+    DeliveryState.FAILED,
+    DeliveryState.SKIPPED,
+    DeliveryState.UNKNOWN,
+    DeliveryState.QUEUED,
+)
+
+
+def reasons(edition_id: int, limit: int = 10) -> list[tuple[str, str, int]]:
+    """The most common (state, reason, rows) among an edition's unsent rows."""
+    rows = db.session.execute(
+        select(Delivery.state, Delivery.last_error, func.count())
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.state.in_(EXPLAINED),
+            Delivery.last_error.is_not(None),
+        )
+        .group_by(Delivery.state, Delivery.last_error)
+        .order_by(func.count().desc())
+        .limit(limit)
+    )
+    return [(state, reason or "", int(number)) for state, reason, number in rows]
+
+
 def sending_editions() -> list[int]:
     """The editions still being sent."""
     return list(db.session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))

@@ -142,11 +142,13 @@ def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     return edition
 
 
-def counts(edition_id: int) -> dict[str, int]:
-    """Deliveries of an edition by state."""
-    rows = db.session.execute(
-        select(Delivery.state, func.count())
-        .where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.state)
-    )
-    return {state: int(number) for state, number in rows}
+def edition(edition_id: int | None = None) -> Edition | None:
+    """An edition by id, or the newest when ``edition_id`` is None."""
+    if edition_id is None:
+        return db.session.scalar(select(Edition).order_by(Edition.id.desc()).limit(1))
+    return db.session.get(Edition, edition_id)
+
+
+def recent(limit: int = 100) -> list[Edition]:
+    """The newest editions first."""
+    return list(db.session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)))

@@ -25,7 +25,6 @@ from flask import current_app
 from newsletter.clock import utcnow
 from newsletter.errors import ConfigError
 from newsletter.mail import dkim
-from newsletter.readers.addresses import needs_smtputf8
 
 CRLF = b"\r\n"
 SLOT_OPEN, SLOT_CLOSE = "\ue000", "\ue001"  # private-use characters never found in content
@@ -56,6 +55,11 @@ class OutgoingMessage:
     @property
     def smtputf8(self) -> bool:
         return needs_smtputf8(self.recipient) or needs_smtputf8(self.sender)
+
+
+def needs_smtputf8(address: str) -> bool:
+    """True when the local part is not ASCII, so only an SMTPUTF8 server can take it."""
+    return not address.rsplit("@", 1)[0].isascii()
 
 
 def single_line(value: str) -> str:

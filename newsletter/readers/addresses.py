@@ -28,11 +28,6 @@ def normalize(address: str) -> str:
     return result.normalized.lower()
 
 
-def needs_smtputf8(address: str) -> bool:
-    """True when the local part is not ASCII, so only an SMTPUTF8 server can take it."""
-    return not address.rsplit("@", 1)[0].isascii()
-
-
 def address_hash(email: str) -> str:
     """The suppression key of a normalized address; kept after the address itself is erased."""
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()

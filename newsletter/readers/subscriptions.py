@@ -116,6 +116,11 @@ def by_uid(uid: str) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).where(Subscriber.uid == uid))
 
 
+def by_email(email: str) -> Subscriber | None:
+    """The reader with this normalized address, if any."""
+    return db.session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
 def resend_confirmation(uid: str, nonce: object, may_mail: Callable[[str], bool]) -> None:
     """Send the confirmation link again to a still-pending reader whose link had ``nonce``.
 

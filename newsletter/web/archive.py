@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template
-from sqlalchemy import select
 
-from newsletter.db.models import Edition
+from newsletter.digests import planning
 from newsletter.digests.content import load_content
-from newsletter.extensions import db
 
 bp = Blueprint("archive", __name__)
 
 
 @bp.get("/archive")
 def index() -> str:
-    editions = db.session.scalars(select(Edition).order_by(Edition.id.desc()).limit(100)).all()
-    return render_template("archive.html", editions=editions)
+    return render_template("archive.html", editions=planning.recent())
 
 
 @bp.get("/archive/<int:edition_id>")
 def edition(edition_id: int) -> str:
-    found = db.session.get(Edition, edition_id)
+    found = planning.edition(edition_id)
     if found is None:
         abort(404)
     content = load_content(edition_id)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from newsletter import create_app
 from newsletter.clock import utcnow
 from newsletter.db.models import Article, Delivery, Subscriber
-from newsletter.digests import planning
+from newsletter.digests import ledger
 from newsletter.extensions import db
 from tests.conftest import _fresh_schema, base_config
 from tests.support.celery_worker import CeleryWorker
@@ -76,7 +76,7 @@ def wait_until_done(app: Flask, edition_id: int, within: float = 120.0) -> dict[
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with app.app_context():
-            counts = planning.counts(edition_id)
+            counts = ledger.counts(edition_id)
             db.session.remove()
         if not any(counts.get(s, 0) for s in ("queued", "sending", "attempting")):
             return counts
