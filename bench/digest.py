@@ -12,7 +12,7 @@ What it does, end to end, and undoes afterwards (also on Ctrl-C or an error):
 2. starts Postfix's ``smtp-sink`` on a free loopback port, counting accepted messages;
 3. flushes Redis database 13 and starts W ``celery worker`` processes (one process each,
    solo pool by default) configured only through NEWSLETTER_* variables;
-4. times ``digest send`` (``editions.plan`` + ``tasks.dispatch`` in this process with the
+4. times ``digest send`` (``planning.plan`` + ``sending.dispatch`` in this process with the
    same settings, or the real CLI with ``--via-cli``) until the sink has accepted N messages
    and the ledger has no unfinished row, while sampling each worker's RSS from /proc;
 5. measures the ceiling: the same messages (real digests rendered by the app, one per topic
@@ -666,7 +666,6 @@ class DigestBench:
         """Real digests, one per topic set, exactly as the workers composed them."""
         from sqlalchemy import select
 
-        pass
         from newsletter.db.models import Delivery
         from newsletter.digests import ledger as ledger_rows
         from newsletter.digests.compose import Composer
@@ -930,7 +929,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--via-cli",
         action="store_true",
         help="start the send with `newsletter digest send --no-wait` instead "
-        "of editions.plan + tasks.dispatch in this process",
+        "of planning.plan + sending.dispatch in this process",
     )
     parser.add_argument(
         "--timeout",

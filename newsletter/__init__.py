@@ -38,7 +38,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     from newsletter.celery_app import celery_init_app
-    from newsletter.db import models  # noqa: F401  (tables must be known to Alembic
+
+    # Imported for what they register: the tables (for Alembic) and SQLite's settings.
+    from newsletter.db import dialect, models  # noqa: F401
 
     celery_init_app(app)
 

@@ -80,23 +80,54 @@ def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     job = Job(app, name, args, countdown)
     session = db.session()
-    if session.in_transaction():
-        session.info.setdefault(_PENDING, []).append(job)
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if transaction is None:
+        _send_all([job])
         return
-    _send(job)
+    pending: dict[SessionTransaction, list[Job]] = session.info.setdefault(_PENDING, {})
+    pending.setdefault(transaction, []).append(job)
+
+
+# Jobs are kept per transaction, savepoints included: a savepoint that rolls back drops its
+# jobs, one that is released hands them to the transaction around it, and only the
+# outermost transaction's commit sends them. (``after_commit`` also fires when a savepoint
+# is released, so it only marks which transaction committed.)
+_COMMITTED = "newsletter.jobs.committed"
 
 
 @event.listens_for(Session, "after_commit")
-def _send_pending(session: Session) -> None:
-    for job in session.info.pop(_PENDING, ()):
-        _send(job)
+def _mark_committed(session: Session) -> None:
+    if session.info.get(_PENDING):
+        committed = session.get_nested_transaction() or session.get_transaction()
+        session.info.setdefault(_COMMITTED, set()).add(committed)
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
-    # The outermost transaction ended without a commit (a commit has already sent them).
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)
+def _settle(session: Session, transaction: SessionTransaction) -> None:
+    committed: set[SessionTransaction] = session.info.get(_COMMITTED, set())
+    was_committed = transaction in committed
+    committed.discard(transaction)
+    pending: dict[SessionTransaction, list[Job]] | None = session.info.get(_PENDING)
+    jobs = pending.pop(transaction, []) if pending else []
+    if not jobs or not was_committed:
+        return  # nothing enqueued here, or rolled back: what it enqueued never happened
+    if transaction.parent is not None:
+        pending.setdefault(transaction.parent, []).extend(jobs)  # type: ignore[union-attr]
+        return
+    _send_all(jobs)
+
+
+def _send_all(jobs: list[Job]) -> None:
+    """Send every job, even when one fails; the first failure is raised after the rest."""
+    failure: Exception | None = None
+    for job in jobs:
+        try:
+            _send(job)
+        except Exception as exc:
+            log.exception("task %s could not be queued", job.name)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _send(job: Job) -> None:

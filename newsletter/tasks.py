@@ -41,8 +41,8 @@ def send_scheduled_digest(frequency: str) -> int | None:
 
 @shared_task(name=jobs.RECOVER_DELIVERIES)
 def recover_deliveries() -> dict[str, int]:
-    """Reclaim rows of vanished workers and queue again what is waiting."""
-    return sending.recover()
+    """Reclaim rows of vanished workers, queue what no task will take, forget old mail keys."""
+    return {**sending.recover(), "forgotten_keys": notices.forget_sent()}
 
 
 @shared_task(name=jobs.FETCH_FEEDS)

@@ -1,6 +1,6 @@
 """Acting on bounces and complaints: find the delivery, record the event, suppress if due.
 
-The shell around ``bounces`` (pure parsing): each message is looked up, recorded as one
+The shell around ``bounces.parse`` (pure parsing): each message is looked up, recorded as one
 BounceEvent and committed on its own. Nothing is suppressed on a guess: only a genuine VERP
 address, a Message-ID we issued or (for complaints) the reported recipient identifies a
 reader, and a forged VERP address makes the whole message count for nothing.
@@ -32,7 +32,7 @@ from newsletter.readers.addresses import normalize
 
 log = logging.getLogger(__name__)
 
-RESULTS = ("hard", "soft", "policy", "complaint", "ignored", "unparseable")
+RESULTS = (*BounceKind, "ignored", "unparseable")
 DETAIL_LIMIT = 50  # listed lines per section of a summary; counts are always complete
 FORGED = "a forged or tampered VERP address (bad signature)"
 UNMATCHED = "no VERP address, Message-ID or subscriber of ours to match"

@@ -25,15 +25,6 @@ from newsletter.errors import InvalidAddress
 from newsletter.readers import subscriptions
 from newsletter.readers.addresses import normalize
 
-# Rows no worker will touch again.
-FINISHED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED, DeliveryState.UNKNOWN)
-EXPLAINED = (
-    DeliveryState.FAILED,
-    DeliveryState.SKIPPED,
-    DeliveryState.UNKNOWN,
-    DeliveryState.QUEUED,
-)
-
 digest = AppGroup("digest", help="Preview, send and follow digest editions.")
 
 frequency_option = click.option(
@@ -178,12 +169,13 @@ def _follow(edition_id: int) -> None:
         shown = 0
         while True:
             counts = ledger.counts(edition_id)
-            finished = sum(counts.get(state, 0) for state in FINISHED)
+            finished = sum(counts.get(state, 0) for state in ledger.FINISHED)
             if done_before is None:
                 done_before = finished
             rate = (finished - done_before) / max(time.monotonic() - started, 1e-6)
             bar.current_item = (
-                f"sent {counts.get('sent', 0):,} failed {counts.get('failed', 0):,} "
+                f"sent {counts.get(DeliveryState.SENT, 0):,} "
+                f"failed {counts.get(DeliveryState.FAILED, 0):,} "
                 f"remaining {total - finished:,} {rate:,.0f}/s"
             )
             bar.update(finished - shown)

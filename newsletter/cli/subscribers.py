@@ -209,6 +209,7 @@ def _send_confirmations(ids: array[int]) -> None:
     with click.progressbar(ids, label=label) as bar:
         for subscriber_id in bar:
             notices.enqueue(int(subscriber_id), Notice.CONFIRM)
+    db.session.commit()  # nothing is read above; should that change, this still sends them
 
 
 @subscribers.command("export")

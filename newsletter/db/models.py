@@ -38,6 +38,8 @@ class Status(StrEnum):
     COMPLAINED = "complained"
 
 
+# These readers asked for the newsletter and have not withdrawn: the ones a withdrawal changes.
+CONSENTING = frozenset({Status.PENDING, Status.ACTIVE})
 # These readers withdrew or lost consent: only their own signup and confirmation bring them back.
 WITHDRAWN = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
 

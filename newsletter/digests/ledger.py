@@ -49,6 +49,8 @@ from newsletter.readers import suppression
 from newsletter.readers.addresses import address_hash
 
 UNFINISHED = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.ATTEMPTING)
+# Rows no worker will touch again.
+FINISHED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED, DeliveryState.UNKNOWN)
 
 
 UNKNOWN_REASON = (
@@ -406,7 +408,8 @@ def unattended(
 ) -> list[tuple[int, int]]:
     """Id ranges of the edition's queued rows that no task will take, for recovery to queue.
 
-    A row whose retry was due before ``stale`` has lost its task. And when the broker's
+    A row whose retry was due before ``stale`` has lost its task (it is made due from now,
+    so it is queued once per lease at most). And when the broker's
     queue is idle, an edition with due rows that nobody has held since ``stale`` has lost
     them all (a broker restart, a task thrown away): then every range it has left. An
     edition being sent normally gets nothing, however many of its ranges wait their turn.
@@ -428,12 +431,17 @@ def unattended(
             and db.session.scalar(select(waiting & ~held))
         ):
             return batches(edition_id, size)
+    lost = and_(mine, Delivery.state == DeliveryState.QUEUED, Delivery.not_before < stale)
     overdue = db.session.execute(
         select(func.min(Delivery.id), func.max(Delivery.id))
-        .where(mine, Delivery.state == DeliveryState.QUEUED, Delivery.not_before < stale)
+        .where(lost)
         .group_by(Delivery.id // size)
         .order_by(func.min(Delivery.id))
-    )
+    ).all()
+    if overdue:
+        # Due from now: if the task queued for them waits behind others, the next passes
+        # leave them alone until a lease has gone by again.
+        _changed(update(Delivery).where(lost).values(not_before=now))
     return [(first, last) for first, last in overdue]
 
 
@@ -447,13 +455,17 @@ def counts(edition_id: int) -> dict[str, int]:
     return {state: int(number) for state, number in rows}
 
 
-def next_due(edition_id: int) -> datetime | None:
-    """When the edition's earliest deferred row may be tried again (None: nothing waits)."""
-    due: datetime | None = db.session.scalar(
-        select(func.min(Delivery.not_before)).where(
-            Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
-        )
+def next_due(
+    edition_id: int, first_id: int | None = None, last_id: int | None = None
+) -> datetime | None:
+    """When the earliest deferred row of the edition (or of one id range of it) may be tried
+    again; None when no row waits for a time."""
+    query = select(func.min(Delivery.not_before)).where(
+        Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
     )
+    if first_id is not None and last_id is not None:
+        query = query.where(Delivery.id.between(first_id, last_id))
+    due: datetime | None = db.session.scalar(query)
     return due
 
 

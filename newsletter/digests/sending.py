@@ -166,11 +166,13 @@ def _outcome(
 def run_batch(edition_id: int, first_id: int, last_id: int) -> dict[str, int]:
     """``send_batch`` as a worker runs it: a deferred range is queued again for its time."""
     result = send_batch(edition_id, first_id, last_id)
-    if result.retry_at is not None and not jobs.in_process():
-        # In process, the command that started the send waits and retries itself.
-        delay = max(1.0, (result.retry_at - utcnow()).total_seconds())
+    # Rows of the range deferred in this run or an earlier one: the next run goes when the
+    # first of them is due. (In process, the command that started the send waits itself.)
+    due = ledger.next_due(edition_id, first_id, last_id) if not jobs.in_process() else None
+    if due is not None:
+        delay = max(1.0, (due - utcnow()).total_seconds())
         jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id, countdown=delay)
-        db.session.commit()
+    db.session.commit()
     if result.stopped:
         log.warning(
             "edition %s batch %s-%s stopped: %s", edition_id, first_id, last_id, result.stopped

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.clock import utcnow
 from newsletter.db.dialect import on_postgresql
-from newsletter.db.models import ConsentEvent, ConsentWording, Status, Subscriber
+from newsletter.db.models import CONSENTING, ConsentEvent, ConsentWording, Status, Subscriber
 from newsletter.extensions import client_ip, db
 
 
@@ -210,7 +210,6 @@ _PG_WITHDRAW = text(
     SELECT previous FROM changed
     """
 )
-_STILL_CONSENTING = (Status.PENDING, Status.ACTIVE)
 
 
 def withdraw(uid: str, origin: Origin) -> bool:
@@ -227,12 +226,12 @@ def withdraw(uid: str, origin: Origin) -> bool:
                 "user_agent": origin.user_agent,
             },
         ).scalar()
-        return previous in _STILL_CONSENTING
+        return previous in CONSENTING
     row = db.session.execute(_LOCK_BY_UID, {"uid": uid}).first()
     if row is None:
         return False
     subscriber_id, previous, nonce = row
-    if previous not in _STILL_CONSENTING:
+    if previous not in CONSENTING:
         if nonce is not None:
             db.session.execute(_FORGET_NONCE, {"subscriber_id": subscriber_id})
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete
@@ -100,3 +101,18 @@ def _claim(key: str, subscriber_id: int) -> bool:
     ).first()
     db.session.commit()
     return new is not None
+
+
+# A task is delivered again within the broker's visibility timeout (an hour) and retried
+# for a few hours at most; a week later its key can only be noise.
+KEEP_KEYS = timedelta(days=7)
+
+
+def forget_sent() -> int:
+    """Drop the keys of mails sent more than ``KEEP_KEYS`` ago; returns how many."""
+    result = db.session.execute(
+        delete(SentNotice).where(SentNotice.sent_at < utcnow() - KEEP_KEYS),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

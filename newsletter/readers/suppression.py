@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from newsletter.db.dialect import upsert
-from newsletter.db.models import Status, Subscriber, Suppression
+from newsletter.db.models import CONSENTING, Status, Subscriber, Suppression
 from newsletter.extensions import db
 from newsletter.readers import consent
 from newsletter.readers.addresses import address_hash
 
-# Reasons, as stored; a suppressed reader's status is named like the first two.
-BOUNCED = "bounced"
-COMPLAINED = "complained"
+# Reasons, as stored; a reader suppressed for the first two takes it as their status.
+BOUNCED = Status.BOUNCED
+COMPLAINED = Status.COMPLAINED
 ERASED = "erased"
 
 
@@ -56,6 +56,8 @@ def suppress_readers(subscriber_ids: Sequence[int], why: str, source: str, detai
     A reader still pending or active takes the reason as status and loses any outstanding
     confirm link; a complaint is also a withdrawal of consent, kept in the consent log.
     """
+    if why not in (BOUNCED, COMPLAINED):
+        raise ValueError(f"readers are suppressed as bounced or complained, not {why}")
     if not subscriber_ids:
         return 0
     readers = db.session.execute(
@@ -65,7 +67,7 @@ def suppress_readers(subscriber_ids: Sequence[int], why: str, source: str, detai
         .with_for_update()
     ).all()
     added = _add(sorted({address_hash(email) for _, email, _ in readers}), why)
-    current = [row for row in readers if row.status in (Status.PENDING, Status.ACTIVE)]
+    current = [row for row in readers if row.status in CONSENTING]
     if current:
         db.session.execute(
             update(Subscriber)

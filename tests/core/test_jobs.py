@@ -41,6 +41,21 @@ def test_a_signup_rolled_back_sends_nothing_even_after_a_later_commit(
     assert outbox == []
 
 
+def test_a_task_enqueued_in_a_savepoint_waits_for_the_outer_commit_or_dies_with_it(
+    app: Flask, outbox: list[OutgoingMessage]
+) -> None:
+    with app.app_context():
+        db.session.scalar(select(func.count()).select_from(Subscriber))  # the outer transaction
+        with db.session.begin_nested():
+            request_signup("kept@example.com", "", ["politics"], "weekly", ORIGIN)
+        assert outbox == []  # released, but the outer transaction is still open
+        savepoint = db.session.begin_nested()
+        request_signup("dropped@example.com", "", ["politics"], "weekly", ORIGIN)
+        savepoint.rollback()
+        db.session.commit()
+    assert [message.recipient for message in outbox] == ["kept@example.com"]
+
+
 def test_a_task_enqueued_outside_a_transaction_goes_at_once(
     app: Flask, outbox: list[OutgoingMessage]
 ) -> None:

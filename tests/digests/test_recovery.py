@@ -1,6 +1,7 @@
-"""Recovery queues again only the id ranges that no task will take.
+"""Batches queue themselves for their deferred rows, and recovery queues again only the id
+ranges that no task will take.
 
-Against a real Redis broker that no worker reads, so what recovery queues can be counted.
+Against a real Redis broker that no worker reads, so what is queued can be read back.
 """
 
 from __future__ import annotations
@@ -100,3 +101,33 @@ def test_a_retry_that_lost_its_task_gets_its_range_while_the_rest_is_being_sent(
         assert sending.recover()["queued"] == 1
     [(edition, first, last)] = queued_ranges(client)
     assert edition == edition_id and first <= ids[23] <= last and last - first < 10
+
+
+def test_a_batch_leaving_rows_deferred_by_an_earlier_run_queues_itself_for_their_time(
+    broker_app: tuple[Flask, Any],
+) -> None:
+    app, client = broker_app
+    seed(app, 10)
+    edition_id = plan(app)
+    later = utcnow() + timedelta(hours=1)
+    with app.app_context():
+        ids = list(
+            db.session.scalars(
+                select(Delivery.id).where(Delivery.edition_id == edition_id).order_by(Delivery.id)
+            )
+        )
+        # Deferred by an earlier run of this range (a 451 an hour's backoff ago).
+        db.session.execute(
+            update(Delivery).where(Delivery.id == ids[4]).values(not_before=later, attempts=1)
+        )
+        db.session.commit()
+        assert sending.run_batch(edition_id, ids[0], ids[-1])["sent"] == 9
+    [raw] = client.lrange(QUEUE, 0, -1)
+    message = json.loads(raw)
+    assert json.loads(message["headers"]["argsrepr"].replace("(", "[").replace(")", "]")) == [
+        edition_id,
+        ids[0],
+        ids[-1],
+    ]
+    eta = message["headers"]["eta"]
+    assert eta is not None and eta[:16] == later.isoformat()[:16]
