@@ -64,8 +64,8 @@ class PreferencesForm(FlaskForm):
 
 
 class SignupForm(PreferencesForm):
-    # Optional at signup (DESIGN: "optional name, topics, frequency"): a signup box that only
-    # asks for an address gets the weekly digest. A value that is sent must still be a choice.
+    # Name, topics and frequency are optional at signup: a signup box that only asks for an
+    # address gets the weekly digest. A value that is sent must still be a choice.
     frequency = RadioField("How often", choices=FREQUENCY_CHOICES, default=Frequency.WEEKLY.value)
     email = EmailField("Email", validators=[DataRequired("Enter your email address.")])
     name = StringField("Name", validators=[Length(max=100), _no_line_breaks])

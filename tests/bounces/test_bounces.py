@@ -1,4 +1,4 @@
-"""Bounces and complaints (STANDARDS 16-19): parsing, classification, suppression, CLI, webhook.
+"""Bounces and complaints (RFC 3464, 3463, 5965): parsing, classifying, suppressing, CLI, webhook.
 
 Parsing and classification are pure and tested on their own; the rest runs against the real
 database (SQLite and PostgreSQL) with the fixtures in tests/fixtures/bounces, which were

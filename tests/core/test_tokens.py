@@ -1,4 +1,4 @@
-"""Signed links (STANDARDS 27-31): purposes, expiry and resend, key rotation, opaque payloads."""
+"""Signed links: purposes, expiry and resend, key rotation, opaque payloads."""
 
 from __future__ import annotations
 

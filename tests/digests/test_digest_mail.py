@@ -2,8 +2,9 @@
 
 Each test plans and sends a daily edition with ``newsletter digest send`` (in-process, no
 broker) to an aiosmtpd server on loopback and reads the bytes that server received with the
-email package. The rules checked are STANDARDS "Message format" 1-6, "Unsubscribe" 8, 13 and
-14, and "Rendering" 32-33, plus topics, hostile articles and the digest CLI and archive.
+email package. The rules checked: the message format (RFC 5322, 2046, 2047, 2919, 3834, 6531), the
+unsubscribe headers and links (RFC 2369, RFC 8058), escaping and size, plus topics, hostile
+articles and the digest CLI and archive.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def sections_in_text(text: str) -> list[tuple[str, list[str]]]:
     return found
 
 
-# ---- STANDARDS 1: one of each, a deterministic and unique Message-ID ---------------------
+# ---- RFC 5322 3.6: one of each, a deterministic and unique Message-ID --------------------
 
 
 def test_each_mail_has_exactly_one_date_from_to_subject_and_message_id(
@@ -215,7 +216,7 @@ def test_message_id_is_deterministic_per_edition_and_reader_and_unique_across_re
             assert {m["Message-ID"] for m in again} == {received_ids[reader.email]}
 
 
-# ---- STANDARDS 2: line length and folding -------------------------------------------------
+# ---- RFC 5322 2.1.1: line length and folding ---------------------------------------------
 
 
 def test_no_line_exceeds_998_octets_and_long_headers_are_folded(
@@ -246,7 +247,7 @@ def test_no_line_exceeds_998_octets_and_long_headers_are_folded(
     assert one_word[:200] in text_part(message)
 
 
-# ---- STANDARDS 3: CR and LF never reach a header ------------------------------------------
+# ---- CR and LF never reach a header ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -310,7 +311,7 @@ def test_a_title_that_looks_like_an_encoded_word_is_shown_as_written(
     assert message["To"].addresses[0].display_name == "=?utf-8?q?Admin?="
 
 
-# ---- STANDARDS 4: RFC 2047 and SMTPUTF8 ---------------------------------------------------
+# ---- RFC 2047 and SMTPUTF8 ---------------------------------------------------------------
 
 
 def test_non_ascii_subject_and_display_name_are_rfc2047_encoded(
@@ -402,7 +403,7 @@ def test_international_domain_goes_out_as_its_a_label_without_smtputf8(
     assert set(delivery_rows(app, newest_edition(app))["jose@bücher.example"][:1]) == {"sent"}
 
 
-# ---- STANDARDS 5 and 6: structure, List-Id, Auto-Submitted --------------------------------
+# ---- structure (RFC 2046 5.1.4), List-Id (RFC 2919), Auto-Submitted (RFC 3834) ----------
 
 
 def test_body_is_multipart_alternative_with_text_first_and_html_last(

@@ -1,4 +1,4 @@
-"""The quoted-printable pieces digests are spliced from (STANDARDS 2 and RFC 5321 4.5.2).
+"""The quoted-printable pieces digests are spliced from (RFC 5322 2.1.1 and RFC 5321 4.5.2).
 
 Every piece must decode to its text, keep lines within 76 characters with room on the last
 for the soft break that joins it to the next piece, and never start a line with a dot, so

@@ -364,7 +364,7 @@ def test_a_server_that_never_answers_times_out(
     assert [m.data for m in smtp_server.messages] == [delivered.data]
 
 
-# ---- international addresses and 8-bit content (STANDARDS 4)
+# ---- international addresses and 8-bit content (RFC 6531 SMTPUTF8)
 
 
 def test_a_non_ascii_local_part_goes_over_smtputf8(

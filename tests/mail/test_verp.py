@@ -1,4 +1,4 @@
-"""VERP return paths: an id plus an HMAC, forged or tampered ones refused (STANDARDS 19)."""
+"""VERP return paths: an id plus an HMAC, forged or tampered ones refused."""
 
 from __future__ import annotations
 

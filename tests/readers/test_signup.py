@@ -1,4 +1,4 @@
-"""Signup, abuse and privacy (STANDARDS 20-24, 26) through the reader's pages."""
+"""Signup, abuse and privacy (OWASP ASVS V11, GDPR art. 7) through the reader's pages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unsubscribing (STANDARDS 9-12): the page, the RFC 8058 one-click POST, and bad links."""
+"""Unsubscribing (RFC 2369, RFC 8058): the page, the RFC 8058 one-click POST, and bad links."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def test_unknown_topics_are_ignored_at_signup(app: Flask, client: FlaskClient) -
 def test_a_signup_without_a_frequency_gets_the_weekly_digest(
     app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
 ) -> None:
-    # DESIGN: name, topics and frequency are optional; a box may ask for the address alone.
+    # Name, topics and frequency are optional at signup; a box may ask for the address alone.
     data = {**_csrf(client), "email": "reader@example.com", "consent": "y"}
     assert client.post("/subscribe", data=data).status_code == 200
     assert len(outbox) == 1
