@@ -1,9 +1,28 @@
-"""The current time, always as an aware UTC datetime."""
+"""The current time, always as an aware UTC datetime, and the site's own time zone."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from flask import current_app
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def site_zone() -> ZoneInfo:
+    """The site's TIMEZONE: digests go out by its clock, and readers read dates in it."""
+    return _zone(str(current_app.config["TIMEZONE"]))
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_date(value: datetime) -> str:
+    """A stored (UTC) moment as the day a reader of the site saw it: "04 December 2026"."""
+    return value.astimezone(site_zone()).strftime("%d %B %Y")

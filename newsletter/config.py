@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 
@@ -127,6 +128,16 @@ def check(app: Flask) -> None:
         )
     if not app.config["TOPICS"]:
         raise ConfigError("NEWSLETTER_TOPICS", "list at least one topic")
+    from newsletter.readers import topics
+
+    topics.check(app.config["TOPICS"])
+    try:
+        ZoneInfo(str(app.config["TIMEZONE"]))
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ConfigError(
+            "NEWSLETTER_TIMEZONE",
+            f"{app.config['TIMEZONE']!r} is not an IANA time zone (e.g. Europe/Berlin)",
+        ) from exc
     from newsletter.mail.backends import backend_class
 
     backend_class(str(app.config["MAIL_BACKEND"]))  # an unknown name fails at start, not mid-send

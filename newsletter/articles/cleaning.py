@@ -205,9 +205,9 @@ def make_record(
         raise InvalidArticle("title", "missing")
 
     clean_category = single_line(category or "", CATEGORY_MAX)
-    topic = slugify(clean_category)[:TOPIC_MAX].strip("-")
-    if not topic:
+    if not any(ch.isalnum() for ch in clean_category):
         raise InvalidArticle("category", "missing" if not clean_category else "has no letters")
+    topic = slugify(clean_category)[:TOPIC_MAX].strip("-")
 
     body, footer = split_source(sanitize_html(summary or ""))
     clean_source = single_line(source, SOURCE_MAX) if source else footer

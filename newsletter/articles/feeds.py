@@ -18,7 +18,6 @@ from flask import current_app
 
 from newsletter.articles.cleaning import CATEGORY_MAX, ArticleRecord, make_record, single_line
 from newsletter.errors import ConfigError, FeedError, InvalidArticle
-from newsletter.readers.topics import slugify
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
 
@@ -55,7 +54,7 @@ def _entry_category(entry: Mapping[str, Any], default_category: str) -> str:
     """The first tag's term, or the default section for an untagged entry."""
     for tag in entry.get("tags") or []:
         term = single_line(str(tag.get("term") or tag.get("label") or ""), CATEGORY_MAX)
-        if slugify(term):
+        if any(ch.isalnum() for ch in term):  # a term of symbols names no section
             return term
     return default_category
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -23,6 +24,9 @@ from newsletter.mail.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
+# How far one batch's retry delays may stray from the exponential backoff, as factors.
+JITTER = (0.8, 1.2)
+
 
 @dataclass
 class BatchResult:
@@ -34,6 +38,10 @@ class BatchResult:
     deferred: int = 0
     retry_at: datetime | None = None
     stopped: str | None = None
+    # This run's share of the retry delays: the readers one batch defers come back together
+    # (one task, one connection), while the batches an outage deferred at the same moment
+    # come back spread out rather than all at once.
+    jitter: float = field(default_factory=lambda: random.uniform(*JITTER))
 
 
 def composer_for(edition_id: int) -> Composer:
@@ -48,10 +56,11 @@ def composer_for(edition_id: int) -> Composer:
     return found
 
 
-def backoff(attempts: int) -> timedelta:
-    """Exponential delay before the next try: base, 2x base, 4x base, ... capped at a day."""
+def backoff(attempts: int, jitter: float = 1.0) -> timedelta:
+    """Exponential delay before the next try: base, 2x base, 4x base, ... capped at a day,
+    times ``jitter``."""
     base = float(current_app.config["RETRY_BASE_SECONDS"])
-    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)), 86400.0))
+    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)), 86400.0) * jitter)
 
 
 def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
@@ -137,11 +146,13 @@ def _outcome(
         result.sent += 1
     elif isinstance(error, NotHandedOver):
         # Its content never left: back to the queue, no attempt counted.
-        outcomes.release.append((delivery_id, result.retry_at or utcnow() + backoff(attempts + 1)))
+        outcomes.release.append(
+            (delivery_id, result.retry_at or utcnow() + backoff(attempts + 1, result.jitter))
+        )
         result.deferred += 1
     elif isinstance(error, TransientMailError):
         tries = attempts + 1
-        at = utcnow() + backoff(tries)
+        at = utcnow() + backoff(tries, result.jitter)
         if tries >= max_attempts:
             outcomes.failed.append((delivery_id, f"gave up after {tries} attempts: {error}"[:500]))
             result.failed += 1

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from flask import current_app
 
 from newsletter.db.models import Frequency
-from newsletter.errors import InvalidReaderField
+from newsletter.errors import ConfigError, InvalidReaderField
 
 
 def slugify(name: str) -> str:
-    """Turn a section name such as "Breaking News" into "breaking-news"."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    """A section's stable slug: "Breaking News" -> "breaking-news", "Культура" -> "культура".
+
+    A name written in the Latin alphabet keeps the slug it always had (accents dropped,
+    "Économie" -> "economie"), so stored choices stay valid; a name with letters of other
+    scripts keeps them, lower-cased. A name without a letter or digit gets a slug derived
+    from it, never an empty one.
+    """
+    if all(_latin(ch) for ch in name if ch.isalpha()):
+        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    else:
+        text = unicodedata.normalize("NFKC", name).lower()
+        slug = "-".join("".join(ch if ch.isalnum() else " " for ch in text).split())
+    if slug:
+        return slug
+    return "topic-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+
+
+def _latin(letter: str) -> bool:
+    return unicodedata.name(letter, "").startswith("LATIN")
+
+
+def check(names: Sequence[str]) -> None:
+    """Refuse a topic list in which two names would share one slug (their readers would mix)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        slug = slugify(name)
+        if slug in seen and seen[slug] != name:
+            raise ConfigError(
+                "NEWSLETTER_TOPICS",
+                f"{seen[slug]!r} and {name!r} would share the slug {slug!r}; rename one",
+            )
+        seen[slug] = name
 
 
 def available() -> dict[str, str]:

@@ -6,7 +6,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from newsletter.clock import local_date
     from newsletter.web import archive, bounces, errors, health, manage, signup
+
+    app.add_template_filter(local_date, "local_date")
 
     app.register_blueprint(signup.bp)
     app.register_blueprint(manage.bp)

@@ -353,3 +353,27 @@ def test_a_batch_that_fails_midway_leaves_its_chunk_attempting_and_the_rest_queu
     with app.app_context():
         claims = db.session.scalars(select(Delivery.claim).where(Delivery.state == "queued")).all()
         assert claims == [None] * 6
+
+
+def test_batches_deferred_at_the_same_moment_come_back_at_different_times(
+    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.config["RETRY_BASE_SECONDS"] = 600.0
+    seed(app, 20)
+    edition_id = plan(app)
+    smtp_server.fail("rcpt", "451 4.7.1 greylisted, try again later")
+    shares = iter([0.8, 1.2])
+    monkeypatch.setattr(sending.random, "uniform", lambda low, high: next(shares))
+    before = utcnow()
+    send_all(app, edition_id)  # two batches of ten, each deferred whole
+    with app.app_context():
+        waits = [
+            (at - before).total_seconds()
+            for at in db.session.scalars(
+                select(Delivery.not_before)
+                .where(Delivery.edition_id == edition_id)
+                .order_by(Delivery.id)
+            )
+        ]
+    assert all(475 < wait < 490 for wait in waits[:10]), waits[:10]
+    assert all(715 < wait < 730 for wait in waits[10:]), waits[10:]
