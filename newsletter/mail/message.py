@@ -127,7 +127,7 @@ def header(name: str, value: str, *, text: bool = False) -> bytes:
     a title that looks like an encoded-word is shown as written.
     """
     value = single_line(value)
-    if value.isascii() and not (text and "=?" in value):
+    if value.isascii() and not (text and ("=?" in value or _unfoldable(value))):
         # Structured ASCII fields (List-Unsubscribe's URLs, Message-IDs) must stay literal:
         # fold at spaces only, which every parser unfolds back to the same value.
         return _fold_ascii(f"{name}: {value}").encode("ascii")
@@ -135,10 +135,21 @@ def header(name: str, value: str, *, text: bool = False) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+def _unfoldable(value: str) -> bool:
+    """Whether a word is too long for a line even when folded at spaces (RFC 5322 2.1.1)."""
+    return any(len(word) > _LONGEST_WORD for word in value.split(" "))
+
+
+# Folding happens at spaces only; a longer word is RFC 2047-encoded, which splits anywhere.
+_LONGEST_WORD = 900
+
+
 def _fold_ascii(line: str, width: int = 78) -> str:
     out, current = [], ""
-    for word in line.split(" "):
-        if current and len(current) + 1 + len(word) > width:
+    # The value's first word stays beside the field name: a value that begins on a folded
+    # line is read with a leading space by some parsers (Python's among them).
+    for index, word in enumerate(line.split(" ")):
+        if index > 1 and len(current) + 1 + len(word) > width:
             out.append(current)
             current = " " + word
         else:
@@ -165,7 +176,9 @@ def address_field(field: str, addr: str, display_name: str = "") -> bytes:
     local, _, domain = addr.rpartition("@")
     addr_spec = Address(username=local, domain=domain).addr_spec
     name = single_line(display_name)
-    if _PLAIN_PHRASE.fullmatch(name):
+    if _unfoldable(name):
+        phrase = single_line(Header(name, "utf-8").encode())
+    elif _PLAIN_PHRASE.fullmatch(name):
         phrase = name
     elif "=?" not in name and (name.isascii() or not addr.isascii()):
         phrase = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
