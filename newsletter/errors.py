@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class NewsletterError(Exception):
     """Base of every error the newsletter raises on purpose."""
@@ -71,6 +73,14 @@ class FeedError(NewsletterError):
         super().__init__(f"{feed}: {reason}")
         self.feed = feed
         self.reason = reason
+
+
+class FeedDeferred(FeedError):
+    """The feed's server asked us to come back later (429 or 503 with Retry-After)."""
+
+    def __init__(self, feed: str, reason: str, until: datetime) -> None:
+        super().__init__(feed, reason)
+        self.until = until
 
 
 class InvalidArticle(NewsletterError):

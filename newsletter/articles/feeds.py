@@ -7,9 +7,11 @@ import re
 import time
 import urllib.request
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -17,7 +19,7 @@ import feedparser
 from flask import current_app
 
 from newsletter.articles.cleaning import CATEGORY_MAX, ArticleRecord, make_record, single_line
-from newsletter.errors import ConfigError, FeedError, InvalidArticle
+from newsletter.errors import ConfigError, FeedDeferred, FeedError, InvalidArticle
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
 
@@ -116,16 +118,58 @@ def _is_url(url_or_path: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url_or_path))
 
 
-def _download(url: str, timeout: float) -> tuple[bytes, dict[str, str]]:
-    """GET a feed's bytes, giving up after about ``timeout`` seconds in all."""
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a server's last answer lets the next request ask: "changed since then?"."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class Fetched(NamedTuple):
+    """A feed as fetched: parsed, or None when the server said it has not changed."""
+
+    parsed: Any | None
+    validators: Validators
+
+
+# A server asking for more than a day is treated as asking for a day.
+MAX_RETRY_AFTER = timedelta(days=1)
+
+
+def _retry_after(value: str | None, now: datetime) -> datetime | None:
+    """The moment a Retry-After header (seconds, or an HTTP date) names, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        wait = timedelta(seconds=int(value))
+    else:
+        try:
+            wait = parsedate_to_datetime(value) - now
+        except (TypeError, ValueError):
+            return None
+    return now + min(max(wait, timedelta(0)), MAX_RETRY_AFTER)
+
+
+def _download(
+    url: str, timeout: float, since: Validators | None = None
+) -> tuple[bytes | None, dict[str, str]]:
+    """GET a feed's bytes, giving up after about ``timeout`` seconds in all.
+
+    With ``since``, the request is conditional; the answer is None when the server says
+    the feed has not changed (304 Not Modified, with no body).
+    """
     deadline = time.monotonic() + timeout
-    request = urllib.request.Request(
-        url,
-        headers={
-            "User-Agent": USER_AGENT,
-            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
-        },
-    )
+    asked = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+    }
+    if since is not None and since.etag:
+        asked["If-None-Match"] = since.etag
+    if since is not None and since.last_modified:
+        asked["If-Modified-Since"] = since.last_modified
+    request = urllib.request.Request(url, headers=asked)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -141,6 +185,13 @@ def _download(url: str, timeout: float) -> tuple[bytes, dict[str, str]]:
             headers = {key.lower(): value for key, value in response.headers.items()}
             final_url = response.geturl()
     except HTTPError as exc:
+        if exc.code == 304:
+            return None, {key.lower(): value for key, value in exc.headers.items()}
+        until = _retry_after(exc.headers.get("Retry-After"), datetime.now(UTC))
+        if exc.code in (429, 503) and until is not None:
+            raise FeedDeferred(
+                url, f"HTTP {exc.code} {exc.reason}; asked to wait until {until:%H:%M} UTC", until
+            ) from exc
         raise FeedError(url, f"HTTP {exc.code} {exc.reason}") from exc
     except URLError as exc:
         if isinstance(exc.reason, TimeoutError):
@@ -167,24 +218,36 @@ def _read_file(path: str) -> bytes:
     return data
 
 
-def fetch_feed(url_or_path: str, timeout: float) -> Any:
+def fetch_feed(url_or_path: str, timeout: float, since: Validators | None = None) -> Fetched:
     """Download (http/https) or read (file path) a feed and parse it with feedparser.
 
     feedparser only ever sees bytes, so it never makes a request of its own (without a
-    timeout). Raises FeedError naming the feed when it cannot be had at all.
+    timeout). Raises FeedError naming the feed when it cannot be had at all, FeedDeferred
+    when its server asks us to wait.
     """
     if _is_url(url_or_path):
         if urlsplit(url_or_path).scheme.lower() not in ("http", "https"):
             raise FeedError(url_or_path, "only http and https URLs or local file paths are read")
-        data, headers = _download(url_or_path, timeout)
+        data, headers = _download(url_or_path, timeout, since)
     else:
         data = _read_file(url_or_path)
         headers = {"content-type": "application/xml"}
+    validators = Validators(headers.get("etag"), headers.get("last-modified"))
+    if data is None:
+        # Not modified: the server may leave its validators out of a 304; keep ours.
+        kept = since or Validators()
+        return Fetched(
+            None,
+            Validators(
+                validators.etag or kept.etag, validators.last_modified or kept.last_modified
+            ),
+        )
     headers.setdefault("content-type", "application/xml")
     try:
-        return feedparser.parse(data, response_headers=headers)
+        parsed = feedparser.parse(data, response_headers=headers)
     except Exception as exc:  # feedparser is meant not to raise; a crash is still one bad feed
         raise FeedError(url_or_path, f"could not be parsed ({exc})") from exc
+    return Fetched(parsed, validators)
 
 
 def feed_timeout() -> float:

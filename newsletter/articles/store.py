@@ -5,20 +5,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
 
 from flask import current_app
 from sqlalchemy import Insert, select
 
 from newsletter.articles.cleaning import ArticleRecord
-from newsletter.articles.feeds import feed_timeout, fetch_feed, read_entries
+from newsletter.articles.feeds import Validators, feed_timeout, fetch_feed, read_entries
+from newsletter.clock import utcnow
 from newsletter.db.dialect import upsert
-from newsletter.db.models import Article
-from newsletter.errors import FeedError
+from newsletter.db.models import Article, FeedState
+from newsletter.errors import FeedDeferred, FeedError
 from newsletter.extensions import db
 
 log = logging.getLogger(__name__)
 
 INSERT_CHUNK = 500
+
+
+class FeedStatus(StrEnum):
+    UPDATED = "updated"  # fetched and read
+    UNCHANGED = "unchanged"  # the server said it has not changed since our last fetch
+    DEFERRED = "deferred"  # its server asked us to wait; not asked again yet
 
 
 @dataclass
@@ -29,6 +38,8 @@ class FeedReport:
     added: int = 0
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    status: FeedStatus = FeedStatus.UPDATED
+    retry_after: datetime | None = None
 
 
 def _chunks(records: Iterable[ArticleRecord], size: int) -> Iterator[list[ArticleRecord]]:
@@ -85,16 +96,53 @@ def default_category() -> str:
 
 
 def fetch_and_store(url_or_path: str, *, timeout: float | None = None) -> FeedReport:
-    """Fetch one feed and store its unseen articles, committing; raises FeedError if unusable."""
-    parsed = fetch_feed(url_or_path, feed_timeout() if timeout is None else timeout)
-    records, problems = read_entries(parsed, url_or_path, default_category=default_category())
+    """Fetch one feed and store its unseen articles, committing; raises FeedError if unusable.
+
+    Politely: the request asks whether the feed changed since the last answer (its ETag and
+    Last-Modified), and a feed whose server asked us to wait is not asked before then.
+    """
+    now = utcnow()
+    state = db.session.scalar(select(FeedState).where(FeedState.feed == url_or_path))
+    if state is not None and state.retry_after is not None and state.retry_after > now:
+        return FeedReport(url_or_path, status=FeedStatus.DEFERRED, retry_after=state.retry_after)
+    since = Validators(state.etag, state.last_modified) if state is not None else None
+    try:
+        fetched = fetch_feed(url_or_path, feed_timeout() if timeout is None else timeout, since)
+    except FeedDeferred as exc:
+        _remember(url_or_path, since or Validators(), now, retry_after=exc.until)
+        raise
+    if fetched.parsed is None:
+        _remember(url_or_path, fetched.validators, now)
+        return FeedReport(url_or_path, status=FeedStatus.UNCHANGED)
+    records, problems = read_entries(
+        fetched.parsed, url_or_path, default_category=default_category()
+    )
     try:
         added, skipped = upsert_articles(records)
-        db.session.commit()
+        _remember(url_or_path, fetched.validators, now)
     except Exception:
         db.session.rollback()
         raise
     return FeedReport(feed=url_or_path, added=added, skipped=skipped, problems=problems)
+
+
+def _remember(
+    feed: str, validators: Validators, now: datetime, retry_after: datetime | None = None
+) -> None:
+    """Keep what the feed's server last said, for the next fetch; commits."""
+    table = FeedState.__table__
+    values = {
+        "etag": (validators.etag or "")[:500] or None,
+        "last_modified": (validators.last_modified or "")[:100] or None,
+        "retry_after": retry_after,
+        "checked_at": now,
+    }
+    db.session.execute(
+        upsert(table)
+        .values(feed=feed[:2000], **values)
+        .on_conflict_do_update(index_elements=["feed"], set_=values)
+    )
+    db.session.commit()
 
 
 def recent_articles(limit: int = 20, topic: str | None = None) -> list[Article]:
@@ -107,7 +155,7 @@ def recent_articles(limit: int = 20, topic: str | None = None) -> list[Article]:
 
 def fetch_configured() -> dict[str, int]:
     """Fetch every feed of NEWSLETTER_FEEDS; one bad feed is logged and never stops the others."""
-    totals = {"feeds": 0, "failed": 0, "added": 0, "skipped": 0}
+    totals = {"feeds": 0, "failed": 0, "unchanged": 0, "deferred": 0, "added": 0, "skipped": 0}
     timeout = feed_timeout()
     for feed in current_app.config["FEEDS"]:
         totals["feeds"] += 1
@@ -122,6 +170,10 @@ def fetch_configured() -> dict[str, int]:
             totals["failed"] += 1
             db.session.rollback()
             log.exception("feed %s failed unexpectedly", feed)
+            continue
+        if report.status is not FeedStatus.UPDATED:
+            totals[report.status.value] += 1
+            log.info("%s: %s", feed, report.status.value)
             continue
         totals["added"] += report.added
         totals["skipped"] += report.skipped

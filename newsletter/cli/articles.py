@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -34,20 +35,32 @@ def fetch(feeds: tuple[str, ...]) -> None:
     if not chosen:
         raise click.UsageError("no feeds: pass --feed URL_OR_PATH or set NEWSLETTER_FEEDS")
     timeout = feed_timeout()
-    failed = 0
+    seen: Counter[str] = Counter()
     for feed in chosen:
         try:
             report = store.fetch_and_store(feed, timeout=timeout)
         except FeedError as exc:
-            failed += 1
+            seen["failed"] += 1
             click.echo(f"error: {exc}", err=True)
             continue
-        click.echo(f"{feed}: {report.added} new, {report.skipped} already known")
+        seen[report.status.value] += 1
+        if report.status is store.FeedStatus.UNCHANGED:
+            click.echo(f"{feed}: unchanged since the last fetch (not downloaded again)")
+        elif report.status is store.FeedStatus.DEFERRED:
+            until = f"{report.retry_after:%Y-%m-%d %H:%M} UTC" if report.retry_after else "later"
+            click.echo(f"{feed}: not asked again before {until}, as its server requested")
+        else:
+            click.echo(f"{feed}: {report.added} new, {report.skipped} already known")
         for problem in report.problems:
             click.echo(f"skipped: {problem}", err=True)
-    if failed:
+    if len(chosen) > 1:
+        click.echo(
+            f"{len(chosen)} feeds: {seen['updated']} updated, {seen['unchanged']} unchanged, "
+            f"{seen['deferred']} deferred, {seen['failed']} failed"
+        )
+    if seen["failed"]:
         # The good feeds are stored already; the status tells cron or CI that one was not.
-        click.echo(f"{failed} of {len(chosen)} feeds failed", err=True)
+        click.echo(f"{seen['failed']} of {len(chosen)} feeds failed", err=True)
         raise SystemExit(1)
 
 

@@ -320,3 +320,17 @@ class SentNotice(db.Model):  # type: ignore[name-defined,misc]
         ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
     )
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeedState(db.Model):  # type: ignore[name-defined,misc]
+    """What the last answer of a feed's server said, so the next fetch can ask politely."""
+
+    __tablename__ = "feed_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed: Mapped[str] = mapped_column(String(2000), unique=True)
+    etag: Mapped[str | None] = mapped_column(String(500), default=None)
+    last_modified: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Set from a Retry-After: no request goes to the feed before this moment.
+    retry_after: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -337,7 +337,14 @@ def test_the_beat_task_survives_a_bad_feed(
     app.config["FEEDS"] = [silent_server, feed_server.serve("/rss.xml", rss(item(1) + item(2)))]
     with app.app_context():
         totals = fetch_feeds.apply().get()
-    assert totals == {"feeds": 2, "failed": 1, "added": 2, "skipped": 0}
+    assert totals == {
+        "feeds": 2,
+        "failed": 1,
+        "unchanged": 0,
+        "deferred": 0,
+        "added": 2,
+        "skipped": 0,
+    }
     assert set(stored(app)) == {"test-1", "test-2"}
 
 

@@ -1,0 +1,120 @@
+"""Feeds fetched politely from a real HTTP server on loopback: a feed that has not changed
+is not downloaded again, and a server that asks us to wait is not asked before then."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy import func, select
+
+from newsletter.db.models import Article, FeedState
+from newsletter.extensions import db
+
+ETAG = '"v1"'
+MODIFIED = "Thu, 03 Dec 2026 08:00:00 GMT"
+FEED = b"""<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Ledger</title><link>https://ledger.example/</link>
+<item><title>Bridge reopens</title><link>https://ledger.example/local/bridge</link>
+<guid>urn:polite:1</guid><category>Politics</category>
+<pubDate>Thu, 03 Dec 2026 07:00:00 GMT</pubDate></item>
+</channel></rss>"""
+
+
+@dataclass
+class Server:
+    """Serves FEED with validators, honouring them; or answers ``busy`` with Retry-After."""
+
+    busy: str | None = None  # a Retry-After value to answer 503 with
+    requests: list[dict[str, str]] = field(default_factory=list)
+    body_bytes: list[int] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    state = Server()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append({key.lower(): value for key, value in self.headers.items()})
+            if state.busy is not None:
+                self.send_response(503)
+                self.send_header("Retry-After", state.busy)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                state.body_bytes.append(0)
+                return
+            if self.headers.get("If-None-Match") == ETAG:
+                self.send_response(304)
+                self.send_header("ETag", ETAG)
+                self.end_headers()
+                state.body_bytes.append(0)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("ETag", ETAG)
+            self.send_header("Last-Modified", MODIFIED)
+            self.send_header("Content-Length", str(len(FEED)))
+            self.end_headers()
+            self.wfile.write(FEED)
+            state.body_bytes.append(len(FEED))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def fetch(runner: FlaskCliRunner, url: str) -> tuple[int, str]:
+    result = runner.invoke(args=["articles", "fetch", "--feed", url])
+    return result.exit_code, result.output
+
+
+def test_an_unchanged_feed_is_asked_about_and_not_downloaded_again(
+    app: Flask, runner: FlaskCliRunner, server: Server
+) -> None:
+    code, first = fetch(runner, server.url)
+    assert code == 0 and "1 new, 0 already known" in first, first
+    code, second = fetch(runner, server.url)
+    assert code == 0 and "unchanged since the last fetch" in second, second
+
+    assert "if-none-match" not in server.requests[0]
+    assert server.requests[1]["if-none-match"] == ETAG
+    assert server.requests[1]["if-modified-since"] == MODIFIED
+    assert server.body_bytes == [len(FEED), 0]  # the second answer carried no body
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Article)) == 1
+        state = db.session.scalar(select(FeedState))
+        assert state is not None and state.etag == ETAG and state.last_modified == MODIFIED
+
+
+def test_a_server_that_asks_to_wait_is_not_asked_again_before_then(
+    app: Flask, runner: FlaskCliRunner, server: Server
+) -> None:
+    server.busy = "120"
+    code, first = fetch(runner, server.url)
+    assert code == 1 and "HTTP 503" in first and "asked to wait until" in first, first
+    code, second = fetch(runner, server.url)
+    assert code == 0 and "not asked again before" in second, second
+    assert len(server.requests) == 1  # the second fetch sent nothing
+
+    with app.app_context():
+        state = db.session.scalar(select(FeedState))
+        assert state is not None and state.retry_after is not None
+        state.retry_after = None  # the wait is over
+        db.session.commit()
+    server.busy = None
+    code, third = fetch(runner, server.url)
+    assert code == 0 and "1 new" in third, third
