@@ -133,7 +133,7 @@ def check(app: Flask) -> None:
     topics.check(app.config["TOPICS"])
     try:
         ZoneInfo(str(app.config["TIMEZONE"]))
-    except (ValueError, ZoneInfoNotFoundError) as exc:
+    except (ValueError, OSError, ZoneInfoNotFoundError) as exc:  # OSError: a folder name
         raise ConfigError(
             "NEWSLETTER_TIMEZONE",
             f"{app.config['TIMEZONE']!r} is not an IANA time zone (e.g. Europe/Berlin)",

@@ -113,7 +113,7 @@ def read_entries(
     return records, problems
 
 
-def _is_url(url_or_path: str) -> bool:
+def is_url(url_or_path: str) -> bool:
     """True when the feed is named by a URL rather than a file path."""
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url_or_path))
 
@@ -142,14 +142,15 @@ def _retry_after(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        wait = timedelta(seconds=int(value))
-    else:
-        try:
-            wait = parsedate_to_datetime(value) - now
-        except (TypeError, ValueError):
-            return None
-    return now + min(max(wait, timedelta(0)), MAX_RETRY_AFTER)
+    if re.fullmatch(r"[0-9]{1,9}", value):
+        return now + min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # "-0000" and zone-less dates: HTTP dates are GMT
+    return now + min(max(when - now, timedelta(0)), MAX_RETRY_AFTER)
 
 
 def _download(
@@ -185,13 +186,14 @@ def _download(
             headers = {key.lower(): value for key, value in response.headers.items()}
             final_url = response.geturl()
     except HTTPError as exc:
+        exc.close()
         if exc.code == 304:
             return None, {key.lower(): value for key, value in exc.headers.items()}
-        until = _retry_after(exc.headers.get("Retry-After"), datetime.now(UTC))
-        if exc.code in (429, 503) and until is not None:
-            raise FeedDeferred(
-                url, f"HTTP {exc.code} {exc.reason}; asked to wait until {until:%H:%M} UTC", until
-            ) from exc
+        until = None
+        if exc.code in (429, 503):
+            until = _retry_after(exc.headers.get("Retry-After"), datetime.now(UTC))
+        if until is not None:
+            raise FeedDeferred(url, f"HTTP {exc.code} {exc.reason}", until) from exc
         raise FeedError(url, f"HTTP {exc.code} {exc.reason}") from exc
     except URLError as exc:
         if isinstance(exc.reason, TimeoutError):
@@ -225,7 +227,7 @@ def fetch_feed(url_or_path: str, timeout: float, since: Validators | None = None
     timeout). Raises FeedError naming the feed when it cannot be had at all, FeedDeferred
     when its server asks us to wait.
     """
-    if _is_url(url_or_path):
+    if is_url(url_or_path):
         if urlsplit(url_or_path).scheme.lower() not in ("http", "https"):
             raise FeedError(url_or_path, "only http and https URLs or local file paths are read")
         data, headers = _download(url_or_path, timeout, since)

@@ -12,7 +12,13 @@ from flask import current_app
 from sqlalchemy import Insert, select
 
 from newsletter.articles.cleaning import ArticleRecord
-from newsletter.articles.feeds import Validators, feed_timeout, fetch_feed, read_entries
+from newsletter.articles.feeds import (
+    Validators,
+    feed_timeout,
+    fetch_feed,
+    is_url,
+    read_entries,
+)
 from newsletter.clock import utcnow
 from newsletter.db.dialect import upsert
 from newsletter.db.models import Article, FeedState
@@ -22,6 +28,7 @@ from newsletter.extensions import db
 log = logging.getLogger(__name__)
 
 INSERT_CHUNK = 500
+FEED_KEY_LENGTH = 2000  # feed_state.feed
 
 
 class FeedStatus(StrEnum):
@@ -102,24 +109,33 @@ def fetch_and_store(url_or_path: str, *, timeout: float | None = None) -> FeedRe
     Last-Modified), and a feed whose server asked us to wait is not asked before then.
     """
     now = utcnow()
-    state = db.session.scalar(select(FeedState).where(FeedState.feed == url_or_path))
-    if state is not None and state.retry_after is not None and state.retry_after > now:
-        return FeedReport(url_or_path, status=FeedStatus.DEFERRED, retry_after=state.retry_after)
+    polite = is_url(url_or_path)  # a file has no server to be polite to
+    key = url_or_path[:FEED_KEY_LENGTH]
+    state = db.session.scalar(select(FeedState).where(FeedState.feed == key)) if polite else None
     since = Validators(state.etag, state.last_modified) if state is not None else None
+    waiting = state.retry_after if state is not None else None
+    db.session.rollback()  # read only: no transaction stays open through the download
+    if waiting is not None and waiting > now:
+        return FeedReport(url_or_path, status=FeedStatus.DEFERRED, retry_after=waiting)
     try:
         fetched = fetch_feed(url_or_path, feed_timeout() if timeout is None else timeout, since)
     except FeedDeferred as exc:
-        _remember(url_or_path, since or Validators(), now, retry_after=exc.until)
-        raise
+        _remember(key, since or Validators(), now, retry_after=exc.until)
+        return FeedReport(
+            url_or_path, problems=[str(exc)], status=FeedStatus.DEFERRED, retry_after=exc.until
+        )
     if fetched.parsed is None:
-        _remember(url_or_path, fetched.validators, now)
+        _remember(key, fetched.validators, now)
         return FeedReport(url_or_path, status=FeedStatus.UNCHANGED)
     records, problems = read_entries(
         fetched.parsed, url_or_path, default_category=default_category()
     )
     try:
         added, skipped = upsert_articles(records)
-        _remember(url_or_path, fetched.validators, now)
+        if polite:
+            _remember(key, fetched.validators, now)
+        else:
+            db.session.commit()
     except Exception:
         db.session.rollback()
         raise
@@ -139,7 +155,7 @@ def _remember(
     }
     db.session.execute(
         upsert(table)
-        .values(feed=feed[:2000], **values)
+        .values(feed=feed, **values)
         .on_conflict_do_update(index_elements=["feed"], set_=values)
     )
     db.session.commit()

@@ -48,11 +48,12 @@ def fetch(feeds: tuple[str, ...]) -> None:
             click.echo(f"{feed}: unchanged since the last fetch (not downloaded again)")
         elif report.status is store.FeedStatus.DEFERRED:
             until = f"{report.retry_after:%Y-%m-%d %H:%M} UTC" if report.retry_after else "later"
-            click.echo(f"{feed}: not asked again before {until}, as its server requested")
+            said = f" ({report.problems[0]})" if report.problems else ""
+            click.echo(f"{feed}: not asked again before {until}, as its server requested{said}")
         else:
             click.echo(f"{feed}: {report.added} new, {report.skipped} already known")
-        for problem in report.problems:
-            click.echo(f"skipped: {problem}", err=True)
+            for problem in report.problems:
+                click.echo(f"skipped: {problem}", err=True)
     if len(chosen) > 1:
         click.echo(
             f"{len(chosen)} feeds: {seen['updated']} updated, {seen['unchanged']} unchanged, "

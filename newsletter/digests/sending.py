@@ -60,7 +60,7 @@ def backoff(attempts: int, jitter: float = 1.0) -> timedelta:
     """Exponential delay before the next try: base, 2x base, 4x base, ... capped at a day,
     times ``jitter``."""
     base = float(current_app.config["RETRY_BASE_SECONDS"])
-    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)), 86400.0) * jitter)
+    return timedelta(seconds=min(base * (2 ** max(attempts - 1, 0)) * jitter, 86400.0))
 
 
 def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:

@@ -137,7 +137,7 @@ def header(name: str, value: str, *, text: bool = False) -> bytes:
 
 def _unfoldable(value: str) -> bool:
     """Whether a word is too long for a line even when folded at spaces (RFC 5322 2.1.1)."""
-    return any(len(word) > _LONGEST_WORD for word in value.split(" "))
+    return any(len(word.encode("utf-8")) > _LONGEST_WORD for word in value.split(" "))
 
 
 # Folding happens at spaces only; a longer word is RFC 2047-encoded, which splits anywhere.
@@ -176,7 +176,7 @@ def address_field(field: str, addr: str, display_name: str = "") -> bytes:
     local, _, domain = addr.rpartition("@")
     addr_spec = Address(username=local, domain=domain).addr_spec
     name = single_line(display_name)
-    if _unfoldable(name):
+    if _unfoldable(name.replace("\\", "\\\\").replace('"', '\\"')):  # as it would be quoted
         phrase = single_line(Header(name, "utf-8").encode())
     elif _PLAIN_PHRASE.fullmatch(name):
         phrase = name

@@ -17,31 +17,40 @@ from newsletter.errors import ConfigError, InvalidReaderField
 def slugify(name: str) -> str:
     """A section's stable slug: "Breaking News" -> "breaking-news", "Культура" -> "культура".
 
-    A name written in the Latin alphabet keeps the slug it always had (accents dropped,
-    "Économie" -> "economie"), so stored choices stay valid; a name with letters of other
-    scripts keeps them, lower-cased. A name without a letter or digit gets a slug derived
-    from it, never an empty one.
+    Any name that had a slug before keeps it (its ASCII letters and digits, accents dropped:
+    "Économie" -> "economie"), so stored choices stay valid. A name with none of those keeps
+    its letters, marks and digits in whatever script, lower-cased; a name with no letter or
+    digit at all gets a slug derived from it, never an empty one.
     """
-    if all(_latin(ch) for ch in name if ch.isalpha()):
-        ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-        slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
-    else:
-        text = unicodedata.normalize("NFKC", name).lower()
-        slug = "-".join("".join(ch if ch.isalnum() else " " for ch in text).split())
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    if slug:
+        return slug
+    text = unicodedata.normalize("NFKC", name).lower()
+    # Marks too (category M): Devanagari or Thai vowel signs are part of the word.
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LMN" else " " for ch in text)
+    slug = "-".join(kept.split())
     if slug:
         return slug
     return "topic-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
 
 
-def _latin(letter: str) -> bool:
-    return unicodedata.name(letter, "").startswith("LATIN")
+# The column's size (subscriber_topic.topic, article.topic).
+SLUG_LENGTH = 64
 
 
 def check(names: Sequence[str]) -> None:
-    """Refuse a topic list in which two names would share one slug (their readers would mix)."""
+    """Refuse a topic list that would lose readers' choices: a name no article can be filed
+    under, a slug too long to store, or two names sharing one slug (their readers would mix)."""
     seen: dict[str, str] = {}
     for name in names:
+        if not any(ch.isalnum() for ch in name):
+            raise ConfigError("NEWSLETTER_TOPICS", f"{name!r} has no letter or digit")
         slug = slugify(name)
+        if len(slug) > SLUG_LENGTH:
+            raise ConfigError(
+                "NEWSLETTER_TOPICS", f"{name!r} is too long (its slug {slug!r} is over 64)"
+            )
         if slug in seen and seen[slug] != name:
             raise ConfigError(
                 "NEWSLETTER_TOPICS",

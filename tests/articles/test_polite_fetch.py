@@ -105,7 +105,7 @@ def test_a_server_that_asks_to_wait_is_not_asked_again_before_then(
 ) -> None:
     server.busy = "120"
     code, first = fetch(runner, server.url)
-    assert code == 1 and "HTTP 503" in first and "asked to wait until" in first, first
+    assert code == 0 and "HTTP 503" in first and "not asked again before" in first, first
     code, second = fetch(runner, server.url)
     assert code == 0 and "not asked again before" in second, second
     assert len(server.requests) == 1  # the second fetch sent nothing
@@ -118,3 +118,32 @@ def test_a_server_that_asks_to_wait_is_not_asked_again_before_then(
     server.busy = None
     code, third = fetch(runner, server.url)
     assert code == 0 and "1 new" in third, third
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("120", 120.0),
+        ("86400000000000", 86400.0),  # capped at a day, not an overflow
+        ("Thu, 03 Dec 2026 12:02:00 GMT", 120.0),
+        ("Thu, 03 Dec 2026 12:02:00 -0000", 120.0),  # a zone-less date is GMT
+        ("Thu, 03 Dec 2026 11:00:00 GMT", 0.0),  # already past: ask again now
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_a_date_and_capped(header: str, wait: float) -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.articles.feeds import _retry_after
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    until = _retry_after(header, now)
+    assert until is not None and (until - now).total_seconds() == wait
+
+
+@pytest.mark.parametrize("header", ["", "soon", "²", "9" * 5000, "Fri, 31 Dec 99999 23:59:59 GMT"])
+def test_a_retry_after_that_makes_no_sense_is_ignored_without_a_crash(header: str) -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.articles.feeds import _retry_after
+
+    assert _retry_after(header, datetime(2026, 12, 3, 12, 0, tzinfo=UTC)) is None

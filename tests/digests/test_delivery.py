@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -363,7 +364,7 @@ def test_batches_deferred_at_the_same_moment_come_back_at_different_times(
     edition_id = plan(app)
     smtp_server.fail("rcpt", "451 4.7.1 greylisted, try again later")
     shares = iter([0.8, 1.2])
-    monkeypatch.setattr(sending.random, "uniform", lambda low, high: next(shares))
+    monkeypatch.setattr(sending, "random", SimpleNamespace(uniform=lambda a, b: next(shares)))
     before = utcnow()
     send_all(app, edition_id)  # two batches of ten, each deferred whole
     with app.app_context():

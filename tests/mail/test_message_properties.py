@@ -8,6 +8,7 @@ back as meant, with no line over 998 octets and no header that was not put there
 
 from __future__ import annotations
 
+import re
 from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -36,6 +37,9 @@ HOSTILE = st.one_of(
             '"quoted" <angle@brackets>',
             "ünïcödé " * 40,
             "a" * 2000,
+            "用" * 400,
+            '"' * 500,
+            "\\" * 500,
         ]
     ),
 )
@@ -78,9 +82,9 @@ def display_name(field: str) -> str:
     phrase, which RFC 2047 6.2 says to drop, so the phrase is decoded here instead.)
     """
     phrase = field.rpartition("<")[0].strip()
+    if phrase.startswith('"') and phrase.endswith('"'):  # a quoted-string, not encoded
+        return re.sub(r"\\(.)", r"\1", phrase[1:-1])
     decoded = str(make_header(decode_header(phrase)))
-    if decoded.startswith('"') and decoded.endswith('"'):
-        decoded = decoded[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return decoded
 
 

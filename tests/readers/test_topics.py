@@ -29,12 +29,27 @@ def test_latin_names_keep_the_slugs_they_always_had() -> None:
 def test_names_in_other_scripts_keep_their_letters() -> None:
     slugs = [slugify(name) for name in ["Культура", "政治", "Ελλάδα", "ガス", "カス"]]
     assert slugs == ["культура", "政治", "ελλάδα", "ガス", "カス"]
-    assert slugify("Europe & Ελλάδα") == "europe-ελλάδα"
+    # Vowel signs are marks, part of the word: not cut out of it.
+    assert slugify("समाचार") == "समाचार" and slugify("ข่าว") == "ข่าว"
 
 
-def test_a_name_without_letters_still_gets_a_slug_of_its_own() -> None:
+def test_a_name_that_had_a_slug_keeps_it() -> None:
+    # Before, only ASCII letters and digits counted; whatever they gave stays as it was.
+    assert slugify("Europe & Ελλάδα") == "europe"
+    assert slugify("Hawai\u02bbi News") == "hawaii-news"
+    assert slugify("Economía Nº 1") == "economia-no-1"
+
+
+def test_a_name_without_letters_still_gets_a_slug_of_its_own_but_is_no_topic(
+    tmp_path: Path,
+) -> None:
     assert slugify("★").startswith("topic-") and slugify("☆").startswith("topic-")
     assert slugify("★") != slugify("☆")
+    # No article could ever be filed under it, so it cannot be a topic.
+    with pytest.raises(ConfigError, match="no letter or digit"):
+        create_app({**base_config("sqlite://", tmp_path), "TOPICS": ["Politics", "★"]})
+    with pytest.raises(ConfigError, match="too long"):
+        create_app({**base_config("sqlite://", tmp_path), "TOPICS": ["x" * 80]})
 
 
 def test_two_topics_sharing_a_slug_are_refused_at_start_naming_both(tmp_path: Path) -> None:
