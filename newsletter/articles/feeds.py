@@ -142,8 +142,10 @@ def _retry_after(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     value = value.strip()
-    if re.fullmatch(r"[0-9]{1,9}", value):
-        return now + min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
+    if re.fullmatch(r"[0-9]+", value):
+        # More than nine digits is more than a day anyway; int() of thousands would not be.
+        seconds = int(value) if len(value) <= 9 else 10**9
+        return now + min(timedelta(seconds=seconds), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError):

@@ -125,6 +125,7 @@ def test_a_server_that_asks_to_wait_is_not_asked_again_before_then(
     [
         ("120", 120.0),
         ("86400000000000", 86400.0),  # capped at a day, not an overflow
+        ("9" * 5000, 86400.0),
         ("Thu, 03 Dec 2026 12:02:00 GMT", 120.0),
         ("Thu, 03 Dec 2026 12:02:00 -0000", 120.0),  # a zone-less date is GMT
         ("Thu, 03 Dec 2026 11:00:00 GMT", 0.0),  # already past: ask again now
@@ -140,7 +141,7 @@ def test_retry_after_is_read_as_seconds_or_a_date_and_capped(header: str, wait: 
     assert until is not None and (until - now).total_seconds() == wait
 
 
-@pytest.mark.parametrize("header", ["", "soon", "²", "9" * 5000, "Fri, 31 Dec 99999 23:59:59 GMT"])
+@pytest.mark.parametrize("header", ["", "soon", "²", "Fri, 31 Dec 99999 23:59:59 GMT"])
 def test_a_retry_after_that_makes_no_sense_is_ignored_without_a_crash(header: str) -> None:
     from datetime import UTC, datetime
 
