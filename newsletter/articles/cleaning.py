@@ -55,6 +55,8 @@ _BLOCK_END = re.compile(r"<(?:br|/p|/li|/blockquote|/h[1-6]|/div|/tr|/ul|/ol)\b[
 _EMPTY_PARAGRAPHS = re.compile(r"(?:<p>\s*</p>\s*)+$")
 
 
+# The composer's slot markers (private-use characters) are never article text.
+_NOT_TEXT = {"\ue000", "\ue001"}
 _WORDPRESS_FOOTER = re.compile(r"The post\s.+\sappeared first on\s.+", re.S)
 
 
@@ -95,7 +97,7 @@ def _is_allowed_link(url: str) -> bool:
 def sanitize_html(html: str) -> str:
     """Reduce feed HTML to the allow-listed tags, safe links and no script or style text."""
     cleaned = nh3.clean(
-        html.replace("\x00", ""),
+        "".join(ch for ch in html if ch != "\x00" and ch not in _NOT_TEXT),
         tags=ALLOWED_TAGS,
         clean_content_tags=DROPPED_WITH_CONTENT,
         attributes={"a": {"href"}},
@@ -108,8 +110,13 @@ def sanitize_html(html: str) -> str:
 
 
 def _strip_controls(text: str) -> str:
-    """Drop control characters (NUL breaks PostgreSQL, others break headers and terminals)."""
-    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc" or ch in "\t\n\r")
+    """Drop control characters (NUL breaks PostgreSQL, others break headers and terminals)
+    and the composer's slot markers."""
+    return "".join(
+        ch
+        for ch in text
+        if (unicodedata.category(ch) != "Cc" or ch in "\t\n\r") and ch not in _NOT_TEXT
+    )
 
 
 def single_line(text: str, limit: int) -> str:

@@ -2,8 +2,8 @@
 
 The shell around ``bounces.parse`` (pure parsing): each message is looked up, recorded as one
 BounceEvent and committed on its own. Nothing is suppressed on a guess: only a genuine VERP
-address, a Message-ID we issued or (for complaints) the reported recipient identifies a
-reader, and a forged VERP address makes the whole message count for nothing.
+address or a Message-ID we issued identifies a delivery (a report naming only a recipient
+acts on nobody), and a forged VERP address makes the whole message count for nothing.
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.bounces import parse
-from newsletter.bounces.parse import Form, Report, Unparseable
+from newsletter.bounces.parse import Report, Unparseable
 from newsletter.clock import utcnow
-from newsletter.db.models import BounceEvent, BounceKind, Delivery, Subscriber
+from newsletter.db.models import BounceEvent, BounceKind, Delivery
 from newsletter.digests import ledger
-from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.readers import suppression
-from newsletter.readers.addresses import normalize
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +210,8 @@ def identify(report: Report) -> tuple[int | None, int | None] | str:
         found_delivery = ledger.by_message_id(report.original_message_id)
         if found_delivery is not None:
             return found_delivery.id, found_delivery.subscriber_id
-    if report.form is Form.ARF and report.original_rcpt_to:
-        try:
-            email = normalize(report.original_rcpt_to)
-        except InvalidAddress:
-            return UNMATCHED
-        subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == email))
-        if subscriber_id is not None:
-            return None, subscriber_id
+    # A report naming only a recipient (Original-Rcpt-To) identifies no delivery of ours:
+    # anybody can write one about any address, so it acts on nobody.
     return UNMATCHED
 
 

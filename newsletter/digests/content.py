@@ -14,9 +14,7 @@ from sqlalchemy import select
 
 from newsletter.db.models import Edition, EditionArticle
 from newsletter.extensions import db
-from newsletter.mail.message import (
-    single_line,
-)
+from newsletter.mail.message import SLOT_CLOSE, SLOT_OPEN, single_line
 from newsletter.readers import topics
 
 TITLE_LIMIT = 300
@@ -74,16 +72,23 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _text(value: str | None) -> str:
+    """Article text as the templates may show it: never holding the composer's slot markers,
+    which would open a slot of the article's choosing in every reader's mail."""
+    return (value or "").replace(SLOT_OPEN, "").replace(SLOT_CLOSE, "")
+
+
 def article_view(article: Any) -> ArticleView:
     # Sanitized on the way in already; cleaned again here because only this line marks it safe.
-    clean_html = nh3.clean(article.summary or "")
-    text = single_line(html.unescape(nh3.clean(article.summary or "", tags=set())))
+    summary = _text(article.summary)
+    clean_html = nh3.clean(summary)
+    text = single_line(html.unescape(nh3.clean(summary, tags=set())))
     return ArticleView(
-        title=_shorten(single_line(article.title), TITLE_LIMIT),
-        url=article.url,
-        category=single_line(article.category),
+        title=_shorten(single_line(_text(article.title)), TITLE_LIMIT),
+        url=_text(article.url),
+        category=single_line(_text(article.category)),
         topic=article.topic,
-        source=single_line(article.source or ""),
+        source=single_line(_text(article.source)),
         published_at=article.published_at,
         summary_text=_shorten(text, SUMMARY_LIMIT),
         summary_html=Markup(clean_html)

@@ -126,7 +126,15 @@ def _messages(
             outcomes.skipped.append((delivery_id, claimed.skip_reason))
             result.skipped += 1
             continue
-        message = composer.message(claimed.reader)
+        try:
+            message = composer.message(claimed.reader)
+        except Exception as exc:  # one reader's mail, not the batch: record why and go on
+            log.exception(
+                "edition %s: delivery %s could not be composed", composer.content.id, delivery_id
+            )
+            outcomes.failed.append((delivery_id, f"could not be composed: {exc!r}"[:500]))
+            result.failed += 1
+            continue
         throttle.wait()
         yield delivery_id, message
 

@@ -88,16 +88,36 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, CSV injection):
+# such a cell is written with a leading apostrophe, which import takes off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A cell's text as no spreadsheet will run it."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unescape_cell(value: str) -> str:
+    """The text ``spreadsheet_safe`` was given (for import)."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
 def write_csv(rows: Iterable[ReaderRow], out: TextIO) -> int:
-    """Write readers as CSV (topics joined with ";", which import reads back); returns the count."""
+    """Write readers as CSV (topics joined with ";", which import reads back); returns the count.
+
+    Names and addresses come from signup forms: a cell that a spreadsheet would take for a
+    formula is escaped."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_FIELDS)
     count = 0
     for row in rows:
         writer.writerow(
             [
-                row.email,
-                row.name,
+                spreadsheet_safe(row.email),
+                spreadsheet_safe(row.name),
                 row.status,
                 row.frequency,
                 ";".join(row.topics),

@@ -25,6 +25,7 @@ from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderFiel
 from newsletter.extensions import db
 from newsletter.readers import consent, roster, topics
 from newsletter.readers.addresses import address_hash, normalize
+from newsletter.readers.export import unescape_cell
 from newsletter.readers.roster import clean_name, operator
 from newsletter.readers.topics import resolve_frequency, resolve_topics
 
@@ -186,7 +187,8 @@ class CsvImport:
 
         def cell(name: str) -> str:
             index = columns.get(name)
-            return row[index] if index is not None and index < len(row) else ""
+            # An export escapes cells a spreadsheet would run; read them back as they were.
+            return unescape_cell(row[index]) if index is not None and index < len(row) else ""
 
         raw = cell("email")
         try:

@@ -15,7 +15,8 @@ def index() -> str:
     return render_template("archive.html", editions=planning.recent())
 
 
-@bp.get("/archive/<int:edition_id>")
+# Ids past the column's range are no edition (and must not reach the database as one).
+@bp.get("/archive/<int(max=2147483647):edition_id>")
 def edition(edition_id: int) -> str:
     found = planning.edition(edition_id)
     if found is None:

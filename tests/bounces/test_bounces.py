@@ -513,8 +513,8 @@ def test_complaint_suppresses_at_once_and_is_a_withdrawal(app: Flask) -> None:
         assert logged.detail["previous_status"] == "active"
 
 
-def test_complaint_found_by_the_reported_recipient_alone(app: Flask) -> None:
-    # Providers often strip the original message; the ARF part still names the recipient.
+def test_a_complaint_naming_only_the_recipient_acts_on_nobody(app: Flask) -> None:
+    # No VERP address and no Message-ID of ours: anybody could have written it, about anyone.
     target = make_target(app)
     raw = report(
         "arf-complaint.eml",
@@ -524,9 +524,14 @@ def test_complaint_found_by_the_reported_recipient_alone(app: Flask) -> None:
         rcpt="READER@example.net",
     )
     outcome = run(app, raw)
-    assert outcome.result == "complaint" and outcome.delivery_id is None
-    assert state(app, target)["events"] == [("complaint", None, None)]
-    assert state(app, target)["status"] == "complained"
+    assert outcome.result == "ignored" and outcome.reason == process.UNMATCHED
+    assert state(app, target)["events"] == []
+    assert state(app, target)["status"] == "active"
+    with app.app_context():
+        actions = db.session.scalars(
+            select(ConsentEvent.action).where(ConsentEvent.subscriber_id == target.subscriber_id)
+        ).all()
+    assert "complaint" not in actions
 
 
 def test_dsn_found_by_the_original_message_id_when_there_is_no_verp(app: Flask) -> None:

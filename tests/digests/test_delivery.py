@@ -378,3 +378,64 @@ def test_batches_deferred_at_the_same_moment_come_back_at_different_times(
         ]
     assert all(475 < wait < 490 for wait in waits[:10]), waits[:10]
     assert all(715 < wait < 730 for wait in waits[10:]), waits[10:]
+
+
+def test_slot_markers_in_an_article_reach_no_mail_and_stop_no_batch(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    emails = seed(app, 6)
+    with app.app_context():
+        # Stored as a feed could have sent it before cleaning knew better.
+        db.session.execute(
+            update(Article)
+            .where(Article.guid == "urn:test:0")
+            .values(
+                title="Budget \ue000unsubscribe_url\ue001 passes", summary="<p>\ue000x\ue001</p>"
+            )
+        )
+        db.session.commit()
+    edition_id = plan(app)
+    send_all(app, edition_id)
+    assert set(states(app, edition_id).values()) == {"sent"}
+    assert received(smtp_server) == Counter(emails)
+    for message in smtp_server.messages:
+        parsed = message.parsed()
+        parts = [part.get_content() for part in parsed.iter_parts()]
+        assert not any("\ue000" in text or "\ue001" in text for text in [*parts, parsed["Subject"]])
+
+
+def test_cleaning_drops_the_slot_markers_from_feed_text() -> None:
+    from newsletter.articles.cleaning import make_record
+
+    record = make_record(
+        url="https://ledger.example/a",
+        title="A \ue000greeting\ue001 title",
+        category="Politics",
+        summary="<p>\ue000x\ue001 text</p>",
+    )
+    assert "\ue000" not in record.title + record.summary and "\ue001" not in record.title
+
+
+def test_a_reader_whose_mail_cannot_be_composed_is_failed_with_the_reason_and_the_rest_go(
+    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.digests.compose import Composer
+
+    emails = seed(app, 6)
+    edition_id = plan(app)
+    compose = Composer.message
+
+    def broken_for_one(self: Composer, reader: Any) -> Any:
+        if reader.email == emails[2]:
+            raise KeyError("greeting")
+        return compose(self, reader)
+
+    monkeypatch.setattr(Composer, "message", broken_for_one)
+    send_all(app, edition_id)
+    final = states(app, edition_id)
+    assert final[emails[2]] == "failed"
+    assert [final[e] for e in emails if e != emails[2]] == ["sent"] * 5
+    assert received(smtp_server) == Counter(e for e in emails if e != emails[2])
+    with app.app_context():
+        reason = db.session.scalar(select(Delivery.last_error).where(Delivery.state == "failed"))
+    assert reason is not None and "could not be composed" in reason

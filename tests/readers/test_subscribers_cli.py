@@ -318,3 +318,31 @@ def test_stats_counts_and_the_last_thirty_days(app: Flask, runner: FlaskCliRunne
     text = cli(runner, "stats").output
     for expected in ("Readers by status", "Breaking News", "confirmed (growth)", "+1", "50.0%"):
         assert expected in text
+
+
+def test_an_export_opened_in_a_spreadsheet_runs_no_formula_and_imports_back(
+    app: Flask, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    add_subscriber(app, "-bob@example.com")
+    with app.app_context():
+        subscriber = db.session.scalar(select(Subscriber))
+        assert subscriber is not None
+        subscriber.name = '=HYPERLINK("http://evil.example","Click")'
+        db.session.commit()
+    out = tmp_path / "readers.csv"
+    assert runner.invoke(args=["subscribers", "export", "--output", str(out)]).exit_code == 0
+    [header, row] = list(csv.reader(out.open(encoding="utf-8")))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["email"] == "'-bob@example.com"
+    assert cells["name"] == '\'=HYPERLINK("http://evil.example","Click")'
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row)
+
+    with app.app_context():
+        db.session.execute(delete(Subscriber))
+        db.session.commit()
+    imported = runner.invoke(args=["subscribers", "import", str(out), "--confirmed"])
+    assert imported.exit_code == 0, imported.output
+    with app.app_context():
+        again = db.session.scalar(select(Subscriber))
+        assert again is not None and again.email == "-bob@example.com"
+        assert again.name == '=HYPERLINK("http://evil.example","Click")'

@@ -37,3 +37,10 @@ def test_a_site_west_of_utc_sees_the_same_day(app: Flask, client: FlaskClient) -
     edition_id = edition_made_at(app, LATE)
     page = client.get(f"/archive/{edition_id}").get_data(as_text=True)
     assert "03 December 2026" in page
+
+
+def test_an_edition_id_past_any_edition_is_a_404_not_a_server_error(client: FlaskClient) -> None:
+    for edition_id in ("2147483648", "9223372036854775808", "1" + "0" * 40):
+        response = client.get(f"/archive/{edition_id}")
+        assert response.status_code == 404, edition_id
+        assert "There is no page at this address." in response.get_data(as_text=True)
