@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import nh3
 
 from newsletter.errors import InvalidArticle
+from newsletter.mail.message import SLOT_CLOSE, SLOT_OPEN
 from newsletter.readers.topics import slugify
 
 # Column sizes of the article table; longer values are shortened or refused, never truncated
@@ -56,7 +57,7 @@ _EMPTY_PARAGRAPHS = re.compile(r"(?:<p>\s*</p>\s*)+$")
 
 
 # The composer's slot markers (private-use characters) are never article text.
-_NOT_TEXT = {"\ue000", "\ue001"}
+_NOT_TEXT = {SLOT_OPEN, SLOT_CLOSE}
 _WORDPRESS_FOOTER = re.compile(r"The post\s.+\sappeared first on\s.+", re.S)
 
 
