@@ -137,6 +137,14 @@ class Fetched(NamedTuple):
 MAX_RETRY_AFTER = timedelta(days=1)
 
 
+def _validator(value: str | None, limit: int) -> str | None:
+    """A validator from the server, if it is one we can send back as it came (printable
+    ASCII that fits its column); anything else is dropped, and the next fetch is plain."""
+    if value and len(value) <= limit and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
 def _retry_after(value: str | None, now: datetime) -> datetime | None:
     """The moment a Retry-After header (seconds, or an HTTP date) names, or None."""
     if not value:
@@ -236,7 +244,9 @@ def fetch_feed(url_or_path: str, timeout: float, since: Validators | None = None
     else:
         data = _read_file(url_or_path)
         headers = {"content-type": "application/xml"}
-    validators = Validators(headers.get("etag"), headers.get("last-modified"))
+    validators = Validators(
+        _validator(headers.get("etag"), 500), _validator(headers.get("last-modified"), 100)
+    )
     if data is None:
         # Not modified: the server may leave its validators out of a 304; keep ours.
         kept = since or Validators()

@@ -148,8 +148,8 @@ def _remember(
     """Keep what the feed's server last said, for the next fetch; commits."""
     table = FeedState.__table__
     values = {
-        "etag": (validators.etag or "")[:500] or None,
-        "last_modified": (validators.last_modified or "")[:100] or None,
+        "etag": validators.etag,
+        "last_modified": validators.last_modified,
         "retry_after": retry_after,
         "checked_at": now,
     }

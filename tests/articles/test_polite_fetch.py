@@ -31,6 +31,7 @@ class Server:
     """Serves FEED with validators, honouring them; or answers ``busy`` with Retry-After."""
 
     busy: str | None = None  # a Retry-After value to answer 503 with
+    etag: str = ETAG  # the ETag the server sends
     requests: list[dict[str, str]] = field(default_factory=list)
     body_bytes: list[int] = field(default_factory=list)
     url: str = ""
@@ -50,7 +51,7 @@ def server() -> Iterator[Server]:
                 self.end_headers()
                 state.body_bytes.append(0)
                 return
-            if self.headers.get("If-None-Match") == ETAG:
+            if self.headers.get("If-None-Match") == state.etag:
                 self.send_response(304)
                 self.send_header("ETag", ETAG)
                 self.end_headers()
@@ -58,7 +59,7 @@ def server() -> Iterator[Server]:
                 return
             self.send_response(200)
             self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("ETag", ETAG)
+            self.send_header("ETag", state.etag)
             self.send_header("Last-Modified", MODIFIED)
             self.send_header("Content-Length", str(len(FEED)))
             self.end_headers()
@@ -148,3 +149,16 @@ def test_a_retry_after_that_makes_no_sense_is_ignored_without_a_crash(header: st
     from newsletter.articles.feeds import _retry_after
 
     assert _retry_after(header, datetime(2026, 12, 3, 12, 0, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("etag", ['"' + "x" * 2000 + '"', '"\u00fc"', '"a\tb"'])
+def test_a_validator_that_cannot_be_sent_back_as_it_came_is_dropped(
+    app: Flask, runner: FlaskCliRunner, server: Server, etag: str
+) -> None:
+    server.etag = etag
+    code, first = fetch(runner, server.url)
+    assert code == 0 and "1 new" in first, first
+    code, second = fetch(runner, server.url)
+    assert code == 0 and "0 new, 1 already known" in second, second
+    assert "if-none-match" not in server.requests[1]  # plain, not a mangled ETag
+    assert server.requests[1]["if-modified-since"] == MODIFIED
