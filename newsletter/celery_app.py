@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
 from celery.schedules import crontab
+from celery.signals import worker_process_init, worker_ready
 from flask import Flask
 
 from newsletter import jobs
@@ -13,7 +15,8 @@ from newsletter.db.models import Frequency
 
 
 def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
-    """Digests at the configured local hour, feeds every quarter hour, recovery every minute."""
+    """Digests at the configured local hour, feeds every quarter hour, recovery every
+    RECOVER_EVERY_SECONDS (a minute)."""
     hour = int(app.config["DIGEST_HOUR"])
     return {
         "daily-digest": {
@@ -27,7 +30,10 @@ def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
             "args": (Frequency.WEEKLY.value,),
         },
         "fetch-feeds": {"task": jobs.FETCH_FEEDS, "schedule": 15 * 60.0},
-        "recover-deliveries": {"task": jobs.RECOVER_DELIVERIES, "schedule": 60.0},
+        "recover-deliveries": {
+            "task": jobs.RECOVER_DELIVERIES,
+            "schedule": float(app.config["RECOVER_EVERY_SECONDS"]),
+        },
     }
 
 
@@ -61,6 +67,21 @@ def celery_init_app(app: Flask) -> Celery[Any]:
         }
     )
     celery.conf.update(app.config.get("CELERY", {}))
+
+    def replay_journals(**_: Any) -> None:
+        # A worker that starts after one of this machine was killed puts that batch's
+        # outcomes into the ledger at once, not a lease later.
+        from newsletter.digests.sending import replay_orphans
+
+        with app.app_context():
+            try:
+                replay_orphans()
+            except Exception:  # the database may be down: the next batch or pass retries
+                logging.getLogger(__name__).exception("replaying batch journals failed")
+
+    # A prefork pool's children start with worker_process_init; a solo worker is ready once.
+    worker_process_init.connect(replay_journals, weak=False, dispatch_uid="newsletter-journals")
+    worker_ready.connect(replay_journals, weak=False, dispatch_uid="newsletter-journals-ready")
     celery.set_default()
     app.extensions["celery"] = celery
     # Tasks are declared with @shared_task; importing them registers them with this app.

@@ -46,9 +46,11 @@ DEFAULTS: dict[str, Any] = {
     "DIGEST_MAX_ARTICLES": 20,
     "BATCH_SIZE": 500,
     "JOURNAL_EVERY": 100,
+    "JOURNAL_DIR": None,  # instance/journal when unset; each machine's own disk
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_SECONDS": 60.0,
     "LEASE_SECONDS": 300.0,
+    "RECOVER_EVERY_SECONDS": 60.0,  # how often beat runs recovery
     "SEND_RATE": 0,
     "CONFIRM_MAX_AGE_DAYS": 7,
     "CONFIRM_MAILS_PER_DAY": 3,
@@ -101,6 +103,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         app.config[key] = _as_list(app.config[key])
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{app.instance_path}/newsletter.db"
+    if not app.config["JOURNAL_DIR"]:
+        app.config["JOURNAL_DIR"] = f"{app.instance_path}/journal"
     if not app.config["MAIL_OUTBOX"]:
         app.config["MAIL_OUTBOX"] = f"{app.instance_path}/outbox"
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")

@@ -58,6 +58,14 @@ class NotHandedOver(TransientMailError):
     """The message's content never reached the server (its connection failed first)."""
 
 
+class OutcomeUnknown(MailError):
+    """The whole message reached the server, then its reply never came (RFC 1047).
+
+    The server may have kept it: sending it again could be a second copy, so it is recorded
+    as unknown and left for an operator to re-offer after review.
+    """
+
+
 class RecipientRejected(MailError):
     """A 5xx reply about this recipient: the address must be suppressed."""
 

@@ -7,6 +7,7 @@ the rows it names. ``celery_app`` imports this module to register them.
 from __future__ import annotations
 
 from celery import shared_task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter import jobs
 from newsletter.articles import store
@@ -27,7 +28,16 @@ def send_signup_mail(subscriber_id: int, notice: str, key: str | None = None) ->
     notices.send(subscriber_id, notices.Notice(notice), key)
 
 
-@shared_task(name=jobs.DIGEST_BATCH)
+@shared_task(
+    name=jobs.DIGEST_BATCH,
+    # The database went away mid-batch (a restart, a failover): the batch's journal holds
+    # what it sent, and the next batch to start on this machine (the retry, or any other)
+    # puts that into the ledger first.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=40,
+)
 def send_digest_batch(edition_id: int, first_id: int, last_id: int) -> dict[str, int]:
     """Send one id range of an edition; a redelivered or repeated task finds nothing left."""
     return sending.run_batch(edition_id, first_id, last_id)

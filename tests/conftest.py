@@ -31,6 +31,7 @@ def base_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": database_url,
         "MAIL_BACKEND": "memory",
         "MAIL_OUTBOX": str(tmp_path / "outbox"),
+        "JOURNAL_DIR": str(tmp_path / "journal"),
         "BASE_URL": "https://news.example.test",
         "MAIL_FROM": "The Daily Ledger <newsletter@ledger.example>",
         "SIGNUP_MIN_SECONDS": 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import TextIO
 
 import click
 from flask import current_app
@@ -22,6 +23,7 @@ from newsletter.digests import ledger, planning, sending
 from newsletter.digests.compose import Composer, Reader, message_id
 from newsletter.digests.content import EditionContent, article_view
 from newsletter.errors import InvalidAddress
+from newsletter.extensions import db
 from newsletter.readers import subscriptions
 from newsletter.readers.addresses import normalize
 
@@ -194,7 +196,7 @@ def _send_here(edition_id: int) -> None:
         while True:
             for first_id, last_id in ledger.batches(edition_id, size):
                 result = sending.send_batch(edition_id, first_id, last_id)
-                bar.update(result.sent + result.failed + result.skipped)
+                bar.update(result.sent + result.failed + result.skipped + result.unknown)
             if ledger.finish_if_done(edition_id):
                 break
             wait = ledger.next_due(edition_id)
@@ -240,3 +242,94 @@ def status(edition_id: int | None) -> None:
         click.echo("Most common reasons:")
         for state, reason, number in reasons:
             click.echo(f"  {number:>8,}  {state}: {reason}")
+
+
+@digest.command("unknowns")
+@click.argument("edition_id", type=int)
+def unknowns(edition_id: int) -> None:
+    """List the edition's messages whose outcome is unknown, to check against the relay."""
+    edition = planning.edition(edition_id)
+    if edition is None:
+        raise click.BadParameter(f"there is no edition {edition_id}", param_hint="EDITION")
+    rows = ledger.unknowns(edition_id)
+    if not rows:
+        click.echo(f"Edition {edition_id} has no message whose outcome is unknown.")
+        return
+    ids = ledger.message_ids([delivery_id for delivery_id, _, _ in rows])
+    noun = "message" if len(rows) == 1 else "messages"
+    click.echo(f"Edition {edition_id}: {len(rows):,} {noun} whose outcome is unknown.")
+    for delivery_id, email, reason in rows:
+        click.echo(f"  {email}  {ids.get(delivery_id, '')}")
+        click.echo(f"      {reason}")
+    click.echo(
+        "Look each Message-ID up in the relay's log. Re-offer only those it never kept "
+        "(a reader whose copy it kept would get a second one):\n"
+        f"  newsletter digest reoffer {edition_id} --address ADDRESS [--address ...]"
+    )
+
+
+@digest.command("reoffer")
+@click.argument("edition_id", type=int)
+@click.option("--address", "addresses", multiple=True, help="A reader to re-offer (repeatable).")
+@click.option(
+    "--file",
+    "address_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Addresses to re-offer, one per line.",
+)
+@click.option("--all", "everyone", is_flag=True, help="Every unknown message of the edition.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reoffer(
+    edition_id: int,
+    addresses: tuple[str, ...],
+    address_file: TextIO | None,
+    everyone: bool,
+    yes: bool,
+) -> None:
+    """Send the edition again to readers whose message has an unknown outcome.
+
+    For after a review: only where the relay's log shows it never kept the message.
+    """
+    edition = planning.edition(edition_id)
+    if edition is None:
+        raise click.BadParameter(f"there is no edition {edition_id}", param_hint="EDITION")
+    named = list(addresses)
+    if address_file is not None:
+        named += [line.strip() for line in address_file if line.strip()]
+    if everyone == bool(named):
+        raise click.UsageError("name the readers with --address or --file, or give --all")
+    wanted: list[str] | None = None
+    if named:
+        wanted = []
+        for number, address in enumerate(named, start=1):
+            try:
+                wanted.append(normalize(address))
+            except InvalidAddress as exc:
+                line = number - len(addresses)
+                where = f"--file, line {line}" if line > 0 else "--address"
+                raise click.BadParameter(f"{address!r}: {exc.reason}", param_hint=where) from None
+    unknown = {email for _, email, _ in ledger.unknowns(edition_id)}
+    chosen = sorted(unknown if wanted is None else unknown & set(wanted))
+    for address in sorted(set(wanted or ()) - unknown):
+        click.echo(f"Not an unknown outcome in edition {edition_id}, left alone: {address}")
+    if not chosen:
+        click.echo("Nothing to re-offer.")
+        return
+    noun = "reader" if len(chosen) == 1 else "readers"
+    if not yes:
+        click.confirm(
+            f"Send edition {edition_id} again to {len(chosen):,} {noun}? Any of them whose "
+            "copy the relay kept will get a second one.",
+            abort=True,
+        )
+    changed = ledger.reoffer(edition_id, chosen)
+    click.echo(f"Re-offered edition {edition_id} to {changed:,} {noun}.")
+    if jobs.in_process():
+        db.session.commit()
+        _send_here(edition_id)
+        _print_counts(edition_id)
+    else:
+        queued = sending.dispatch(edition_id)
+        click.echo(
+            f"Queued {queued} batches. Follow it with: newsletter digest status {edition_id}"
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple, cast
 
@@ -57,6 +57,12 @@ UNKNOWN_REASON = (
     "the worker stopped while this message was being handed to the server; "
     "it may or may not have been accepted, so it is not sent again"
 )
+IN_FLIGHT_REASON = (
+    "the worker stopped while this message was on the wire (its journal says it was being "
+    "handed to the server, and no reply was recorded); it may or may not have been accepted, "
+    "so it is not sent again"
+)
+REOFFERED = "re-offered by an operator after review"
 
 
 class Claimed(NamedTuple):
@@ -253,6 +259,8 @@ class Outcomes:
     failed: list[tuple[int, str]] = field(default_factory=list)  # delivery, error
     retry: list[tuple[int, str, datetime]] = field(default_factory=list)  # ..., not before
     skipped: list[tuple[int, str]] = field(default_factory=list)  # delivery, reason
+    # Sent whole, reply lost (RFC 1047): the server may have it; never sent again unasked.
+    unknown: list[tuple[int, str]] = field(default_factory=list)  # delivery, reason
     # Back to the queue with no attempt counted: the content never reached the server.
     release: list[tuple[int, datetime | None]] = field(default_factory=list)
     bounced: list[int] = field(default_factory=list)  # readers whose address got a 5xx
@@ -294,6 +302,10 @@ def record(token: str, outcomes: Outcomes) -> None:
             [{"did": did, "error": reason} for did, reason in outcomes.skipped],
         ),
         (
+            {"state": DeliveryState.UNKNOWN, "last_error": bindparam("error"), **tried},
+            [{"did": did, "error": reason} for did, reason in outcomes.unknown],
+        ),
+        (
             {"state": DeliveryState.QUEUED, "not_before": bindparam("at"), **done},
             [{"did": did, "at": at} for did, at in outcomes.release],
         ),
@@ -324,6 +336,114 @@ def _record_sent(postgresql: bool) -> Update:
             claimed_at=None,
         )
     )
+
+
+def replay(
+    token: str, edition_id: int, accepted: dict[int, float], in_flight: set[int]
+) -> dict[str, int]:
+    """Apply a dead batch's journal to the rows its claim still holds (uncommitted).
+
+    Accepted messages are sent; ones on the wire when it died are unknown; the rest never
+    left and go back to the queue, no attempt counted. Rows the batch recorded before it
+    died, or that another run took since, no longer carry its claim and are left alone.
+    """
+    table = Delivery.__table__
+    held = set(
+        db.session.scalars(
+            select(table.c.id).where(
+                table.c.claim == token,
+                table.c.edition_id == edition_id,
+                table.c.state.in_((DeliveryState.ATTEMPTING, DeliveryState.UNKNOWN)),
+            )
+        )
+    )
+    sent = {did: at for did, at in accepted.items() if did in held}
+    unknown = (in_flight & held) - sent.keys()
+    back = held - sent.keys() - unknown
+    outcomes = Outcomes(
+        unknown=[(did, IN_FLIGHT_REASON) for did in sorted(unknown)],
+        release=[(did, None) for did in sorted(back)],
+    )
+    record(token, outcomes)
+    if sent:
+        fenced = and_(table.c.id == bindparam("did"), table.c.claim == token)
+        db.session.execute(
+            update(table)
+            .where(fenced)
+            .values(
+                state=DeliveryState.SENT,
+                sent_at=bindparam("at"),
+                attempts=table.c.attempts + 1,
+                claim=None,
+                claimed_at=None,
+                last_error=None,
+            ),
+            [{"did": did, "at": datetime.fromtimestamp(at, UTC)} for did, at in sent.items()],
+        )
+    if back:
+        reopen(edition_id)
+    return {"sent": len(sent), "unknown": len(unknown), "requeued": len(back)}
+
+
+def reopen(edition_id: int) -> None:
+    """An edition marked done gets rows to send again: it is being sent once more."""
+    db.session.execute(
+        update(Edition)
+        .where(Edition.id == edition_id, Edition.state == EditionState.DONE)
+        .values(state=EditionState.SENDING, finished_at=None),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def unknowns(edition_id: int, limit: int | None = None) -> list[tuple[int, str, str]]:
+    """The edition's rows whose outcome is unknown: (delivery, address, reason), by id."""
+    query = (
+        select(Delivery.id, Subscriber.email, Delivery.last_error)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.UNKNOWN)
+        .order_by(Delivery.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [(did, email, reason or "") for did, email, reason in db.session.execute(query)]
+
+
+def message_ids(delivery_ids: Sequence[int]) -> dict[int, str]:
+    """The Message-ID each of these deliveries carried."""
+    if not delivery_ids:
+        return {}
+    rows = db.session.execute(
+        select(Delivery.id, Delivery.message_id).where(Delivery.id.in_(list(delivery_ids)))
+    )
+    return {did: mid or "" for did, mid in rows}
+
+
+def reoffer(edition_id: int, addresses: Sequence[str] | None = None) -> int:
+    """Queue the edition's unknown rows again (all, or those of these addresses), uncommitted.
+
+    The operator's call after checking the relay's log: only for messages the relay never
+    kept, or a reader gets a second copy. Suppression and unsubscribes are checked again
+    when they are sent.
+    """
+    table = Delivery.__table__
+    query = update(table).where(
+        table.c.edition_id == edition_id, table.c.state == DeliveryState.UNKNOWN
+    )
+    if addresses is not None:
+        wanted = select(Subscriber.id).where(Subscriber.email.in_(list(addresses)))
+        query = query.where(table.c.subscriber_id.in_(wanted))
+    changed = _changed(
+        query.values(
+            state=DeliveryState.QUEUED,
+            claim=None,
+            claimed_at=None,
+            not_before=None,
+            last_error=REOFFERED,
+        )
+    )
+    if changed:
+        reopen(edition_id)
+    return changed
 
 
 def release_rest(edition_id: int, first_id: int, last_id: int, due: datetime | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import secrets
 from collections.abc import Iterator
@@ -13,10 +14,16 @@ from flask import current_app
 
 from newsletter import jobs
 from newsletter.clock import utcnow
-from newsletter.digests import ledger, planning
+from newsletter.digests import journal, ledger, planning
 from newsletter.digests.compose import Composer, Reader
 from newsletter.digests.content import load_content
-from newsletter.errors import MailError, NotHandedOver, RecipientRejected, TransientMailError
+from newsletter.errors import (
+    MailError,
+    NotHandedOver,
+    OutcomeUnknown,
+    RecipientRejected,
+    TransientMailError,
+)
 from newsletter.extensions import db
 from newsletter.mail.backends import MailBackend, get_backend
 from newsletter.mail.message import OutgoingMessage
@@ -36,6 +43,7 @@ class BatchResult:
     failed: int = 0
     skipped: int = 0
     deferred: int = 0
+    unknown: int = 0
     retry_at: datetime | None = None
     stopped: str | None = None
     # This run's share of the retry delays: the readers one batch defers come back together
@@ -65,6 +73,8 @@ def backoff(attempts: int, jitter: float = 1.0) -> timedelta:
 
 def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     """Send the queued rows of one id range over one connection; safe to run twice."""
+    # A batch of this machine that died left its journal: its rows come first.
+    replay_orphans()
     result = BatchResult()
     config = current_app.config
     token = secrets.token_hex(8)
@@ -73,9 +83,11 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     backend: MailBackend | None = None
     outcomes = ledger.Outcomes()
     cursor = first_id
+    book = journal.Journal.start(token, edition_id, first_id, last_id)
+    finished = False
     try:
         while True:
-            # One transaction records a chunk's outcomes and journals the next chunk.
+            # One transaction records a chunk's outcomes and claims the next chunk.
             ledger.record(token, outcomes)
             # The range is walked once, in id order: a row deferred for a retry waits for
             # the batch's next run instead of being taken again by this one.
@@ -87,6 +99,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                 facts = ledger.take(edition_id, cursor, last_id, token, size, utcnow())
             chunk = list(facts)  # in id order
             db.session.commit()
+            book.recorded()
             if not chunk:
                 break
             cursor = chunk[-1] + 1
@@ -97,16 +110,62 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             composer.refresh_date()
             outcomes = ledger.Outcomes()
             messages = _messages(composer, throttle, facts, outcomes, result)
-            for delivery_id, error in backend.send_many(messages):
+            for delivery_id, error in backend.send_many(messages, book.offered):
+                # Journalled before anything else: from here a death loses nothing.
+                if error is None:
+                    book.accepted(delivery_id)
+                elif not isinstance(error, OutcomeUnknown):
+                    book.refused(delivery_id)
                 attempts = facts[delivery_id].attempts
                 reader = facts[delivery_id].reader
                 assert reader is not None
                 _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
+        finished = True
     finally:
         if backend is not None:
             backend.close()
+        # Unfinished (the database went away, an error): the journal stays for a replay.
+        book.close(finished=finished)
     ledger.finish_if_done(edition_id)
     return result
+
+
+def replay_orphans() -> dict[str, int]:
+    """Apply the journals of this machine's dead batches to the ledger, and queue their rest.
+
+    Runs when a batch starts, when a worker process starts and with every recovery pass,
+    so a worker killed mid-chunk has its outcomes back within moments, long before the lease
+    would have made them "unknown".
+    """
+    totals = {"sent": 0, "unknown": 0, "requeued": 0}
+    for orphan, fd in journal.orphans():
+        try:
+            found = ledger.replay(
+                orphan.token,
+                orphan.edition_id,
+                orphan.accepted,
+                orphan.offered - orphan.refused,
+            )
+            # The dead batch's task may be lost with it, and rows of its range beyond the
+            # claimed chunk would wait for it: its range is queued again (a run that finds
+            # nothing left does nothing).
+            jobs.enqueue(jobs.DIGEST_BATCH, orphan.edition_id, orphan.first_id, orphan.last_id)
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            os.close(fd)  # kept, for the next try
+            raise
+        journal.discard(orphan, fd)
+        log.warning(
+            "edition %s batch %s-%s had died; its journal gave %s",
+            orphan.edition_id,
+            orphan.first_id,
+            orphan.last_id,
+            found,
+        )
+        for key in totals:
+            totals[key] += found[key]
+    return totals
 
 
 def _messages(
@@ -152,6 +211,12 @@ def _outcome(
     if error is None:
         outcomes.sent.append(delivery_id)
         result.sent += 1
+    elif isinstance(error, OutcomeUnknown):
+        outcomes.unknown.append((delivery_id, str(error)[:500]))
+        result.unknown += 1
+        # The connection is gone without a word: the rest waits for the batch's retry.
+        result.stopped = str(error)
+        result.retry_at = result.retry_at or utcnow() + backoff(attempts + 1, result.jitter)
     elif isinstance(error, NotHandedOver):
         # Its content never left: back to the queue, no attempt counted.
         outcomes.release.append(
@@ -196,7 +261,12 @@ def run_batch(edition_id: int, first_id: int, last_id: int) -> dict[str, int]:
         log.warning(
             "edition %s batch %s-%s stopped: %s", edition_id, first_id, last_id, result.stopped
         )
-    return {"sent": result.sent, "failed": result.failed, "deferred": result.deferred}
+    return {
+        "sent": result.sent,
+        "failed": result.failed,
+        "deferred": result.deferred,
+        "unknown": result.unknown,
+    }
 
 
 def dispatch(edition_id: int) -> int:
@@ -223,6 +293,7 @@ def send_scheduled(frequency: str) -> int | None:
 
 def recover() -> dict[str, int]:
     """Reclaim rows of vanished workers, and queue again the ranges no task will take."""
+    replayed = replay_orphans()
     found = ledger.recover()
     config = current_app.config
     stale = utcnow() - timedelta(seconds=float(config["LEASE_SECONDS"]))
@@ -235,4 +306,4 @@ def recover() -> dict[str, int]:
         queued += len(ranges)
         db.session.commit()
         ledger.finish_if_done(edition_id)
-    return {**found, "queued": queued}
+    return {**found, "queued": queued, "replayed": sum(replayed.values())}

@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from email import message_from_bytes, policy
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -41,9 +41,15 @@ class MailBackend:
         raise NotImplementedError
 
     def send_many(
-        self, items: Iterable[tuple[Key, OutgoingMessage]]
+        self,
+        items: Iterable[tuple[Key, OutgoingMessage]],
+        offered: Callable[[Key], object] | None = None,
     ) -> Iterator[tuple[Key, MailError | None]]:
         """Deliver messages in order, yielding each key with its outcome (None: accepted).
+
+        ``offered(key)`` is called before any part of that message may reach the server, so a
+        caller's journal can tell the messages that might have been delivered from the ones
+        that cannot have been.
 
         Every message taken from ``items`` gets exactly one outcome, in order, though a
         backend may take messages ahead of the outcomes it has yielded (the SMTP backend takes
@@ -54,6 +60,8 @@ class MailBackend:
         without an outcome.
         """
         for key, message in items:
+            if offered is not None:
+                offered(key)
             try:
                 self.send(message)
             except MailError as exc:

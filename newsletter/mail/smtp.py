@@ -15,6 +15,7 @@ from newsletter.errors import (
     MailError,
     MessageNotSendable,
     NotHandedOver,
+    OutcomeUnknown,
     RecipientRejected,
     TransientMailError,
 )
@@ -76,6 +77,29 @@ def _check_envelope(connection: smtplib.SMTP, message: OutgoingMessage) -> None:
     raise smtplib.SMTPDataError(data[0], data[1])
 
 
+def _open_one_by_one(
+    connection: smtplib.SMTP, message: OutgoingMessage, options: list[str]
+) -> None:
+    """MAIL, RCPT and DATA each awaiting its reply, for a server without PIPELINING.
+
+    Not smtplib's ``sendmail``: it sends the content and reads its reply in one call, so a
+    connection lost before the content and one lost after its final dot would look alike.
+    """
+    mail = connection.mail(message.sender, options)
+    if mail[0] != 250:
+        _reset(connection, mail)
+        raise smtplib.SMTPSenderRefused(mail[0], mail[1], message.sender)
+    rcpt = connection.rcpt(message.recipient)
+    if rcpt[0] not in (250, 251):
+        _reset(connection, rcpt)
+        raise smtplib.SMTPRecipientsRefused({message.recipient: rcpt})
+    connection.putcmd("data")
+    data = connection.getreply()
+    if data[0] != 354:
+        _reset(connection, data)
+        raise smtplib.SMTPDataError(data[0], data[1])
+
+
 def _content(message: OutgoingMessage, then: bytes = b"") -> bytes:
     """The message as sent after DATA: dot-stuffed, ending with the lone dot; then ``then``."""
     body = message.data
@@ -127,8 +151,14 @@ class _Ahead(Generic[Item]):
         return [item]
 
 
+def _nobody(key: object) -> None:
+    """No journal to tell."""
+
+
 def _vanished(outcome: object) -> bool:
     """A failure with no reply at all: refused, dropped or timed out."""
+    if isinstance(outcome, OutcomeUnknown):
+        return True
     return isinstance(outcome, TransientMailError) and outcome.code is None
 
 
@@ -246,7 +276,9 @@ class SMTPBackend(MailBackend):
                 raise error
 
     def send_many(
-        self, items: Iterable[tuple[Key, OutgoingMessage]]
+        self,
+        items: Iterable[tuple[Key, OutgoingMessage]],
+        offered: Callable[[Key], object] | None = None,
     ) -> Iterator[tuple[Key, MailError | None]]:
         """One round trip per message where the server offers PIPELINING.
 
@@ -257,12 +289,17 @@ class SMTPBackend(MailBackend):
 
         While the server reads a message, the one after next is taken from ``items`` (for a
         digest, composed), so the content to send when the replies arrive is already there.
+
+        ``offered`` hears of each message when its envelope goes out: from then until its
+        outcome, it is one of the (at most two) messages a lost connection leaves uncertain.
         """
+        tell: Callable[[Key], object] = offered if offered is not None else _nobody
         ahead: _Ahead[tuple[Key, OutgoingMessage]] = _Ahead(iter(items))
         opened: tuple[Key, OutgoingMessage] | None = None
         try:
             for key, message in ahead:
                 state: _Open | MailError | None
+                tell(key)
                 if opened is None:
                     state = self._start(message)
                 else:
@@ -317,15 +354,11 @@ class SMTPBackend(MailBackend):
                 connection.send(_envelope(message, options))
                 _check_envelope(connection, message)
                 return OPEN
-            refused = connection.sendmail(
-                message.sender, [message.recipient], message.data, mail_options=options
-            )
+            _open_one_by_one(connection, message, options)
         except (smtplib.SMTPException, OSError) as exc:
             return self._translate(exc, connection)
-        if refused:
-            code, raw = next(iter(refused.values()))
-            return classify_reply(code, _reply_text(raw))
-        return None
+        # Without pipelining nothing may follow the content before its reply: finish now.
+        return self._finish(message)
 
     def _finish(self, message: OutgoingMessage) -> MailError | None:
         """Send an open transaction's content and read the verdict on it."""
@@ -333,10 +366,22 @@ class SMTPBackend(MailBackend):
         assert connection is not None
         try:
             connection.send(_content(message))
-            code, text = connection.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             return self._translate(exc, connection)
+        try:
+            code, text = connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            return self._unknown(exc)
         return self._verdict(code, text)
+
+    def _unknown(self, exc: BaseException) -> OutcomeUnknown:
+        """No reply to a final dot the server has been sent: it may have kept the message."""
+        self._drop()
+        why = f"no answer within {self.timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
+        return OutcomeUnknown(
+            f"no reply after the whole message was sent ({why}): the server may have "
+            "accepted it (RFC 1047), so it is not sent again unless an operator re-offers it"
+        )
 
     def _verdict(self, code: int, text: bytes) -> MailError | None:
         """The reply to a final dot; it ends the transaction either way, so no RSET follows."""
@@ -361,10 +406,15 @@ class SMTPBackend(MailBackend):
             return self._finish(previous), options
         try:
             connection.send(_content(previous, then=_envelope(message, options)))
-            meanwhile()
-            code, text = connection.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             return self._translate(exc, connection), NotHandedOver(
+                f"not sent: the connection failed on the message before it ({exc})"
+            )
+        meanwhile()
+        try:
+            code, text = connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            return self._unknown(exc), NotHandedOver(
                 f"not sent: the connection failed on the message before it ({exc})"
             )
         outcome = self._verdict(code, text)

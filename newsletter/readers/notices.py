@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 from enum import StrEnum
@@ -12,7 +13,7 @@ from newsletter import jobs
 from newsletter.clock import utcnow
 from newsletter.db.dialect import upsert
 from newsletter.db.models import SentNotice, Status, Subscriber
-from newsletter.errors import TransientMailError
+from newsletter.errors import OutcomeUnknown, TransientMailError
 from newsletter.extensions import db
 from newsletter.mail import render
 from newsletter.mail.backends import get_backend
@@ -20,6 +21,8 @@ from newsletter.mail.message import build, mailbox
 from newsletter.mail.throttle import Throttle
 from newsletter.tokens import Purpose, sign
 from newsletter.urls import external_url
+
+log = logging.getLogger(__name__)
 
 
 class Notice(StrEnum):
@@ -80,6 +83,9 @@ def send(subscriber_id: int, notice: Notice, key: str | None = None) -> None:
     try:
         with get_backend() as backend:
             backend.send(message)
+    except OutcomeUnknown as exc:
+        # The relay may have it: the key stays claimed, so no retry mails the reader twice.
+        log.warning("notice %s to reader %s: %s", notice.value, subscriber_id, exc)
     except TransientMailError:
         if key is not None:
             # Not handed over: the task's retry, with the same key, may send it.

@@ -18,7 +18,7 @@ from newsletter.db.models import Article, Delivery, Subscriber, Suppression
 from newsletter.digests import ledger, planning, sending
 from newsletter.extensions import db
 from newsletter.readers.addresses import address_hash
-from tests.support.smtp_server import DROP, HANG, SMTPTestServer
+from tests.support.smtp_server import DROP, HANG, LOSE_REPLY, SMTPTestServer
 
 
 @pytest.fixture
@@ -159,14 +159,39 @@ def test_permanent_rejection_suppresses_only_that_address(
         assert row.attempts == 1 and "550" in (row.last_error or "")
 
 
-def test_connection_dropped_mid_data_is_retried_and_delivered_once(
+def test_connection_dropped_before_the_content_is_retried_and_delivered_once(
     app: Flask, smtp_server: SMTPTestServer
 ) -> None:
     emails = seed(app, 8)
-    smtp_server.fail("data", DROP, recipients={emails[3]}, times=1)
+    smtp_server.fail("rcpt", DROP, recipients={emails[3]}, times=1)
     edition_id = plan(app)
     send_until_done(app, edition_id)
     assert received(smtp_server) == Counter(emails)
+
+
+@pytest.mark.parametrize("fault", [LOSE_REPLY, DROP], ids=["kept-reply-lost", "dropped-in-data"])
+def test_a_message_sent_whole_whose_reply_never_came_is_unknown_and_not_sent_again(
+    app: Flask, smtp_server: SMTPTestServer, fault: str
+) -> None:
+    # After the final dot the client cannot know whether the server kept the message
+    # (RFC 1047): LOSE_REPLY kept it, DROP did not, and both look alike from here.
+    emails = seed(app, 8)
+    smtp_server.fail("data", fault, recipients={emails[3]}, times=1)
+    edition_id = plan(app)
+    send_until_done(app, edition_id)
+    send_until_done(app, edition_id)  # a second pass must not resend it either
+    expected = Counter(emails)
+    if fault == DROP:
+        del expected[emails[3]]
+    assert received(smtp_server) == expected
+    with app.app_context():
+        row = db.session.scalars(
+            select(Delivery).join(Subscriber).where(Subscriber.email == emails[3])
+        ).one()
+        assert row.state == "unknown"
+        assert row.attempts == 1
+        assert "RFC 1047" in (row.last_error or "")
+        assert ledger.counts(edition_id) == {"sent": 7, "unknown": 1}
 
 
 def test_server_that_never_answers_times_out_and_the_batch_is_retried(

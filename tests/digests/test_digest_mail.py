@@ -907,8 +907,9 @@ def test_send_delivers_the_rest_after_a_reader_fails_on_a_dropped_connection(
     add_article(app, "Rates held steady")
     for email in ("a@example.org", "b@example.org", "c@example.org"):
         add_reader(app, email)
-    # Every attempt for b loses the connection; its last one (MAX_ATTEMPTS=2) stops the batch.
-    smtp_server.fail("data", DROP, recipients={"b@example.org"})
+    # Every attempt for b loses the connection before its content could go; its last one
+    # (MAX_ATTEMPTS=2) stops the batch.
+    smtp_server.fail("rcpt", DROP, recipients={"b@example.org"})
 
     send_daily(runner)
 

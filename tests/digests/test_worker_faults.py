@@ -18,7 +18,7 @@ from newsletter.readers.addresses import address_hash
 from tests.conftest import _fresh_schema, base_config
 from tests.digests.test_worker_digest import seed, wait_until_done
 from tests.support.celery_worker import CeleryWorker, running_worker
-from tests.support.smtp_server import DROP, HANG, SMTPTestServer
+from tests.support.smtp_server import DROP, HANG, LOSE_REPLY, SMTPTestServer
 
 pytestmark = pytest.mark.services
 
@@ -113,11 +113,11 @@ def test_550_suppresses_those_addresses_and_the_others_are_delivered(
     assert {e for e, s in statuses.items() if s == "bounced"} == gone
 
 
-def test_connection_dropped_mid_data_is_retried_and_delivered_once(
+def test_connection_dropped_before_the_content_is_retried_and_delivered_once(
     fault_worker: CeleryWorker, fault_app: Flask
 ) -> None:
     readers = sorted(seed(fault_app, 30))
-    fault_worker.smtp.fail("data", DROP, times=2)
+    fault_worker.smtp.fail("rcpt", DROP, times=2)
     edition_id = send(fault_app)
     assert wait_until_done(fault_app, edition_id, within=60) == {"sent": 30}
     assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
@@ -139,3 +139,45 @@ def test_server_that_never_answers_times_out_and_is_retried(
     assert len(timed_out) == 1, rows(fault_app, edition_id)
     # The worker lived through it and is still taking work.
     assert fault_worker.ping()
+
+
+def test_a_reply_lost_after_the_final_dot_is_unknown_sent_once_and_re_offered_after_review(
+    fault_worker: CeleryWorker, fault_app: Flask
+) -> None:
+    readers = sorted(seed(fault_app, 60))
+    # The relay keeps these messages and loses the replies...
+    kept = set(readers[5:45:10])
+    # ...and hangs up on these after the whole message was written, without keeping them.
+    dropped = set(readers[10:50:10])
+    fault_worker.smtp.fail("data", LOSE_REPLY, recipients=kept)
+    fault_worker.smtp.fail("data", DROP, recipients=dropped)
+    edition_id = send(fault_app)
+    counts = wait_until_done(fault_app, edition_id, within=90)
+    assert counts == {"sent": 52, "unknown": 8}
+    # Nobody got a second copy, and nothing says "sent" about a message that may not be.
+    assert copies(fault_worker.smtp) == Counter(
+        {email: 1 for email in readers if email not in dropped}
+    )
+    found = rows(fault_app, edition_id)
+    for email in kept | dropped:
+        state, attempts, error = found[email]
+        assert (state, attempts) == ("unknown", 1), email
+        assert "RFC 1047" in (error or "")
+
+    runner = fault_app.test_cli_runner()
+    listed = runner.invoke(args=["digest", "unknowns", str(edition_id)])
+    assert listed.exit_code == 0, listed.output
+    assert "8 messages whose outcome is unknown" in listed.output
+    assert all(email in listed.output for email in kept | dropped)
+    # The operator checks the relay's log and re-offers the ones it never kept.
+    fault_worker.smtp.clear_faults()
+    offered = runner.invoke(
+        args=["digest", "reoffer", str(edition_id), "--yes"]
+        + [arg for email in sorted(dropped) for arg in ("--address", email)]
+    )
+    assert offered.exit_code == 0, offered.output
+    assert "Re-offered edition" in offered.output and "to 4 readers" in offered.output
+    assert wait_until_done(fault_app, edition_id, within=60) == {"sent": 56, "unknown": 4}
+    assert copies(fault_worker.smtp) == Counter({email: 1 for email in readers})
+    status = runner.invoke(args=["digest", "status", str(edition_id)])
+    assert "done" in status.output and "RFC 1047" in status.output

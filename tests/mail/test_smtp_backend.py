@@ -19,6 +19,7 @@ from newsletter.errors import (
     ConfigError,
     MailError,
     MessageNotSendable,
+    OutcomeUnknown,
     RecipientRejected,
     TransientMailError,
 )
@@ -26,7 +27,7 @@ from newsletter.mail.backends import get_backend
 from newsletter.mail.message import MessageTemplate, OutgoingMessage, build, mailbox, slot
 from newsletter.mail.smtp import SMTPBackend
 from tests.conftest import base_config
-from tests.support.smtp_server import DROP, HANG, SMTPTestServer, make_certificate
+from tests.support.smtp_server import DROP, HANG, LOSE_REPLY, SMTPTestServer, make_certificate
 
 ServerFactory = Callable[..., SMTPTestServer]
 BackendFactory = Callable[..., SMTPBackend]
@@ -332,19 +333,42 @@ def test_a_421_closing_the_connection_makes_the_next_send_reconnect(
     assert smtp_server.connections == 2
 
 
-def test_a_connection_dropped_mid_data_is_transient_and_the_next_send_reconnects(
+def test_a_connection_dropped_after_the_whole_message_is_unknown_and_the_next_send_reconnects(
     smtp_server: SMTPTestServer, backend_for: BackendFactory
 ) -> None:
+    # The client wrote the whole message, final dot included, before the server hung up:
+    # it cannot tell a server that read it all from one that did not (RFC 1047).
     smtp_server.fail("data", DROP, times=1)
     backend = backend_for(smtp_server)
 
-    with pytest.raises(TransientMailError):
+    with pytest.raises(OutcomeUnknown):
         backend.send(message("first@example.org"))
     delivered = message("second@example.org")
     backend.send(delivered)
 
     assert [m.data for m in smtp_server.messages] == [delivered.data]
     assert [m.connection for m in smtp_server.messages] == [2]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-command-a-trip"])
+def test_a_message_kept_whose_reply_was_lost_is_unknown_not_failed(
+    smtp_server_factory: Callable[..., SMTPTestServer],
+    backend_for: BackendFactory,
+    pipelining: bool,
+) -> None:
+    server = smtp_server_factory(pipelining=pipelining)
+    server.fail("data", LOSE_REPLY, times=1)
+    backend = backend_for(server)
+
+    kept = message("kept@example.org")
+    with pytest.raises(OutcomeUnknown) as lost:
+        backend.send(kept)
+    assert "may have accepted it" in str(lost.value)
+    assert not isinstance(lost.value, TransientMailError)  # nothing may retry it unasked
+    # The server did keep it, and the backend goes on with a new connection.
+    backend.send(message("next@example.org"))
+    assert [m.rcpt_tos for m in server.messages] == [["kept@example.org"], ["next@example.org"]]
+    assert [m.connection for m in server.messages] == [1, 2]
 
 
 @pytest.mark.parametrize("stage", ["connect", "mail", "data"])

@@ -30,8 +30,10 @@ A typical test::
 Attributes: ``smtp``, ``database_url``, ``broker_url``, ``nodename``, ``environ`` (what the
 process was given), ``process``; methods: ``app_config()`` (settings for ``create_app`` in
 the test process), ``log()`` (the worker's output so far), ``ping()``, ``wait_idle()``,
-``reset()``, ``start()``, ``stop()``. Tasks the worker already holds (a retry waiting for
-its countdown) survive ``reset()``; rows they name are usually gone by then.
+``reset()``, ``start()``, ``stop()``, ``children()`` (a prefork pool's processes: start
+one with ``pool="prefork"``, two children; ``beat=True`` embeds beat). Tasks the worker
+already holds (a retry waiting for its countdown) survive ``reset()``; rows they name are
+usually gone by then.
 """
 
 from __future__ import annotations
@@ -82,8 +84,12 @@ class CeleryWorker:
         broker_url: str = services.REDIS_URL,
         log_file: Path,
         extra_env: Mapping[str, str] | None = None,
+        pool: str = "solo",
+        beat: bool = False,
     ) -> None:
         self.database_url = database_url
+        self.pool = pool
+        self.beat = beat
         self.smtp = smtp
         self.broker_url = broker_url
         self.log_file = log_file
@@ -104,6 +110,8 @@ class CeleryWorker:
                 "NEWSLETTER_BASE_URL": BASE_URL,
                 "NEWSLETTER_MAIL_FROM": MAIL_FROM,
                 "NEWSLETTER_RATELIMIT_STORAGE_URI": "memory://",
+                # Workers logging into the same folder share a machine's journals.
+                "NEWSLETTER_JOURNAL_DIR": str(self.log_file.parent / "journal"),
                 **self.smtp.environ(),
                 **extra,
             }
@@ -135,7 +143,9 @@ class CeleryWorker:
             # before ``celery``; name the Celery app explicitly.
             "--app=worker:celery",
             "worker",
-            "--pool=solo",
+            f"--pool={self.pool}",
+            *(["--concurrency=2"] if self.pool == "prefork" else []),
+            *(["--beat", f"--schedule={self.log_file.with_suffix('.beat')}"] if self.beat else []),
             f"--queues={','.join(QUEUES)}",
             f"--hostname={self.nodename}",
             "--loglevel=INFO",
@@ -185,6 +195,20 @@ class CeleryWorker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def children(self) -> list[int]:
+        """The pool's child processes (prefork), by pid."""
+        assert self.process is not None
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # "pid (name) state ppid ...": the name may hold spaces, so split after it.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == self.process.pid:
+                found.append(int(stat.parent.name))
+        return sorted(found)
 
     def log(self) -> str:
         try:

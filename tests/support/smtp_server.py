@@ -35,12 +35,14 @@ Faults, for the next connections or transactions::
     server.fail("rcpt", "550 5.1.1 No such user", recipients={"gone@example.org"})
     server.fail("data", "554 5.7.1 Rejected")                   # after the content
     server.fail("data", DROP)    # close the connection in the middle of DATA
+    server.fail("data", LOSE_REPLY)  # keep the message, hang up before replying to it
     server.fail("mail", HANG)    # never answer MAIL: the client's timeout must fire
     server.fail("connect", HANG) # never send the greeting
     server.fail("mail", "452 4.3.1 Slow down", after=2, times=1)  # the third MAIL only
 
 Stages are ``connect`` (before the greeting), ``mail``, ``rcpt`` and ``data``; the action is
-an SMTP reply line, ``DROP`` or ``HANG``. ``recipients`` limits a fault to transactions
+an SMTP reply line, ``DROP``, ``HANG`` or (for ``data``)
+``LOSE_REPLY``. ``recipients`` limits a fault to transactions
 for those addresses (RCPT: that address; DATA: any accepted recipient); ``times`` limits
 how often it fires (default: every time) and ``after`` lets that many matching commands
 pass first. The first matching fault wins;
@@ -86,6 +88,8 @@ from newsletter.mail.smtp import SMTPBackend
 HOST = "127.0.0.1"
 DROP = "drop"
 HANG = "hang"
+# DATA only: keep the message, then hang up instead of replying to its final dot.
+LOSE_REPLY = "lose-reply"
 
 Security = Literal["none", "starttls", "tls"]
 Stage = Literal["connect", "mail", "rcpt", "data"]
@@ -302,7 +306,7 @@ class _Handler:
     async def handle_DATA(self, server: _Connection, session: Session, envelope: Envelope) -> str:
         self.owner._event(server, "DATA")
         reply, server.data_reply = server.data_reply, None
-        if reply:
+        if reply and reply != LOSE_REPLY:
             return reply
         assert envelope.mail_from is not None and envelope.original_content is not None
         login = session.auth_data if session.authenticated else None
@@ -318,6 +322,11 @@ class _Handler:
                 connection=server.number,
             )
         )
+        if reply == LOSE_REPLY:
+            # The message is kept; the reply saying so is lost with the connection.
+            assert server.transport is not None
+            server.transport.close()
+            await _forever()
         return "250 OK: queued"
 
     async def handle_RSET(self, server: _Connection, session: Session, envelope: Envelope) -> str:
@@ -496,8 +505,10 @@ class SMTPTestServer:
         """Add a fault; see the module docstring."""
         if stage not in ("connect", "mail", "rcpt", "data"):
             raise ValueError(f"unknown stage {stage!r}")
-        if action not in (DROP, HANG) and not action[:3].isdigit():
-            raise ValueError(f"{action!r} is neither a reply line nor DROP or HANG")
+        if action == LOSE_REPLY and stage != "data":
+            raise ValueError("LOSE_REPLY is a fault of the data stage")
+        if action not in (DROP, HANG, LOSE_REPLY) and not action[:3].isdigit():
+            raise ValueError(f"{action!r} is neither a reply line nor DROP, HANG or LOSE_REPLY")
         wanted = frozenset(recipients) if recipients is not None else None
         with self._changed:
             self._state.faults.append(Fault(stage, action, wanted, times, after))
