@@ -23,9 +23,11 @@ from newsletter.readers import notices
     retry_backoff_max=3600,
     max_retries=8,
 )
-def send_signup_mail(subscriber_id: int, notice: str, key: str | None = None) -> None:
+def send_signup_mail(
+    subscriber_id: int, notice: str, key: str | None = None, request: str | None = None
+) -> None:
     """Send the confirmation link (or, to an active reader, an "already subscribed" notice)."""
-    notices.send(subscriber_id, notices.Notice(notice), key)
+    notices.send(subscriber_id, notices.Notice(notice), key, request)
 
 
 @shared_task(

@@ -246,6 +246,15 @@ def signed_ago(*, days: float = 0, seconds: float = 0) -> Iterator[None]:
         TimestampSigner.get_timestamp = original  # type: ignore[method-assign]
 
 
+# Each answer's style nonce is random by design; ``without_nonce`` gives two answers that
+# differ only by it the same bytes.
+NONCE = re.compile(rb'nonce-[A-Za-z0-9_-]+|nonce="[A-Za-z0-9_-]+"')
+
+
+def without_nonce(data: bytes) -> bytes:
+    return NONCE.sub(b"nonce", data)
+
+
 def db_state(app: Flask) -> dict[str, Any]:
     """Everything a reader's request may change, to compare before and after."""
     from sqlalchemy import func, select

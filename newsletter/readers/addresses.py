@@ -16,7 +16,9 @@ def normalize(address: str) -> str:
     candidate = address.strip()
     if not candidate:
         raise InvalidAddress(address, "Enter your email address.")
-    if len(candidate) > MAX_LENGTH or any(ch in candidate for ch in "\r\n\0"):
+    # U+FFFD stands for bytes that were not UTF-8 (a form body, a CSV file): not what
+    # anybody typed, so not an address to write to.
+    if len(candidate) > MAX_LENGTH or any(ch in candidate for ch in "\r\n\0\ufffd"):
         raise InvalidAddress(address, "That email address is not valid.")
     try:
         # No DNS: deliverability is learned from bounces, and lookups would make

@@ -32,12 +32,21 @@ class Notice(StrEnum):
     ALREADY_SUBSCRIBED = "already-subscribed"
 
 
-def enqueue(subscriber_id: int, notice: Notice) -> None:
-    """Send ``notice`` to the reader once the caller's transaction commits."""
-    jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), secrets.token_hex(8))
+def enqueue(subscriber_id: int, notice: Notice, request: str | None = None) -> None:
+    """Send ``notice`` to the reader once the caller's transaction commits.
+
+    ``request``: the key of the signup request a confirmation link answers.
+    """
+    key = secrets.token_hex(8)
+    if request is None:
+        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), key)
+    else:
+        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), key, request)
 
 
-def send(subscriber_id: int, notice: Notice, key: str | None = None) -> None:
+def send(
+    subscriber_id: int, notice: Notice, key: str | None = None, request: str | None = None
+) -> None:
     """Send the notice to the reader, unless their state no longer calls for it.
 
     ``key`` names this one mail: a second delivery of the same task finds it already sent
@@ -50,7 +59,10 @@ def send(subscriber_id: int, notice: Notice, key: str | None = None) -> None:
         # Re-read state: the reader may have confirmed or withdrawn since this was queued.
         if subscriber.status == Status.ACTIVE or subscriber.confirm_nonce is None:
             return
-        token = sign(Purpose.CONFIRM, {"s": subscriber.uid, "n": subscriber.confirm_nonce})
+        payload: dict[str, object] = {"s": subscriber.uid, "n": subscriber.confirm_nonce}
+        if request is not None:
+            payload["r"] = request
+        token = sign(Purpose.CONFIRM, payload)
         rendered = render.render(
             "confirm", confirm_url=external_url("signup.confirm_page", token=token)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable
 from enum import StrEnum
@@ -9,11 +10,13 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from newsletter.clock import utcnow
-from newsletter.db.models import Status, Subscriber
+from newsletter.db.models import ConsentEvent, Frequency, Status, Subscriber
+from newsletter.errors import InvalidReaderField
 from newsletter.extensions import db
 from newsletter.readers import consent, notices, roster, suppression
 from newsletter.readers.consent import Origin
 from newsletter.readers.notices import Notice
+from newsletter.readers.topics import clean as clean_topics
 
 
 def request_signup(
@@ -32,27 +35,30 @@ def request_signup(
     if subscriber_id is not None:
         notice = Notice.CONFIRM
     else:
-        subscriber_id, notice = _request_again(email, name, topics, frequency)
+        subscriber_id, notice = _request_again(email)
+    # The request's choices live in its log line, and its confirmation link names that line
+    # by a random key: only the person who can open that mail can make them the reader's.
+    request_key = secrets.token_urlsafe(9)
     consent.record(
         subscriber_id,
         consent.Action.SIGNUP,
         origin,
-        {"topics": topics, "frequency": frequency},
+        {"topics": topics, "frequency": frequency, "name": name, "request": request_key},
         with_wording=True,
     )
-    notices.enqueue(subscriber_id, notice)
+    notices.enqueue(subscriber_id, notice, request_key if notice is Notice.CONFIRM else None)
     return subscriber_id, notice
 
 
-def _request_again(email: str, name: str, topics: list[str], frequency: str) -> tuple[int, Notice]:
-    """A request for an address already on the list."""
+def _request_again(email: str) -> tuple[int, Notice]:
+    """A request for an address already on the list changes nothing of the reader.
+
+    Anybody can type a pending reader's address: the name (which appears in every digest's
+    greeting and To), topics and frequency change only when a confirmation link is used.
+    """
     subscriber = db.session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
     if subscriber.status == Status.ACTIVE:
         return subscriber.id, Notice.ALREADY_SUBSCRIBED
-    # Unconfirmed choices only; the reader's real state changes at confirmation.
-    subscriber.name = name
-    subscriber.topics = topics
-    subscriber.frequency = frequency
     subscriber.confirm_nonce = subscriber.confirm_nonce or secrets.token_urlsafe(12)
     db.session.flush()
     return subscriber.id, Notice.CONFIRM
@@ -64,8 +70,12 @@ class ConfirmOutcome(StrEnum):
     STALE = "stale"
 
 
-def confirm(uid: str, nonce: str, origin: Origin) -> ConfirmOutcome:
-    """Activate the subscription a confirm link was issued for, if that link is still current."""
+def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) -> ConfirmOutcome:
+    """Activate the subscription a confirm link was issued for, if that link is still current.
+
+    ``request`` is the key of the signup request the link answers (in its consent log
+    line): that request's name, topics and frequency become the reader's.
+    """
     subscriber = db.session.scalar(
         select(Subscriber).where(Subscriber.uid == uid).with_for_update()
     )
@@ -77,6 +87,8 @@ def confirm(uid: str, nonce: str, origin: Origin) -> ConfirmOutcome:
         if subscriber.status == Status.ACTIVE:
             return ConfirmOutcome.ALREADY
         return ConfirmOutcome.STALE
+    if request is not None:
+        _take_choices(subscriber, request)
     subscriber.status = Status.ACTIVE
     subscriber.confirm_nonce = None
     subscriber.confirmed_at = utcnow()
@@ -91,6 +103,32 @@ def confirm(uid: str, nonce: str, origin: Origin) -> ConfirmOutcome:
         with_wording=True,
     )
     return ConfirmOutcome.CONFIRMED
+
+
+def _take_choices(subscriber: Subscriber, request: str) -> None:
+    """The choices of this reader's own signup request, checked again against today's settings."""
+    events = db.session.scalars(
+        select(ConsentEvent).where(
+            ConsentEvent.subscriber_id == subscriber.id,
+            ConsentEvent.action == consent.Action.SIGNUP,
+        )
+    )
+    event = next(
+        (e for e in events if isinstance(e.detail, dict) and e.detail.get("request") == request),
+        None,
+    )
+    if event is None:
+        return
+    detail = event.detail
+    chosen = detail.get("topics")
+    if isinstance(chosen, list):
+        subscriber.topics = clean_topics([str(slug) for slug in chosen])
+    if detail.get("frequency") in {f.value for f in Frequency}:
+        subscriber.frequency = str(detail["frequency"])
+    name = detail.get("name")
+    if isinstance(name, str):
+        with contextlib.suppress(InvalidReaderField):  # the form let it through then
+            subscriber.name = roster.clean_name(name)
 
 
 def unsubscribe(uid: str, origin: Origin) -> bool:
@@ -121,8 +159,11 @@ def by_email(email: str) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).where(Subscriber.email == email))
 
 
-def resend_confirmation(uid: str, nonce: object, may_mail: Callable[[str], bool]) -> None:
-    """Send the confirmation link again to a still-pending reader whose link had ``nonce``.
+def resend_confirmation(
+    uid: str, nonce: object, may_mail: Callable[[str], bool], request: str | None = None
+) -> None:
+    """Send the confirmation link again to a still-pending reader whose link had ``nonce``
+    (and answered signup request ``request``, which the fresh link answers too).
 
     ``may_mail`` is asked last, with the address: the per-address daily limit counts only
     mails that would really go out.
@@ -134,4 +175,4 @@ def resend_confirmation(uid: str, nonce: object, may_mail: Callable[[str], bool]
         and subscriber.confirm_nonce == nonce
         and may_mail(subscriber.email)
     ):
-        notices.enqueue(subscriber.id, Notice.CONFIRM)
+        notices.enqueue(subscriber.id, Notice.CONFIRM, request)

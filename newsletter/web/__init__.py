@@ -7,8 +7,9 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from newsletter.clock import local_date
-    from newsletter.web import archive, bounces, errors, health, manage, signup
+    from newsletter.web import archive, bounces, errors, health, manage, requests, security, signup
 
+    requests.init_app(app)
     app.add_template_filter(local_date, "local_date")
 
     app.register_blueprint(signup.bp)
@@ -17,3 +18,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(archive.bp)
     app.register_blueprint(bounces.bp)
     errors.init_app(app)
+    security.init_app(app)

@@ -79,10 +79,6 @@ class SignupForm(PreferencesForm):
     normalized_email: str = ""
 
     def validate_email(self, field: Any) -> None:
-        if "\ufffd" in (field.data or ""):
-            # Bytes the browser sent that were not UTF-8 were decoded as U+FFFD: not what
-            # the reader typed, so not an address to write to.
-            raise ValidationError("That email address is not valid.")
         try:
             self.normalized_email = normalize(field.data or "")
         except InvalidAddress as exc:

@@ -61,6 +61,7 @@ def unsubscribe_post(token: str) -> tuple[str, int]:
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
+@csrf.exempt  # the signed token is the credential: no session or CSRF cookie needed
 def preferences(token: str) -> tuple[str, int]:
     try:
         uid = _uid(Purpose.PREFERENCES, token)
@@ -71,10 +72,13 @@ def preferences(token: str) -> tuple[str, int]:
         return _invalid_link()
     if request.method == "GET":
         form = PreferencesForm(
-            formdata=None, data={"topics": subscriber.topics, "frequency": subscriber.frequency}
+            formdata=None,
+            data={"topics": subscriber.topics, "frequency": subscriber.frequency},
+            meta={"csrf": False},
         )
     else:
-        form = PreferencesForm(formdata=request.form)  # form fields only, never a JSON body
+        # Form fields only, never a JSON body.
+        form = PreferencesForm(formdata=request.form, meta={"csrf": False})
     saved = False
     if request.method == "POST":
         if not form.validate():

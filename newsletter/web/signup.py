@@ -173,12 +173,19 @@ def subscribe() -> tuple[str, int]:
     return render_template("check_inbox.html"), 200
 
 
-def _confirm_payload(token: str) -> tuple[str, str]:
+def _confirm_payload(token: str) -> tuple[str, str, str | None]:
     payload = load(Purpose.CONFIRM, token)
-    uid, nonce = payload.get("s"), payload.get("n")
+    return _confirm_parts(payload)
+
+
+def _confirm_parts(payload: dict[str, object]) -> tuple[str, str, str | None]:
+    """The reader, the link's nonce and the signup request it answers (older links: none)."""
+    uid, nonce, request_key = payload.get("s"), payload.get("n"), payload.get("r")
     if not isinstance(uid, str) or not isinstance(nonce, str):
         raise TokenInvalid("this link is not valid")
-    return uid, nonce
+    if request_key is not None and not isinstance(request_key, str):
+        raise TokenInvalid("this link is not valid")
+    return uid, nonce, request_key
 
 
 def _token_problem(exc: TokenError, token: str) -> tuple[str, int]:
@@ -204,12 +211,16 @@ def confirm_page(token: str) -> tuple[str, int]:
 
 
 @bp.post("/confirm/<token>")
+@csrf.exempt
 def confirm_post(token: str) -> tuple[str, int]:
+    """The confirm button. The signed token is the credential, as for unsubscribing: no
+    session or CSRF cookie is needed, so a browser that blocks cookies, or a mail app that
+    opened the page in one view and submits from another, still confirms."""
     try:
-        uid, nonce = _confirm_payload(token)
+        uid, nonce, request_key = _confirm_payload(token)
     except TokenError as exc:
         return _token_problem(exc, token)
-    outcome = confirm(uid, nonce, Origin.from_request("confirm-page"))
+    outcome = confirm(uid, nonce, Origin.from_request("confirm-page"), request_key)
     db.session.commit()
     if outcome is ConfirmOutcome.STALE:
         return render_template(
@@ -223,6 +234,7 @@ def confirm_post(token: str) -> tuple[str, int]:
 
 
 @bp.post("/confirm/<token>/resend")
+@csrf.exempt  # the expired but genuine token is the credential
 @limiter.limit(_resend_limit)
 def resend(token: str) -> tuple[str, int]:
     """Send a fresh confirmation link in place of an expired one."""
@@ -233,6 +245,10 @@ def resend(token: str) -> tuple[str, int]:
         payload = exc.payload if isinstance(exc.payload, dict) else {}
     except TokenError as exc:
         return _token_problem(exc, token)
-    resend_confirmation(str(payload.get("s", "")), payload.get("n"), _mail_allowed)
+    try:
+        uid, nonce, request_key = _confirm_parts(payload)
+    except TokenError as exc:
+        return _token_problem(exc, token)
+    resend_confirmation(uid, nonce, _mail_allowed, request_key)
     db.session.commit()
     return render_template("check_inbox.html"), 200

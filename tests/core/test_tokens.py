@@ -29,6 +29,7 @@ from tests.conftest import (
     signed_ago,
     signup,
     with_config,
+    without_nonce,
 )
 
 LINK_PURPOSES = [Purpose.CONFIRM, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES]
@@ -160,7 +161,7 @@ def test_resend_is_capped_per_address_with_the_same_answer(
 
     assert len(outbox) == app.config["CONFIRM_MAILS_PER_DAY"]
     assert {r.status_code for r in answers} == {200}
-    assert len({r.get_data() for r in answers}) == 1
+    assert len({without_nonce(r.get_data()) for r in answers}) == 1
 
 
 @with_config(RATELIMIT_RESEND="2 per hour", CONFIRM_MAILS_PER_DAY=100)

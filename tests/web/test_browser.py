@@ -466,3 +466,41 @@ def test_embedded_box_without_javascript_finishes_on_our_page(
     [mail] = wait_for_mail(service.outbox)
     assert recipient(mail) == "cy@example.net"
     assert subscriber(service.app, "cy@example.net").status == "pending"
+
+
+def test_pages_keep_their_style_under_the_content_security_policy_and_confirm_without_cookies(
+    start_service: Callable[..., LiveService], new_page: Callable[..., Page]
+) -> None:
+    service = start_service()
+    page = new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else 0)
+    page.goto(f"{service.url}/subscribe")
+    # The page's own <style> applies: the paper background and the accent button.
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(246, 244, 239)"
+    button = page.get_by_role("button", name="Subscribe")
+    assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(179, 38, 30)"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    opened = time.monotonic()
+    page.get_by_label("Email", exact=True).fill("pat@example.com")
+    tick(page, ["I agree to receive emails from The Daily Ledger"])
+    wait_out_fill_time(opened)
+    button.click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    [mail] = wait_for_mail(service.outbox)
+
+    # The reader's mail app opens the link in a view that keeps no cookies at all.
+    cookieless = new_page()
+    cookieless.context.route(
+        "**/*",
+        lambda route: route.continue_(
+            headers={k: v for k, v in route.request.headers.items() if k.lower() != "cookie"}
+        ),
+    )
+    cookieless.goto(link_in(mail, "/confirm/"))
+    cookieless.context.clear_cookies()
+    cookieless.get_by_role("button", name="Confirm").click()
+    expect(cookieless.get_by_role("heading", name="You're subscribed")).to_be_visible()
+    assert subscriber(service.app, "pat@example.com").status == "active"
+    screenshot(cookieless, "confirmed-without-cookies.png")
+    assert violations == []
