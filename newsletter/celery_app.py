@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.schedules import crontab
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init
 from flask import Flask
 
 from newsletter import jobs
@@ -69,19 +69,22 @@ def celery_init_app(app: Flask) -> Celery[Any]:
     celery.conf.update(app.config.get("CELERY", {}))
 
     def replay_journals(**_: Any) -> None:
-        # A worker that starts after one of this machine was killed puts that batch's
-        # outcomes into the ledger at once, not a lease later.
+        # A worker process that starts after one of this machine was killed puts that
+        # batch's outcomes into the ledger at once, not a lease later. (Sent in each prefork
+        # child and in a solo worker; never in the prefork parent, whose database
+        # connections every child forked later would share.)
         from newsletter.digests.sending import replay_orphans
+        from newsletter.extensions import db
 
         with app.app_context():
+            # Connections inherited through the fork belong to the parent: never reuse them.
+            db.engine.dispose(close=False)
             try:
                 replay_orphans()
             except Exception:  # the database may be down: the next batch or pass retries
                 logging.getLogger(__name__).exception("replaying batch journals failed")
 
-    # A prefork pool's children start with worker_process_init; a solo worker is ready once.
     worker_process_init.connect(replay_journals, weak=False, dispatch_uid="newsletter-journals")
-    worker_ready.connect(replay_journals, weak=False, dispatch_uid="newsletter-journals-ready")
     celery.set_default()
     app.extensions["celery"] = celery
     # Tasks are declared with @shared_task; importing them registers them with this app.

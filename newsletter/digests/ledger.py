@@ -338,32 +338,82 @@ def _record_sent(postgresql: bool) -> Update:
     )
 
 
-def replay(
-    token: str, edition_id: int, accepted: dict[int, float], in_flight: set[int]
-) -> dict[str, int]:
+@dataclass
+class Journalled:
+    """What a dead batch's journal says of the rows its claim may still hold."""
+
+    accepted: dict[int, float] = field(default_factory=dict)  # delivery: unix time
+    in_flight: set[int] = field(default_factory=set)  # offered, no verdict
+    failed: dict[int, int] = field(default_factory=dict)  # delivery: reply code (0: none)
+    deferred: dict[int, int] = field(default_factory=dict)
+    # False when the journal may have lost lines (the machine, not the process, went down):
+    # a row it says nothing of may have been sent, so it is unknown, not queued.
+    complete: bool = True
+    retry_at: datetime | None = None  # the batch gave up: its rest waits until then
+    reason: str = ""
+
+
+JOURNAL_LOST = (
+    "the machine stopped while this message's batch was running, and its journal may have "
+    "lost its last lines; it may or may not have been accepted, so it is not sent again"
+)
+
+
+def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
     """Apply a dead batch's journal to the rows its claim still holds (uncommitted).
 
-    Accepted messages are sent; ones on the wire when it died are unknown; the rest never
-    left and go back to the queue, no attempt counted. Rows the batch recorded before it
-    died, or that another run took since, no longer carry its claim and are left alone.
+    Accepted messages are sent; refused ones failed (a 5xx suppresses the address, as when
+    the reply was read live); deferred ones wait for their retry; ones on the wire when it
+    died are unknown; the rest never left and go back to the queue, no attempt counted (or
+    unknown, when the journal may be incomplete). Rows the batch recorded before it died,
+    or that another run took since, no longer carry its claim and are left alone.
     """
     table = Delivery.__table__
-    held = set(
-        db.session.scalars(
-            select(table.c.id).where(
+    held: dict[int, int | None] = dict(
+        db.session.execute(
+            select(table.c.id, table.c.subscriber_id).where(
                 table.c.claim == token,
                 table.c.edition_id == edition_id,
                 table.c.state.in_((DeliveryState.ATTEMPTING, DeliveryState.UNKNOWN)),
             )
-        )
+        ).all()
     )
-    sent = {did: at for did, at in accepted.items() if did in held}
-    unknown = (in_flight & held) - sent.keys()
-    back = held - sent.keys() - unknown
+    sent = {did: at for did, at in said.accepted.items() if did in held}
+    failed = {did: code for did, code in said.failed.items() if did in held and did not in sent}
+    deferred = {
+        did: code
+        for did, code in said.deferred.items()
+        if did in held.keys() - sent.keys() - failed.keys()
+    }
+    decided = sent.keys() | failed.keys() | deferred.keys()
+    unknown = (said.in_flight & held.keys()) - decided
+    rest = held.keys() - decided - unknown
+    retry_at = said.retry_at or utcnow() + timedelta(
+        seconds=float(current_app.config["RETRY_BASE_SECONDS"])
+    )
     outcomes = Outcomes(
+        failed=[
+            (did, f"refused with {code or 'no code'}; {_LOST_TEXT}") for did, code in failed.items()
+        ],
+        retry=[
+            (did, f"deferred with {code or 'no code'}; {_LOST_TEXT}", retry_at)
+            for did, code in deferred.items()
+        ],
         unknown=[(did, IN_FLIGHT_REASON) for did in sorted(unknown)],
-        release=[(did, None) for did in sorted(back)],
+        bounced=[
+            subscriber
+            for did, code in failed.items()
+            if code >= 500 and (subscriber := held[did]) is not None
+        ],
     )
+    if not said.complete:
+        outcomes.unknown += [(did, JOURNAL_LOST) for did in sorted(rest)]
+    elif said.retry_at is not None:
+        # The batch gave up on an error: its rest counts an attempt and waits, so an error
+        # that comes back every time backs off instead of spinning.
+        outcomes.retry += [(did, said.reason[:500], said.retry_at) for did in sorted(rest)]
+    else:
+        outcomes.release += [(did, None) for did in sorted(rest)]
     record(token, outcomes)
     if sent:
         fenced = and_(table.c.id == bindparam("did"), table.c.claim == token)
@@ -380,9 +430,18 @@ def replay(
             ),
             [{"did": did, "at": datetime.fromtimestamp(at, UTC)} for did, at in sent.items()],
         )
-    if back:
+    queued = len(outcomes.release) + len(outcomes.retry)
+    if queued:
         reopen(edition_id)
-    return {"sent": len(sent), "unknown": len(unknown), "requeued": len(back)}
+    return {
+        "sent": len(sent),
+        "failed": len(failed),
+        "unknown": len(outcomes.unknown),
+        "requeued": queued,
+    }
+
+
+_LOST_TEXT = "the reply's text was lost with the worker"
 
 
 def reopen(edition_id: int) -> None:
@@ -426,8 +485,13 @@ def reoffer(edition_id: int, addresses: Sequence[str] | None = None) -> int:
     when they are sent.
     """
     table = Delivery.__table__
+    # A row recovery made unknown while its batch still runs (slow, not dead) is left to
+    # that batch: its answer may yet come.
+    live = utcnow() - timedelta(seconds=float(current_app.config["LEASE_SECONDS"]))
     query = update(table).where(
-        table.c.edition_id == edition_id, table.c.state == DeliveryState.UNKNOWN
+        table.c.edition_id == edition_id,
+        table.c.state == DeliveryState.UNKNOWN,
+        or_(table.c.claim.is_(None), table.c.claimed_at.is_(None), table.c.claimed_at < live),
     )
     if addresses is not None:
         wanted = select(Subscriber.id).where(Subscriber.email.in_(list(addresses)))

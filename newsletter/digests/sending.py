@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import jobs
 from newsletter.clock import utcnow
@@ -85,13 +87,13 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     cursor = first_id
     book = journal.Journal.start(token, edition_id, first_id, last_id)
     finished = False
+    facts: ledger.Facts = {}
     try:
         while True:
             # One transaction records a chunk's outcomes and claims the next chunk.
             ledger.record(token, outcomes)
             # The range is walked once, in id order: a row deferred for a retry waits for
             # the batch's next run instead of being taken again by this one.
-            facts: ledger.Facts
             if result.stopped:
                 facts = {}
                 ledger.release_rest(edition_id, first_id, last_id, result.retry_at)
@@ -111,16 +113,22 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             outcomes = ledger.Outcomes()
             messages = _messages(composer, throttle, facts, outcomes, result)
             for delivery_id, error in backend.send_many(messages, book.offered):
-                # Journalled before anything else: from here a death loses nothing.
-                if error is None:
-                    book.accepted(delivery_id)
-                elif not isinstance(error, OutcomeUnknown):
-                    book.refused(delivery_id)
+                _journal(book, delivery_id, error)  # first: from here a death loses nothing
                 attempts = facts[delivery_id].attempts
                 reader = facts[delivery_id].reader
                 assert reader is not None
                 _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
         finished = True
+    except SQLAlchemyError:
+        raise  # the database went away: the journal stays, for the retry to replay
+    except Exception as exc:
+        # Anything else (a relay refusing our login, a template that cannot render) would
+        # come back at once if the rest were queued as it is: it waits out a backoff.
+        tries = max((claimed.attempts for claimed in facts.values()), default=0) + 1
+        until = utcnow() + backoff(tries, result.jitter)
+        with contextlib.suppress(OSError):
+            book.gave_up(until.timestamp(), f"the batch stopped: {exc!r}")
+        raise
     finally:
         if backend is not None:
             backend.close()
@@ -130,6 +138,22 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     return result
 
 
+def _journal(book: journal.Journal, delivery_id: int, error: MailError | None) -> None:
+    """Write a message's verdict to the batch's journal, as ``_outcome`` will file it."""
+    if error is None:
+        book.accepted(delivery_id)
+    elif isinstance(error, OutcomeUnknown):
+        pass  # its "offered" line, with no verdict, says so
+    elif isinstance(error, NotHandedOver):
+        book.not_handed_over(delivery_id)
+    elif isinstance(error, TransientMailError):
+        book.deferred(delivery_id, error.code)
+    elif isinstance(error, RecipientRejected):
+        book.failed(delivery_id, error.code)
+    else:
+        book.failed(delivery_id, None)
+
+
 def replay_orphans() -> dict[str, int]:
     """Apply the journals of this machine's dead batches to the ledger, and queue their rest.
 
@@ -137,19 +161,36 @@ def replay_orphans() -> dict[str, int]:
     so a worker killed mid-chunk has its outcomes back within moments, long before the lease
     would have made them "unknown".
     """
-    totals = {"sent": 0, "unknown": 0, "requeued": 0}
+    totals = {"sent": 0, "failed": 0, "unknown": 0, "requeued": 0}
     for orphan, fd in journal.orphans():
+        retry_at = (
+            datetime.fromtimestamp(orphan.retry_at, UTC) if orphan.retry_at is not None else None
+        )
+        said = ledger.Journalled(
+            accepted=orphan.accepted,
+            in_flight=orphan.in_flight(),
+            failed=orphan.failed,
+            deferred=orphan.deferred,
+            complete=orphan.same_boot,
+            retry_at=retry_at,
+            reason=orphan.reason,
+        )
         try:
-            found = ledger.replay(
-                orphan.token,
-                orphan.edition_id,
-                orphan.accepted,
-                orphan.offered - orphan.refused,
-            )
+            found = ledger.replay(orphan.token, orphan.edition_id, said)
             # The dead batch's task may be lost with it, and rows of its range beyond the
             # claimed chunk would wait for it: its range is queued again (a run that finds
-            # nothing left does nothing).
-            jobs.enqueue(jobs.DIGEST_BATCH, orphan.edition_id, orphan.first_id, orphan.last_id)
+            # nothing left does nothing), after the backoff if the batch gave up on an error.
+            wait = (retry_at - utcnow()).total_seconds() if retry_at is not None else 0.0
+            if jobs.in_process() and wait > 0:
+                pass  # the command sending in this process waits for due rows itself
+            else:
+                jobs.enqueue(
+                    jobs.DIGEST_BATCH,
+                    orphan.edition_id,
+                    orphan.first_id,
+                    orphan.last_id,
+                    countdown=max(wait, 0.0) or None,
+                )
             db.session.commit()
         except BaseException:
             db.session.rollback()

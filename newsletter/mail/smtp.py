@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import smtplib
 import socket
@@ -98,6 +99,28 @@ def _open_one_by_one(
     if data[0] != 354:
         _reset(connection, data)
         raise smtplib.SMTPDataError(data[0], data[1])
+
+
+class _CutShort(Exception):
+    """A write that failed after ``sent`` of its bytes had been handed to the kernel."""
+
+    def __init__(self, sent: int, error: OSError) -> None:
+        super().__init__(str(error))
+        self.sent = sent
+        self.error = error
+
+
+def _send_counting(connection: smtplib.SMTP, data: bytes) -> None:
+    """``sendall``, but a failure says how far it got: bytes past a final dot matter."""
+    sock = connection.sock
+    if sock is None:
+        raise _CutShort(0, smtplib.SMTPServerDisconnected("please run connect() first"))
+    view, sent = memoryview(data), 0
+    try:
+        while sent < len(data):
+            sent += sock.send(view[sent:])
+    except OSError as exc:
+        raise _CutShort(sent, exc) from exc
 
 
 def _content(message: OutgoingMessage, then: bytes = b"") -> bytes:
@@ -299,18 +322,22 @@ class SMTPBackend(MailBackend):
         try:
             for key, message in ahead:
                 state: _Open | MailError | None
-                tell(key)
                 if opened is None:
-                    state = self._start(message)
+                    state = self._start(message, functools.partial(tell, key))
                 else:
                     previous_key, previous = opened
+                    tell(key)
                     outcome, after = self._finish_and_start(previous, message, ahead.take)
                     # While the caller holds this outcome, ``message`` may be the one with
                     # DATA open: if the caller stops here, ``finally`` must hang up.
                     opened = (key, message) if isinstance(after, _Open) else None
                     yield previous_key, outcome
                     opened = None
-                    state = self._start(message) if isinstance(after, _Restart) else after
+                    state = (
+                        self._start(message, functools.partial(tell, key))
+                        if isinstance(after, _Restart)
+                        else after
+                    )
                 if isinstance(state, _Open):
                     opened = (key, message)
                     continue
@@ -338,8 +365,13 @@ class SMTPBackend(MailBackend):
             return MessageNotSendable("the address needs SMTPUTF8 and the server does not offer it")
         return ["SMTPUTF8"]
 
-    def _start(self, message: OutgoingMessage) -> _Open | MailError | None:
-        """Begin a transaction: OPEN once the server awaits the content, else the outcome."""
+    def _start(
+        self, message: OutgoingMessage, announce: Callable[[], object] = lambda: None
+    ) -> _Open | MailError | None:
+        """Begin a transaction: OPEN once the server awaits the content, else the outcome.
+
+        ``announce`` runs once the connection is up, just before the envelope goes out.
+        """
         try:
             self.open()
         except MailError as exc:
@@ -349,6 +381,7 @@ class SMTPBackend(MailBackend):
         options = self._options(message)
         if isinstance(options, MailError):
             return options
+        announce()
         try:
             if connection.has_extn("pipelining"):
                 connection.send(_envelope(message, options))
@@ -404,12 +437,18 @@ class SMTPBackend(MailBackend):
         options = self._options(message)
         if isinstance(options, MailError):
             return self._finish(previous), options
+        envelope = _envelope(message, options)
+        data = _content(previous, then=envelope)
         try:
-            connection.send(_content(previous, then=_envelope(message, options)))
-        except (smtplib.SMTPException, OSError) as exc:
-            return self._translate(exc, connection), NotHandedOver(
-                f"not sent: the connection failed on the message before it ({exc})"
+            _send_counting(connection, data)
+        except _CutShort as cut:
+            not_sent = NotHandedOver(
+                f"not sent: the connection failed on the message before it ({cut.error})"
             )
+            if cut.sent >= len(data) - len(envelope):
+                # The final dot had gone (the write failed on the envelope behind it).
+                return self._unknown(cut.error), not_sent
+            return self._translate(cut.error, connection), not_sent
         meanwhile()
         try:
             code, text = connection.getreply()

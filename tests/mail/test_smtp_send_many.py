@@ -31,6 +31,7 @@ from newsletter.errors import (
     RecipientRejected,
     TransientMailError,
 )
+from newsletter.mail import smtp as smtp_module
 from newsletter.mail.message import OutgoingMessage, build, mailbox
 from newsletter.mail.smtp import SMTPBackend
 from tests.support.smtp_server import DROP, HANG, SMTPTestServer
@@ -606,8 +607,15 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
         recorded.log.append(("reply", reply[0]))
         return reply
 
+    counting = smtp_module._send_counting  # the backend's own write, which counts bytes
+
+    def recording_counting(connection: smtplib.SMTP, data: bytes) -> None:
+        recorded.log.append(("write", data))
+        counting(connection, data)
+
     monkeypatch.setattr(smtplib.SMTP, "send", recording_send)
     monkeypatch.setattr(smtplib.SMTP, "getreply", recording_getreply)
+    monkeypatch.setattr(smtp_module, "_send_counting", recording_counting)
     return recorded
 
 
