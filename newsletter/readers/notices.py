@@ -121,7 +121,8 @@ def _schedule(subscriber: Subscriber) -> dict[str, object]:
     """What the welcome says the reader will get, and when, by the site's own clock."""
     config = current_app.config
     names = topics.available()
-    chosen = [names[slug] for slug in subscriber.topics if slug in names]
+    theirs = set(subscriber.topics)
+    chosen = [name for slug, name in names.items() if slug in theirs]  # the forms' order
     return {
         "topic_names": chosen,
         "every_topic": len(chosen) == len(names),
