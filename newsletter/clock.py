@@ -26,3 +26,8 @@ def _zone(name: str) -> ZoneInfo:
 def local_date(value: datetime) -> str:
     """A stored (UTC) moment as the day a reader of the site saw it: "04 December 2026"."""
     return value.astimezone(site_zone()).strftime("%d %B %Y")
+
+
+def local_iso_date(value: datetime) -> str:
+    """The same day as ``local_date``, as a machine reads it ("2026-12-04", for <time>)."""
+    return value.astimezone(site_zone()).date().isoformat()

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "CONFIRM_MAILS_PER_DAY": 3,
     "SIGNUP_MIN_SECONDS": 2.0,
     "SIGNUP_FORM_MAX_AGE_HOURS": 12,
+    "WELCOME_MAIL": True,  # a mail after confirming: what comes, when, how to change or leave
     "EMBED_ORIGINS": [],
     "CONSENT_TEXT": (
         "Your information is secure. By opting in you agree to receive emails from us "

@@ -1,13 +1,20 @@
-"""Signed tokens for links in mail and forms: one salt per purpose, rotating keys."""
+"""Signed tokens for links in mail and forms: one salt per purpose, rotating keys.
+
+Signed tokens carry opaque ids only, readable by anyone who holds them. The one token that
+must carry an address (the signup answer's, see ``seal``) is encrypted as well.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -21,6 +28,7 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
     SIGNUP_FORM = "signup-form"
+    CHECK_INBOX = "check-inbox"
 
 
 def _serializer(purpose: Purpose) -> URLSafeTimedSerializer:
@@ -86,6 +94,10 @@ def _cached_minter(keys: tuple[str, ...], purpose: Purpose) -> _Minter:
     return _Minter(_cached_serializer(keys, purpose))
 
 
+# The signup answer shows the address typed for as long as a reader may look at it again.
+CHECK_INBOX_SECONDS = 3600
+
+
 def max_age(purpose: Purpose) -> int | None:
     """Seconds a token of this purpose stays valid; None for links that must keep working."""
     config = current_app.config
@@ -93,6 +105,8 @@ def max_age(purpose: Purpose) -> int | None:
         return int(float(config["CONFIRM_MAX_AGE_DAYS"]) * 86400)
     if purpose is Purpose.SIGNUP_FORM:
         return int(float(config["SIGNUP_FORM_MAX_AGE_HOURS"]) * 3600)
+    if purpose is Purpose.CHECK_INBOX:
+        return CHECK_INBOX_SECONDS
     # Unsubscribe and preferences links work until their signing key is retired.
     return None
 
@@ -137,3 +151,40 @@ def _checked(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise TokenInvalid("this link is not valid")
     return payload
+
+
+def seal(purpose: Purpose, payload: dict[str, Any]) -> str:
+    """A URL-safe token whose ``payload`` only this service can read (or has made).
+
+    For the one payload that is not an opaque id: a reader's address on its way to the
+    signup answer's page, which may pass through a URL and so through access logs.
+    """
+    return _sealer(purpose).encrypt(_JSON.encode(payload).encode("utf-8")).decode("ascii")
+
+
+def unseal(purpose: Purpose, token: str) -> dict[str, Any]:
+    """The payload of a ``seal`` token no older than the purpose's max age, or TokenInvalid."""
+    age = max_age(purpose)
+    try:
+        data = _sealer(purpose).decrypt(token.encode("ascii"), ttl=age)
+        payload = json.loads(data)
+    except (InvalidToken, UnicodeError, ValueError) as exc:
+        raise TokenInvalid("this link is not valid") from exc
+    return _checked(payload)
+
+
+def _sealer(purpose: Purpose) -> MultiFernet:
+    config = current_app.config
+    return _cached_sealer((*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]), purpose)
+
+
+@lru_cache(maxsize=16)
+def _cached_sealer(keys: tuple[str, ...], purpose: Purpose) -> MultiFernet:
+    # A key of its own per secret and purpose; the newest secret seals, every one opens.
+    def fernet(secret: str) -> Fernet:
+        derived = hmac.digest(
+            secret.encode("utf-8"), f"newsletter.sealed.{purpose.value}".encode(), hashlib.sha256
+        )
+        return Fernet(base64.urlsafe_b64encode(derived))
+
+    return MultiFernet([fernet(secret) for secret in reversed(keys)])

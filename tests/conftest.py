@@ -158,7 +158,8 @@ def form_fields(html: str) -> dict[str, str]:
 
 
 def signup(client: FlaskClient, email: str, **fields: Any) -> Any:
-    """Fill in and submit the signup form as a browser would."""
+    """Fill in and submit the signup form as a browser would, following its redirect to the
+    answer's page (the redirect itself is the answer's ``history[0]``)."""
     page = client.get("/subscribe")
     data: dict[str, Any] = {
         **form_fields(page.get_data(as_text=True)),
@@ -169,7 +170,7 @@ def signup(client: FlaskClient, email: str, **fields: Any) -> Any:
         "topics": ["analytics", "breaking-news"],
     }
     data.update(fields)
-    return client.post("/subscribe", data=data)
+    return client.post("/subscribe", data=data, follow_redirects=True)
 
 
 def link_from(message: OutgoingMessage, path: str) -> str:

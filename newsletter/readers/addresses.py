@@ -33,3 +33,41 @@ def normalize(address: str) -> str:
 def address_hash(email: str) -> str:
     """The suppression key of a normalized address; kept after the address itself is erased."""
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+# Common slips in the domains most readers use, and in the endings of any domain. A small
+# table on purpose: no lookup (it would make the signup answer's timing depend on the
+# address), and a suggestion is only shown, never applied.
+_DOMAIN_TYPOS = {
+    "gmail.com": "gmial.com gmai.com gmal.com gmil.com gmaill.com gmali.com gamil.com gnail.com"
+    " gmaul.com gmail.co gmail.cm gmail.om",
+    "hotmail.com": "hotmial.com hotmal.com hotmai.com hotmil.com hotmaill.com hotamil.com"
+    " hormail.com hotmail.co hotmail.cm",
+    "yahoo.com": "yahooo.com yaho.com yahho.com yhaoo.com tahoo.com yahoo.cm",
+    "outlook.com": "outlok.com outllok.com outloo.com putlook.com outlook.co",
+    "icloud.com": "iclod.com icoud.com icluod.com icould.com icloud.co",
+    "live.com": "liv.com live.cm",
+    "aol.com": "aoll.com aol.co",
+}
+_DOMAINS = {typo: right for right, typos in _DOMAIN_TYPOS.items() for typo in typos.split()}
+_ENDINGS = {
+    ".con": ".com", ".cmo": ".com", ".ocm": ".com", ".vom": ".com", ".comm": ".com",
+    ".xom": ".com", ".ogr": ".org", ".prg": ".org", ".nte": ".net", ".ent": ".net",
+}  # fmt: skip
+
+
+def suggest(email: str) -> str | None:
+    """The address a reader most likely meant, for a common domain typo; None if it looks right.
+
+    ``pat@gmial.con`` -> ``pat@gmail.com``.
+    """
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return None
+    fixed = domain.lower()
+    for wrong, right in _ENDINGS.items():
+        if fixed.endswith(wrong):
+            fixed = fixed[: -len(wrong)] + right
+            break
+    fixed = _DOMAINS.get(fixed, fixed)
+    return f"{local}@{fixed}" if fixed != domain.lower() else None

@@ -1,4 +1,5 @@
-"""The mails a signup calls for: the confirmation link, or "you are already subscribed"."""
+"""The mails about a subscription: the confirmation link, "you are already subscribed", and
+the welcome once confirmed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import secrets
 from datetime import timedelta
 from enum import StrEnum
 
+from flask import current_app
 from sqlalchemy import delete
 
 from newsletter import jobs
@@ -19,6 +21,7 @@ from newsletter.mail import render
 from newsletter.mail.backends import get_backend
 from newsletter.mail.message import build, mailbox
 from newsletter.mail.throttle import Throttle
+from newsletter.readers import topics
 from newsletter.tokens import Purpose, sign
 from newsletter.urls import external_url
 
@@ -30,6 +33,7 @@ class Notice(StrEnum):
 
     CONFIRM = "confirm"
     ALREADY_SUBSCRIBED = "already-subscribed"
+    WELCOME = "welcome"
 
 
 def enqueue(subscriber_id: int, notice: Notice, request: str | None = None) -> None:
@@ -66,17 +70,13 @@ def send(
         rendered = render.render(
             "confirm", confirm_url=external_url("signup.confirm_page", token=token)
         )
-    elif notice == Notice.ALREADY_SUBSCRIBED:
+    elif notice in (Notice.ALREADY_SUBSCRIBED, Notice.WELCOME):
         if subscriber.status != Status.ACTIVE:
-            return
+            return  # withdrawn since: neither "you are subscribed" nor a welcome is true now
         rendered = render.render(
-            "already_subscribed",
-            preferences_url=external_url(
-                "manage.preferences", token=sign(Purpose.PREFERENCES, {"s": subscriber.uid})
-            ),
-            unsubscribe_url=external_url(
-                "manage.unsubscribe_page", token=sign(Purpose.UNSUBSCRIBE, {"s": subscriber.uid})
-            ),
+            "already_subscribed" if notice == Notice.ALREADY_SUBSCRIBED else "welcome",
+            **_reader_links(subscriber),
+            **(_schedule(subscriber) if notice == Notice.WELCOME else {}),
         )
     else:
         raise ValueError(f"unknown notice {notice!r}")
@@ -104,6 +104,44 @@ def send(
             db.session.execute(delete(SentNotice).where(SentNotice.key == key))
             db.session.commit()
         raise
+
+
+def _reader_links(subscriber: Subscriber) -> dict[str, str]:
+    return {
+        "preferences_url": external_url(
+            "manage.preferences", token=sign(Purpose.PREFERENCES, {"s": subscriber.uid})
+        ),
+        "unsubscribe_url": external_url(
+            "manage.unsubscribe_page", token=sign(Purpose.UNSUBSCRIBE, {"s": subscriber.uid})
+        ),
+    }
+
+
+def _schedule(subscriber: Subscriber) -> dict[str, object]:
+    """What the welcome says the reader will get, and when, by the site's own clock."""
+    config = current_app.config
+    names = topics.available()
+    theirs = set(subscriber.topics)
+    chosen = [name for slug, name in names.items() if slug in theirs]  # the forms' order
+    return {
+        "topic_names": chosen,
+        "every_topic": len(chosen) == len(names),
+        "frequency": subscriber.frequency,
+        "hour": f"{int(config['DIGEST_HOUR']):02d}:00",
+        "weekday": _day_name(str(config["DIGEST_WEEKDAY"])),
+        "timezone": str(config["TIMEZONE"]),
+    }
+
+
+_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _day_name(weekday: str) -> str:
+    """DIGEST_WEEKDAY as beat's crontab reads it ("monday", "mon", "1") in words."""
+    value = weekday.strip().lower()
+    if value.isdigit():
+        return _DAYS[int(value) % 7]
+    return next((day for day in _DAYS if value[:3] == day[:3].lower()), weekday)
 
 
 def _claim(key: str, subscriber_id: int) -> bool:

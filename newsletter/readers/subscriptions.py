@@ -7,10 +7,11 @@ import secrets
 from collections.abc import Callable
 from enum import StrEnum
 
+from flask import current_app
 from sqlalchemy import select
 
 from newsletter.clock import utcnow
-from newsletter.db.models import ConsentEvent, Frequency, Status, Subscriber
+from newsletter.db.models import CONSENTING, ConsentEvent, Frequency, Status, Subscriber
 from newsletter.errors import InvalidReaderField
 from newsletter.extensions import db
 from newsletter.readers import consent, notices, roster, suppression
@@ -70,6 +71,29 @@ class ConfirmOutcome(StrEnum):
     STALE = "stale"
 
 
+class ConfirmLink(StrEnum):
+    """What pressing a confirmation link's button would do."""
+
+    CURRENT = "current"  # confirm the reader
+    ALREADY = "already"  # nothing: the reader is subscribed (the link was used or replaced)
+    STALE = "stale"  # nothing: the link was replaced or withdrawn, or the reader is gone
+
+
+def confirm_link(uid: str, nonce: str) -> ConfirmLink:
+    """Where a confirmation link stands, changing nothing (the confirm page's GET)."""
+    return _link_state(by_uid(uid), nonce)
+
+
+def _link_state(subscriber: Subscriber | None, nonce: str) -> ConfirmLink:
+    if subscriber is None:
+        return ConfirmLink.STALE
+    if subscriber.confirm_nonce is not None and secrets.compare_digest(
+        subscriber.confirm_nonce, nonce
+    ):
+        return ConfirmLink.CURRENT
+    return ConfirmLink.ALREADY if subscriber.status == Status.ACTIVE else ConfirmLink.STALE
+
+
 def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) -> ConfirmOutcome:
     """Activate the subscription a confirm link was issued for, if that link is still current.
 
@@ -79,13 +103,10 @@ def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) ->
     subscriber = db.session.scalar(
         select(Subscriber).where(Subscriber.uid == uid).with_for_update()
     )
-    if subscriber is None:
-        return ConfirmOutcome.STALE
-    if subscriber.confirm_nonce is None or not secrets.compare_digest(
-        subscriber.confirm_nonce, nonce
-    ):
-        if subscriber.status == Status.ACTIVE:
-            return ConfirmOutcome.ALREADY
+    state = _link_state(subscriber, nonce)
+    if state is ConfirmLink.ALREADY:
+        return ConfirmOutcome.ALREADY
+    if subscriber is None or state is ConfirmLink.STALE:
         return ConfirmOutcome.STALE
     if request is not None:
         _take_choices(subscriber, request)
@@ -102,6 +123,9 @@ def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) ->
         {"topics": subscriber.topics, "frequency": subscriber.frequency},
         with_wording=True,
     )
+    if current_app.config["WELCOME_MAIL"]:
+        # Goes when the caller commits: a confirmation rolled back welcomes nobody.
+        notices.enqueue(subscriber.id, Notice.WELCOME)
     return ConfirmOutcome.CONFIRMED
 
 
@@ -148,6 +172,11 @@ def update_preferences(
         origin,
         {"topics": topics, "frequency": frequency},
     )
+
+
+def receiving(subscriber: Subscriber) -> bool:
+    """Whether the reader still asks for the newsletter (pending or active), not withdrawn."""
+    return subscriber.status in CONSENTING
 
 
 def by_uid(uid: str) -> Subscriber | None:

@@ -25,6 +25,9 @@ from newsletter.readers.addresses import normalize
 
 
 class TopicsField(SelectMultipleField):
+    """The topics a reader ticks; none ticked means every topic (``topics.clean``), on
+    every form alike, as each form's fieldset says."""
+
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
 
@@ -55,12 +58,6 @@ class PreferencesForm(FlaskForm):
         self.topics.choices = [
             SelectChoice(slug, name) for slug, name in topics.available().items()
         ]
-
-    def validate_topics(self, field: Any) -> None:
-        # At signup no choice means every topic; here a reader unticking them all more
-        # likely wants to stop, and silently saving "everything" would be the opposite.
-        if not isinstance(self, SignupForm) and not topics.known(field.data or []):
-            raise ValidationError("Pick at least one topic, or unsubscribe below.")
 
 
 class SignupForm(PreferencesForm):

@@ -9,7 +9,7 @@ from newsletter.errors import TokenError, TokenInvalid
 from newsletter.extensions import csrf, db
 from newsletter.readers import topics
 from newsletter.readers.consent import Origin
-from newsletter.readers.subscriptions import by_uid, unsubscribe, update_preferences
+from newsletter.readers.subscriptions import by_uid, receiving, unsubscribe, update_preferences
 from newsletter.tokens import Purpose, load, sign
 from newsletter.web.forms import PreferencesForm
 
@@ -34,11 +34,15 @@ def _invalid_link() -> tuple[str, int]:
 
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> tuple[str, int]:
-    # GET only shows the button: mail scanners fetch every link they see.
+    # GET only shows the button: mail scanners fetch every link they see. A reader who has
+    # already left (or been erased) is told so instead: there is nothing to press.
     try:
-        _uid(Purpose.UNSUBSCRIBE, token)
+        uid = _uid(Purpose.UNSUBSCRIBE, token)
     except TokenError:
         return _invalid_link()
+    subscriber = by_uid(uid)
+    if subscriber is None or not receiving(subscriber):
+        return render_template("unsubscribed.html", already=True), 200
     return render_template("unsubscribe.html", token=token), 200
 
 
@@ -55,9 +59,9 @@ def unsubscribe_post(token: str) -> tuple[str, int]:
     except TokenError:
         return _invalid_link()
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    unsubscribe(uid, Origin.from_request("one-click" if one_click else "unsubscribe-page"))
+    left = unsubscribe(uid, Origin.from_request("one-click" if one_click else "unsubscribe-page"))
     db.session.commit()
-    return render_template("unsubscribed.html"), 200
+    return render_template("unsubscribed.html", already=not left), 200
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
@@ -70,6 +74,11 @@ def preferences(token: str) -> tuple[str, int]:
     subscriber = by_uid(uid)
     if subscriber is None:
         return _invalid_link()
+    if not receiving(subscriber):
+        # Nothing is sent to a reader who left, so there is nothing to save; saving would
+        # not bring them back either (only a new signup and confirmation do).
+        status = 409 if request.method == "POST" else 200
+        return render_template("preferences_unsubscribed.html", posted=status == 409), status
     if request.method == "GET":
         form = PreferencesForm(
             formdata=None,

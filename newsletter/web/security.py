@@ -13,19 +13,20 @@ import secrets
 
 from flask import Flask, Response, current_app, g, request
 
-# Endpoints whose URL carries a reader's signed token.
+# Endpoints whose URL carries a reader's signed token (or whose page shows their address).
 TOKEN_PAGES = frozenset(
     {
         "signup.confirm_page",
         "signup.confirm_post",
         "signup.resend",
+        "signup.check_inbox",
         "manage.unsubscribe_page",
         "manage.unsubscribe_post",
         "manage.preferences",
     }
 )
 # Endpoints a publisher's page may show in a frame.
-FRAMEABLE = frozenset({"signup.subscribe_form", "signup.subscribe"})
+FRAMEABLE = frozenset({"signup.subscribe_form", "signup.subscribe", "signup.check_inbox"})
 
 
 def style_nonce() -> str:

@@ -9,23 +9,29 @@ from flask import (
     Response,
     current_app,
     jsonify,
+    redirect,
     render_template,
     request,
+    session,
+    url_for,
 )
 from limits import parse
+from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.errors import TokenError, TokenExpired, TokenInvalid
 from newsletter.extensions import csrf, db, limiter
 from newsletter.readers import topics
-from newsletter.readers.addresses import address_hash
+from newsletter.readers.addresses import address_hash, suggest
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import (
+    ConfirmLink,
     ConfirmOutcome,
     confirm,
+    confirm_link,
     request_signup,
     resend_confirmation,
 )
-from newsletter.tokens import Purpose, load, load_age, sign
+from newsletter.tokens import Purpose, load, load_age, seal, sign, unseal
 from newsletter.web.forms import SignupForm
 
 bp = Blueprint("signup", __name__)
@@ -119,9 +125,22 @@ def _looks_automated(form: SignupForm) -> bool:
     return age < float(current_app.config["SIGNUP_MIN_SECONDS"])
 
 
+@bp.get("/")
+def home() -> BaseResponse:
+    # The service has one page to start from; a visitor typing the bare address lands on it.
+    return redirect(url_for("signup.subscribe_form"))
+
+
 @bp.get("/subscribe")
-def subscribe_form() -> tuple[str, int]:
-    return _form_page(SignupForm())
+def subscribe_form() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
+    form = SignupForm()
+    if not request.args.get("correct"):
+        return _form_page(form)
+    # "Did you mean ...?" on the answer page: the form again, with the corrected address,
+    # which no cache may keep.
+    typed = _answered_address()
+    form.email.data = suggest(typed) if typed else None
+    return (*_form_page(form), {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
 @bp.get("/subscribe/embed-token")
@@ -139,7 +158,7 @@ def embed_token() -> Response:
 @bp.post("/subscribe")
 @csrf.exempt
 @limiter.limit(_signup_limit)
-def subscribe() -> tuple[str, int]:
+def subscribe() -> tuple[str, int] | BaseResponse:
     embedded = embed_origin()
     # Pages of the publisher post here across sites, with no session cookie; for them the
     # allow-listed Origin stands in for the CSRF token.
@@ -168,9 +187,43 @@ def subscribe() -> tuple[str, int]:
             origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
         )
         db.session.commit()  # and with it, the mail goes
-    # The same page for every address and every outcome: nothing here tells whether an
-    # address is known, active, over its limit or was taken for a bot.
-    return render_template("check_inbox.html"), 200
+    # The same answer for every address and every outcome: nothing here tells whether an
+    # address is known, active, over its limit or was taken for a bot. It is a redirect to
+    # a page (post/redirect/get), so reloading that page posts nothing and mails nobody.
+    # That page repeats the address typed, which travels encrypted: in the session for our
+    # own form, in the URL for a publisher's box (whose post carries no cookie of ours).
+    sealed = seal(Purpose.CHECK_INBOX, {"e": form.normalized_email})
+    if embedded:
+        return redirect(url_for("signup.check_inbox", t=sealed), 303)
+    session[_ANSWER] = sealed
+    return redirect(url_for("signup.check_inbox"), 303)
+
+
+_ANSWER = "check_inbox"
+
+
+def _answered_address() -> str | None:
+    """The address of this browser's last signup answer, while it is fresh."""
+    sealed = request.args.get("t") or session.get(_ANSWER)
+    if not isinstance(sealed, str):
+        return None
+    try:
+        email = unseal(Purpose.CHECK_INBOX, sealed).get("e")
+    except TokenError:
+        return None
+    return email if isinstance(email, str) else None
+
+
+@bp.get("/subscribe/check-inbox")
+def check_inbox() -> str:
+    """The signup answer: check your inbox, at this address (or did you mean another?)."""
+    email = _answered_address()
+    return render_template(
+        "check_inbox.html",
+        email=email,
+        suggestion=suggest(email) if email else None,
+        token=request.args.get("t"),
+    )
 
 
 def _confirm_payload(token: str) -> tuple[str, str, str | None]:
@@ -204,10 +257,31 @@ def _token_problem(exc: TokenError, token: str) -> tuple[str, int]:
 def confirm_page(token: str) -> tuple[str, int]:
     # GET changes nothing: link scanners open these links; only the button confirms.
     try:
-        _confirm_payload(token)
+        uid, nonce, _ = _confirm_payload(token)
     except TokenError as exc:
         return _token_problem(exc, token)
+    state = confirm_link(uid, nonce)
+    if state is ConfirmLink.ALREADY:
+        return _confirmed_page(uid, already=True), 200
+    if state is ConfirmLink.STALE:
+        return _stale_link()
     return render_template("confirm.html", token=token), 200
+
+
+def _stale_link() -> tuple[str, int]:
+    return render_template(
+        "error.html",
+        title="This link is no longer valid",
+        message="This confirmation link has been replaced or withdrawn. "
+        "Sign up again to get a fresh one.",
+        retry_url="/subscribe",
+    ), 410
+
+
+def _confirmed_page(uid: str, *, already: bool) -> str:
+    """You're subscribed (or were already), with the way to change what comes."""
+    preferences_token = sign(Purpose.PREFERENCES, {"s": uid})
+    return render_template("confirmed.html", already=already, preferences_token=preferences_token)
 
 
 @bp.post("/confirm/<token>")
@@ -221,16 +295,10 @@ def confirm_post(token: str) -> tuple[str, int]:
     except TokenError as exc:
         return _token_problem(exc, token)
     outcome = confirm(uid, nonce, Origin.from_request("confirm-page"), request_key)
-    db.session.commit()
+    db.session.commit()  # and with it, the welcome mail goes
     if outcome is ConfirmOutcome.STALE:
-        return render_template(
-            "error.html",
-            title="This link is no longer valid",
-            message="This confirmation link has been replaced or withdrawn. "
-            "Sign up again to get a fresh one.",
-            retry_url="/subscribe",
-        ), 410
-    return render_template("confirmed.html", already=outcome is ConfirmOutcome.ALREADY), 200
+        return _stale_link()
+    return _confirmed_page(uid, already=outcome is ConfirmOutcome.ALREADY), 200
 
 
 @bp.post("/confirm/<token>/resend")

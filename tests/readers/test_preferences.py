@@ -105,16 +105,29 @@ def test_saving_changes_topics_and_frequency_and_logs_it(
     assert _checked(client.get(link).get_data(as_text=True), "topics") == {"politics", "business"}
 
 
-def test_unticking_every_topic_is_refused_with_a_way_to_unsubscribe(
+RULE = "None ticked means every topic."
+
+
+def test_no_topic_ticked_means_every_topic_here_as_at_signup_and_both_pages_say_so(
     app: Flask, client: FlaskClient, link: str
 ) -> None:
-    before = db_state(app)
+    # One rule for both forms (topics.clean): unticking them all is not an error here.
     response = _save(client, link, frequency="daily")
     html = response.get_data(as_text=True)
-    assert response.status_code == 400
-    assert "Pick at least one topic" in html
-    assert "/unsubscribe/" in html
-    assert db_state(app) == before
+    assert response.status_code == 200
+    assert "Saved. Your next digest will follow these choices." in html
+    every = set(app.config["TOPICS"])
+    with app.app_context():
+        from newsletter.readers import topics
+
+        assert _reader(app) == (set(topics.available()), "daily")
+        assert {topics.available()[slug] for slug in _reader(app)[0]} == every
+    assert "/unsubscribe/" in html, "leaving is still one link away"
+    for page in (client.get(link), client.get("/subscribe")):
+        fieldset = re.search(
+            r"<legend>Topics</legend>(.*?)</fieldset>", page.get_data(as_text=True), re.S
+        )
+        assert fieldset and RULE in fieldset.group(1)
 
 
 @pytest.mark.parametrize("csrf", [None, "", "forged-token"], ids=["absent", "empty", "forged"])

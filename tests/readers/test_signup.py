@@ -37,16 +37,31 @@ VOLATILE_HEADERS = {"date", "x-ratelimit-remaining", "x-ratelimit-reset", "retry
 EMPTY = {"subscribers": [], "consent_events": 0, "wordings": 0}
 
 
+# The answer carries the address typed, sealed with a random IV: its value differs between
+# any two answers, but not its presence, its name or its attributes.
+SEALED = re.compile(r"(session=|[?&]t=)[^;&\s]+")
+
+
 def _headers(response: Any) -> list[tuple[str, str]]:
     return sorted(
-        (k, without_nonce(v.encode()).decode())
+        (k, SEALED.sub(r"\1SEALED", without_nonce(v.encode()).decode()))
         for k, v in response.headers
         if k.lower() not in VOLATILE_HEADERS
     )
 
 
-def _answer(response: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
-    return response.status_code, without_nonce(response.get_data()), _headers(response)
+Answer = tuple[tuple[int, list[tuple[str, str]]], tuple[int, bytes, list[tuple[str, str]]]]
+
+
+def _answer(response: Any, email: str) -> Answer:
+    """The redirect a signup answers with, and the page it leads to with the address typed
+    (which it repeats, so the reader can notice a typo) written as ADDRESS."""
+    [redirect] = response.history
+    typed = re.compile(re.escape(email).encode(), re.IGNORECASE)
+    page = typed.sub(b"ADDRESS", without_nonce(response.get_data()))
+    # Its length follows from the address's, like its body.
+    headers = [(k, v) for k, v in _headers(response) if k != "Content-Length"]
+    return (redirect.status_code, _headers(redirect)), (response.status_code, page, headers)
 
 
 def _known_readers(app: Flask) -> dict[str, str]:
@@ -68,10 +83,11 @@ def test_answer_is_the_same_for_new_pending_active_and_unsubscribed_addresses(
 ) -> None:
     addresses = {"new": "new@example.com", **_known_readers(app)}
 
-    answers = {state: _answer(signup(client, email)) for state, email in addresses.items()}
+    answers = {state: _answer(signup(client, email), email) for state, email in addresses.items()}
 
-    assert answers["new"][0] == 200
-    assert b"Check your inbox" in answers["new"][1]
+    (status, headers), (page_status, page, _) = answers["new"]
+    assert status == 303 and ("Location", "/subscribe/check-inbox") in headers
+    assert page_status == 200 and b"Check your inbox" in page and b"ADDRESS" in page
     for state, answer in answers.items():
         assert answer == answers["new"], f"the answer for a {state} address differs"
 
@@ -90,7 +106,7 @@ def test_answer_time_does_not_depend_on_address_state(app: Flask, client: FlaskC
                 "frequency": "weekly",
             }
             start = time.perf_counter()
-            assert client.post("/subscribe", data=data).status_code == 200
+            assert client.post("/subscribe", data=data).status_code == 303
             timings[state].append(time.perf_counter() - start)
 
     medians = {state: statistics.median(values) for state, values in timings.items()}
@@ -107,7 +123,7 @@ def test_confirmation_mails_per_address_are_capped_per_day(
         # List bombing comes from many addresses and spellings of the victim's address.
         client.environ_base["REMOTE_ADDR"] = f"198.51.100.{attempt + 1}"
         email = "Victim@Example.com" if attempt % 2 else "victim@example.com"
-        answers.append(_answer(signup(client, email)))
+        answers.append(_answer(signup(client, email), email))
 
     assert len(outbox) == limit
     assert {message.recipient for message in outbox} == {"victim@example.com"}
@@ -162,14 +178,17 @@ def test_rate_limit_counters_are_freed_once_expired_and_live_ones_kept(
     assert signup_counters and all(storage.get(key) == 1 for key in signup_counters)
 
 
-def _normal_answer(client: FlaskClient) -> tuple[int, bytes, list[tuple[str, str]]]:
-    return _answer(signup(client, "person@example.com"))
+def _normal_answer(client: FlaskClient) -> Answer:
+    return _answer(signup(client, "person@example.com"), "person@example.com")
 
 
 def test_filled_honeypot_gets_the_same_answer_and_nothing_happens(
     app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
 ) -> None:
-    bot = _answer(signup(client, "bot-target@example.com", website="http://spam.example"))
+    bot = _answer(
+        signup(client, "bot-target@example.com", website="http://spam.example"),
+        "bot-target@example.com",
+    )
 
     assert db_state(app) == EMPTY
     assert outbox == []
@@ -180,7 +199,7 @@ def test_filled_honeypot_gets_the_same_answer_and_nothing_happens(
 def test_inhumanly_fast_submission_gets_the_same_answer_and_nothing_happens(
     app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
 ) -> None:
-    bot = _answer(signup(client, "bot-target@example.com"))
+    bot = _answer(signup(client, "bot-target@example.com"), "bot-target@example.com")
 
     assert db_state(app) == EMPTY
     assert outbox == []
@@ -190,8 +209,9 @@ def test_inhumanly_fast_submission_gets_the_same_answer_and_nothing_happens(
     human = client.post(
         "/subscribe",
         data={**fields, "email": "person@example.com", "consent": "y", "frequency": "weekly"},
+        follow_redirects=True,
     )
-    assert _answer(human) == bot
+    assert _answer(human, "person@example.com") == bot
     assert [m.recipient for m in outbox] == ["person@example.com"]
 
 
@@ -199,7 +219,9 @@ def test_inhumanly_fast_submission_gets_the_same_answer_and_nothing_happens(
 def test_missing_or_forged_form_start_is_taken_for_a_bot(
     app: Flask, client: FlaskClient, outbox: list[OutgoingMessage], started: str
 ) -> None:
-    bot = _answer(signup(client, "bot-target@example.com", started=started))
+    bot = _answer(
+        signup(client, "bot-target@example.com", started=started), "bot-target@example.com"
+    )
     assert db_state(app) == EMPTY and outbox == []
     assert bot == _normal_answer(client)
 
@@ -219,7 +241,7 @@ def test_a_reader_fixing_an_error_is_not_taken_for_a_bot_when_resubmitting_at_on
     again = form_fields(first.get_data(as_text=True))
     done = client.post("/subscribe", data={**again, **typed, "consent": "y"})
 
-    assert done.status_code == 200
+    assert done.status_code == 303
     assert [m.recipient for m in outbox] == ["reader@example.com"]
 
 
@@ -241,7 +263,7 @@ def test_a_form_left_open_too_long_is_shown_again_rather_than_dropped(
     assert db_state(app) == EMPTY and outbox == []
     app.config["SIGNUP_MIN_SECONDS"] = 0
     retry = client.post("/subscribe", data={**form_fields(html), **typed})
-    assert retry.status_code == 200
+    assert retry.status_code == 303
     assert [m.recipient for m in outbox] == ["slow-reader@example.com"]
 
 
@@ -434,8 +456,17 @@ def test_embedded_box_from_an_allowed_origin_needs_no_csrf_token(
     data = {"email": "reader@example.com", "consent": "y", "frequency": "weekly"}
     response = _embedded_post(app, {**data, "started": _embed_started(app)})
 
-    assert response.status_code == 200
-    assert "Check your inbox" in response.get_data(as_text=True)
+    # The answer is a page of ours that the reader's browser, back from another site with
+    # no cookie of ours, can show: the address it repeats travels sealed in the URL.
+    assert response.status_code == 303
+    assert "Set-Cookie" not in response.headers
+    location = response.headers["Location"]
+    assert location.startswith("/subscribe/check-inbox?t=")
+    assert "reader" not in location and "example" not in location
+    page = app.test_client(use_cookies=False).get(location)
+    assert page.status_code == 200
+    assert "Check your inbox" in page.get_data(as_text=True)
+    assert "reader@example.com" in page.get_data(as_text=True)
     assert [m.recipient for m in outbox] == ["reader@example.com"]
     with app.app_context():
         event = db.session.scalars(select(ConsentEvent)).one()
@@ -471,7 +502,7 @@ def test_embedded_box_without_its_script_finishes_on_our_own_form(
     # The reader presses Subscribe on our page: now a same-site post with our CSRF token.
     fields = form_fields(html)
     assert fields.get("csrf_token") and fields.get("started")
-    done = reader.post("/subscribe", data={**data, **fields})
+    done = reader.post("/subscribe", data={**data, **fields}, follow_redirects=True)
     assert done.status_code == 200 and "Check your inbox" in done.get_data(as_text=True)
     assert [m.recipient for m in outbox] == ["reader@example.com"]
 

@@ -344,7 +344,11 @@ def test_signup_confirm_and_unsubscribe_in_a_browser(
     page.get_by_role("button", name="Subscribe").click()
 
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
-    assert page.url == f"{service.url}/subscribe"
+    # Post/redirect/get: the answer is a page of its own, which a reload only shows again.
+    assert page.url == f"{service.url}/subscribe/check-inbox"
+    expect(page.get_by_text("You entered ann.reader@example.com.")).to_be_visible()
+    page.reload()
+    expect(page.get_by_text("You entered ann.reader@example.com.")).to_be_visible()
 
     [mail] = wait_for_mail(service.outbox)
     assert recipient(mail) == "ann.reader@example.com"
@@ -366,6 +370,11 @@ def test_signup_confirm_and_unsubscribe_in_a_browser(
     screenshot(page, "confirmed-page.png")
     row = subscriber(service.app, "ann.reader@example.com")
     assert row.status == "active"
+    # The link opened again confirms nothing more and says so.
+    page.goto(confirm_url)
+    expect(page.get_by_role("heading", name="You're already subscribed")).to_be_visible()
+    expect(page.get_by_role("button", name="Confirm")).to_have_count(0)
+    expect(page.get_by_role("link", name="Choose your topics and how often")).to_be_visible()
 
     # Digests are not built yet: make the link a digest will carry.
     with service.app.app_context():
@@ -383,13 +392,18 @@ def test_signup_confirm_and_unsubscribe_in_a_browser(
     expect(page.get_by_role("link", name="Subscribe again")).to_be_visible()
     screenshot(page, "unsubscribed-page.png")
     assert subscriber(service.app, "ann.reader@example.com").status == "unsubscribed"
+    page.goto(unsubscribe_url)
+    expect(page.get_by_role("heading", name="You're already unsubscribed")).to_be_visible()
+    expect(page.get_by_role("button", name="Unsubscribe")).to_have_count(0)
     assert consent_sources(service.app) == [
         ("signup", "signup-page"),
         ("confirm", "confirm-page"),
         ("unsubscribe", "unsubscribe-page"),
     ]
-    # Only the confirmation mail was sent.
-    assert len(list(service.outbox.glob("*.eml"))) == 1
+    # The confirmation mail, then the welcome; nothing since.
+    welcome = wait_for_mail(service.outbox, 2)[1]
+    assert recipient(welcome) == "ann.reader@example.com"
+    assert welcome["Subject"] == "Welcome to The Daily Ledger"
 
 
 def test_embedded_signup_box_from_the_docs(
@@ -424,9 +438,12 @@ def test_embedded_signup_box_from_the_docs(
     wait_out_fill_time(opened)
     page.get_by_role("button", name="Subscribe").click()
 
-    # The reader's browser now shows the service's answer.
+    # The reader's browser now shows the service's answer, address included, though it
+    # came back from another site with no cookie of ours.
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
-    assert page.url == f"{service.url}/subscribe"
+    assert page.url.startswith(f"{service.url}/subscribe/check-inbox?t=")
+    expect(page.get_by_text("You entered bo@example.org.")).to_be_visible()
+    assert "example.org" not in page.url
     [mail] = wait_for_mail(service.outbox)
     assert recipient(mail) == "bo@example.org"
     assert link_in(mail, "/confirm/").startswith(f"{service.url}/confirm/")
@@ -503,4 +520,164 @@ def test_pages_keep_their_style_under_the_content_security_policy_and_confirm_wi
     expect(cookieless.get_by_role("heading", name="You're subscribed")).to_be_visible()
     assert subscriber(service.app, "pat@example.com").status == "active"
     screenshot(cookieless, "confirmed-without-cookies.png")
+    assert violations == []
+
+
+# --- the reader's other pages, on a phone and a desktop, light and dark ---------------------
+
+SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+LONG_WORD = "Donaudampfschifffahrtsgesellschaftskapitänswitwenrentenversicherung"
+
+
+def _editions(app: Flask) -> int:
+    """Two editions, one of articles with a long unbroken word and a long link in them."""
+    from datetime import UTC, datetime
+
+    from newsletter.db.models import Article, Edition, EditionArticle
+
+    with app.app_context():
+        moment = datetime(2026, 12, 4, 6, tzinfo=UTC)
+        articles = [
+            Article(
+                guid=f"g-{n}",
+                url=f"https://news.example.test/articles/{n}",
+                title=title,
+                summary=summary,
+                category=category,
+                topic=category.lower(),
+                source="The Daily Ledger",
+                published_at=moment,
+            )
+            for n, (title, summary, category) in enumerate(
+                [
+                    (
+                        f"Insurers merge into the {LONG_WORD}",
+                        f"<p>Read it at https://news.example.test/{'x' * 90} today.</p>",
+                        "Business",
+                    ),
+                    (
+                        "Parliament passes the budget",
+                        "<p>A long night in the chamber.</p>",
+                        "Politics",
+                    ),
+                    ("The bridge opens", "<p>Traffic flows at last.</p>", "Politics"),
+                ]
+            )
+        ]
+        older = Edition(frequency="weekly", subject="The week in brief", covers_until=moment)
+        older.created_at = datetime(2026, 11, 30, 6, tzinfo=UTC)
+        edition = Edition(
+            frequency="daily",
+            subject=f"Insurers merge into the {LONG_WORD} and 2 more",
+            covers_until=moment,
+        )
+        edition.created_at = moment
+        db.session.add_all([*articles, older, edition])
+        db.session.flush()
+        db.session.add_all(
+            EditionArticle(edition_id=edition.id, article_id=a.id, position=i)
+            for i, a in enumerate(articles)
+        )
+        db.session.commit()
+        edition_id = edition.id
+        db.session.remove()
+        return edition_id
+
+
+def _fits(page: Page) -> None:
+    """Nothing sticks out sideways, and the text is a readable size."""
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.url
+    size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('main p')).fontSize)")
+    assert size >= 14, f"{page.url}: text of {size}px"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+def test_archive_and_reader_pages_fit_and_are_styled(
+    start_service: Callable[..., LiveService],
+    new_page: Callable[..., Page],
+    size: str,
+    scheme: Literal["light", "dark"],
+) -> None:
+    service = start_service()
+    edition_id = _editions(service.app)
+    page = new_page(viewport=SIZES[size], color_scheme=scheme)
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else 0)
+    name = f"{size}-{scheme}"
+
+    page.goto(f"{service.url}/")
+    assert page.url == f"{service.url}/subscribe"
+
+    page.goto(f"{service.url}/archive")
+    items = page.locator(".archive li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0).locator("time")).to_have_text("04 December 2026")
+    expect(items.nth(0).locator(".tag")).to_have_text("Daily")
+    expect(items.nth(1).locator(".tag")).to_have_text("Weekly")
+    # The site's style: the paper background and the boxed column, on a phone edge to edge.
+    assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("Georgia")
+    main = page.locator("main").bounding_box()
+    assert main is not None
+    if size == "phone":
+        assert main["width"] == SIZES["phone"]["width"]
+    else:
+        assert 600 <= main["width"] <= 720
+    _fits(page)
+    screenshot(page, f"archive-{name}.png")
+
+    items.nth(0).locator("a").click()
+    assert page.url == f"{service.url}/archive/{edition_id}"
+    expect(page.get_by_role("heading", name="Daily digest")).to_be_visible()
+    expect(page.locator(".meta time")).to_have_text("04 December 2026")
+    expect(page.get_by_role("heading", name="Politics")).to_be_visible()
+    title = page.get_by_role("link", name=f"Insurers merge into the {LONG_WORD}")
+    box = title.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= main["x"] + main["width"]
+    _fits(page)
+    screenshot(page, f"edition-{name}.png")
+
+    # The signup answer, with a typo in the address.
+    page.goto(f"{service.url}/subscribe")
+    opened = time.monotonic()
+    page.get_by_label("Email", exact=True).fill("pat@gmial.con")
+    tick(page, ["I agree to receive emails from The Daily Ledger"])
+    expect(page.get_by_text("None ticked means every topic.")).to_be_visible()
+    wait_out_fill_time(opened)
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_text("Did you mean pat@gmail.com?")).to_be_visible()
+    _fits(page)
+    screenshot(page, f"check-inbox-{name}.png")
+    page.get_by_role("link", name="Sign up with pat@gmail.com").click()
+    expect(page.get_by_label("Email", exact=True)).to_have_value("pat@gmail.com")
+    [mail] = wait_for_mail(service.outbox)
+
+    # Confirmed, then the link opened again.
+    confirm_url = link_in(mail, "/confirm/")
+    page.goto(confirm_url)
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("heading", name="You're subscribed")).to_be_visible()
+    page.goto(confirm_url)
+    expect(page.get_by_role("heading", name="You're already subscribed")).to_be_visible()
+    _fits(page)
+    screenshot(page, f"confirmed-again-{name}.png")
+
+    page.get_by_role("link", name="Choose your topics and how often").click()
+    expect(page.get_by_role("heading", name="Your preferences")).to_be_visible()
+    _fits(page)
+    screenshot(page, f"preferences-{name}.png")
+    preferences_url = page.url
+
+    welcome = wait_for_mail(service.outbox, 2)[1]
+    page.goto(link_in(welcome, "/unsubscribe/"))
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.goto(link_in(welcome, "/unsubscribe/"))
+    expect(page.get_by_role("heading", name="You're already unsubscribed")).to_be_visible()
+    _fits(page)
+    screenshot(page, f"unsubscribed-again-{name}.png")
+    page.goto(preferences_url)
+    expect(page.get_by_role("heading", name="You're unsubscribed")).to_be_visible()
+    expect(page.get_by_role("link", name="Subscribe again")).to_be_visible()
+    _fits(page)
+    screenshot(page, f"preferences-unsubscribed-{name}.png")
     assert violations == []

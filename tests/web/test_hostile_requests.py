@@ -226,8 +226,11 @@ def test_only_the_signup_page_may_be_framed_and_only_by_the_publisher(
             "started": started.json["started"],  # type: ignore[index]
         },
         headers={"Origin": EMBED},
+        follow_redirects=True,
     )
     assert posted.status_code == 200 and "Check your inbox" in posted.get_data(as_text=True)
+    # The answer it leads to shows in the publisher's frame too.
+    assert f"frame-ancestors 'self' {EMBED}" in posted.headers["Content-Security-Policy"]
 
 
 def test_pages_reached_through_a_signed_link_are_never_cached_nor_refer(
