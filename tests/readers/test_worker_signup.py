@@ -8,6 +8,7 @@ the reader's click lands in PostgreSQL.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from flask import Flask
@@ -67,7 +68,12 @@ def test_confirmation_mail_is_sent_by_the_worker_and_its_link_confirms(
 
     confirm(client, link_in(received, "/confirm/"))
     assert status_of(worker_app, "reader@example.com") == "active"
-    assert len(live_worker.smtp.messages) == 1  # confirming sends nothing more
+    # Confirming sends the welcome mail, through the worker too, and nothing more.
+    welcome = live_worker.smtp.wait_for(2)[1]
+    assert welcome.header("Subject") == "Welcome to The Daily Ledger"
+    assert "/preferences/" in welcome.data.decode() and "/confirm/" not in welcome.data.decode()
+    time.sleep(0.5)
+    assert len(live_worker.smtp.messages) == 2
 
 
 def test_signing_up_again_when_active_sends_a_notice_not_a_link(
@@ -77,10 +83,11 @@ def test_signing_up_again_when_active_sends_a_notice_not_a_link(
     signup(client, "reader@example.com")
     [first] = live_worker.smtp.wait_for(1)
     confirm(client, link_in(first, "/confirm/"))
+    live_worker.smtp.wait_for(2)  # the welcome mail
 
     again = signup(client, "reader@example.com")
     assert again.status_code == 200
-    second = live_worker.smtp.wait_for(2)[1]
+    second = live_worker.smtp.wait_for(3)[2]
     assert second.rcpt_tos == ["reader@example.com"]
     assert second.header("Subject") == "You're already subscribed to The Daily Ledger"
     assert "/confirm/" not in second.data.decode()
