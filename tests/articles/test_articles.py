@@ -167,11 +167,12 @@ def test_fetching_the_sample_feed_twice_adds_nothing_the_second_time(
 
     hearing = rows["ledger-2026-11-23-0004"]
     assert hearing.category == "Politics"
-    assert hearing.source == (
-        "The post Mayor Schäfer announces public hearings on the bus network "
-        "appeared first on The Daily Ledger"
-    )
+    # WordPress's "The post ... appeared first on ..." line is boilerplate, dropped entirely.
+    assert hearing.source == ""
     assert "appeared first" not in hearing.summary
+    assert hearing.summary.endswith("December 3.</p>")
+    assert rows["ledger-2026-11-24-0001"].author == "Maria Okafor"  # its dc:creator
+    assert hearing.author is None
     assert hearing.summary.startswith("<p>Three evening hearings")
     assert hearing.published_at == datetime(2026, 11, 23, 16, 45, tzinfo=UTC)
 
@@ -470,18 +471,14 @@ def test_plain_text_and_single_line() -> None:
     assert cleaning.single_line("x" * 600, 500) == "x" * 499 + "…"
 
 
-def test_split_source_only_takes_a_trailing_wordpress_line() -> None:
+def test_strip_boilerplate_drops_only_a_trailing_wordpress_line_and_its_excerpt_mark() -> None:
     summary = (
-        '<p>The post office reopens.</p><p>The post <a href="https://a.example/p">Big news</a> '
-        'appeared first on <a href="https://a.example">Site</a>.</p>'
+        '<p>The post office reopens. [&#8230;]</p><p>The post <a href="https://a.example/p">'
+        'Big news</a> appeared first on <a href="https://a.example">Site</a>.</p>'
     )
-    assert cleaning.split_source(summary) == (
-        "<p>The post office reopens.</p>",
-        "The post Big news appeared first on Site",
-    )
-    assert cleaning.split_source("<p>The post office reopens.</p>") == (
-        "<p>The post office reopens.</p>",
-        "",
+    assert cleaning.strip_boilerplate(summary) == "<p>The post office reopens.…</p>"
+    assert cleaning.strip_boilerplate("<p>The post office reopens.</p>") == (
+        "<p>The post office reopens.</p>"
     )
 
 
