@@ -70,10 +70,15 @@ def _entry_category(entry: Mapping[str, Any], default_category: str) -> str:
 
 
 def _entry_author(entry: Mapping[str, Any]) -> str:
-    """The byline: the author's name (RSS's <author> also holds an address, left out)."""
-    detail = entry.get("author_detail") or {}
-    name = detail.get("name") or ("" if detail.get("email") else entry.get("author"))
-    return single_line(str(name or ""), AUTHOR_MAX)
+    """The byline: the author's name. RSS's <author> is an address, "jo@host (Jo Bloggs)",
+    which feedparser does not always take apart; an address alone is never shown."""
+    raw = str(entry.get("author") or "")
+    named = _ADDRESS_WITH_NAME.fullmatch(raw)
+    name = named.group(1) if named else str((entry.get("author_detail") or {}).get("name") or raw)
+    return "" if "@" in name else single_line(name, AUTHOR_MAX)
+
+
+_ADDRESS_WITH_NAME = re.compile(r"\s*\S+@\S+\s+\((.+)\)\s*", re.S)
 
 
 def _pixels(value: Any) -> int | None:
