@@ -41,6 +41,8 @@ class _Reader(HTMLParser):
             # A line broken inside a list item stays under the item's text.
             self._marker = " " * len(self._marker) if tight else ""
             self._tight = tight
+        elif not tight:
+            self._tight = False  # a <br> before a new paragraph does not join them
         self._words = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

@@ -130,6 +130,9 @@ def mails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert result.exit_code == 0, result.output
     assert len(MemoryBackend.outbox) == 3, "no digest sent"
     digest = MemoryBackend.outbox[2]
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
     found = {
         "confirm": _html(confirm),
         "already-subscribed": _html(notice),
