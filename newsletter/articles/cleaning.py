@@ -36,6 +36,16 @@ TOPIC_MAX = 64
 SOURCE_MAX = 300
 
 
+AUTHOR_MAX = 300
+
+
+IMAGE_ALT_MAX = 300
+
+
+# Larger than any real image; a bigger number is a typo, and would reserve a screen's worth.
+IMAGE_SIDE_MAX = 10_000
+
+
 # A digest shows excerpts; a feed that puts whole articles in its summary is cut to about this.
 SUMMARY_MAX = 2000
 
@@ -59,6 +69,18 @@ _EMPTY_PARAGRAPHS = re.compile(r"(?:<p>\s*</p>\s*)+$")
 # The composer's slot markers (private-use characters) are never article text.
 _NOT_TEXT = {SLOT_OPEN, SLOT_CLOSE}
 _WORDPRESS_FOOTER = re.compile(r"The post\s.+\sappeared first on\s.+", re.S)
+# WordPress ends a cut excerpt with "[…]" (or "[...]"); the digest's own "…" says the same.
+_EXCERPT_MARK = re.compile(r"\s*\[(?:…|&#8230;|&hellip;|\.\.\.)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class LeadImage:
+    """An article's picture as a feed or import names it: https only, size when known."""
+
+    url: str
+    width: int | None = None
+    height: int | None = None
+    alt: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,11 @@ class ArticleRecord:
     topic: str
     source: str
     published_at: datetime
+    author: str | None = None
+    image_url: str | None = None
+    image_alt: str | None = None
+    image_width: int | None = None
+    image_height: int | None = None
 
 
 def _keep_attribute(element: str, attribute: str, value: str) -> str | None:
@@ -148,20 +175,36 @@ def _truncate_html(html: str, limit: int) -> str:
     return sanitize_html(cut.rstrip() + "…")
 
 
-def split_source(summary_html: str) -> tuple[str, str]:
-    """Separate a trailing WordPress "The post X appeared first on Y." line from a summary.
-
-    Returns the summary without it and the attribution as plain text ("" when absent).
+def strip_boilerplate(summary_html: str) -> str:
+    """A summary without the feed's boilerplate: WordPress's trailing "The post X appeared
+    first on Y." line and its "[…]" excerpt mark, which say nothing to a reader of the digest.
     """
+    summary_html = _EXCERPT_MARK.sub("…", summary_html)
     start = summary_html.rfind("The post")
-    if start < 0:
-        return summary_html, ""
-    attribution = plain_text(summary_html[start:])
-    if not _WORDPRESS_FOOTER.fullmatch(attribution):
-        return summary_html, ""
+    if start < 0 or not _WORDPRESS_FOOTER.fullmatch(plain_text(summary_html[start:])):
+        return summary_html
     head = sanitize_html(summary_html[:start])
-    head = _EMPTY_PARAGRAPHS.sub("", head).strip()
-    return head, single_line(attribution.rstrip(". "), SOURCE_MAX)
+    return _EMPTY_PARAGRAPHS.sub("", head).strip()
+
+
+def lead_image(
+    url: str, *, width: int | None = None, height: int | None = None, alt: str = ""
+) -> LeadImage:
+    """Check an article's image; raises InvalidArticle naming the bad part.
+
+    Only https: a mail client warns about, or blocks, mixed content, and an http image
+    tells a network observer who opened which digest.
+    """
+    url = _strip_controls(url).strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        raise InvalidArticle("image_url", f"{url[:80]!r} is not an absolute https URL")
+    if len(url) > URL_MAX:
+        raise InvalidArticle("image_url", f"longer than {URL_MAX} characters")
+    for name, side in (("image_width", width), ("image_height", height)):
+        if side is not None and not 0 < side <= IMAGE_SIDE_MAX:
+            raise InvalidArticle(name, f"must be a number of pixels from 1 to {IMAGE_SIDE_MAX}")
+    return LeadImage(url=url, width=width, height=height, alt=single_line(alt, IMAGE_ALT_MAX))
 
 
 def parse_published(value: str) -> datetime:
@@ -194,6 +237,8 @@ def make_record(
     source: str = "",
     published: datetime | None = None,
     guid: str | None = None,
+    author: str = "",
+    image: LeadImage | None = None,
     title_is_html: bool = False,
     now: datetime | None = None,
 ) -> ArticleRecord:
@@ -217,8 +262,7 @@ def make_record(
         raise InvalidArticle("category", "missing" if not clean_category else "has no letters")
     topic = slugify(clean_category)[:TOPIC_MAX].strip("-")
 
-    body, footer = split_source(sanitize_html(summary or ""))
-    clean_source = single_line(source, SOURCE_MAX) if source else footer
+    body = strip_boilerplate(sanitize_html(summary or ""))
 
     if published is None:
         published = now
@@ -235,6 +279,11 @@ def make_record(
         summary=_truncate_html(body, SUMMARY_MAX),
         category=clean_category,
         topic=topic,
-        source=clean_source,
+        source=single_line(source or "", SOURCE_MAX),
         published_at=published,
+        author=single_line(author or "", AUTHOR_MAX) or None,
+        image_url=image.url if image else None,
+        image_alt=(image.alt or None) if image else None,
+        image_width=image.width if image else None,
+        image_height=image.height if image else None,
     )

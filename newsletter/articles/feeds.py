@@ -18,7 +18,15 @@ from urllib.parse import urlsplit
 import feedparser
 from flask import current_app
 
-from newsletter.articles.cleaning import CATEGORY_MAX, ArticleRecord, make_record, single_line
+from newsletter.articles.cleaning import (
+    AUTHOR_MAX,
+    CATEGORY_MAX,
+    ArticleRecord,
+    LeadImage,
+    lead_image,
+    make_record,
+    single_line,
+)
 from newsletter.errors import ConfigError, FeedDeferred, FeedError, InvalidArticle
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
@@ -61,6 +69,58 @@ def _entry_category(entry: Mapping[str, Any], default_category: str) -> str:
     return default_category
 
 
+def _entry_author(entry: Mapping[str, Any]) -> str:
+    """The byline: the author's name. RSS's <author> is an address, "jo@host (Jo Bloggs)",
+    which feedparser does not always take apart; an address alone is never shown."""
+    raw = str(entry.get("author") or "")
+    named = _ADDRESS_WITH_NAME.fullmatch(raw)
+    name = named.group(1) if named else str((entry.get("author_detail") or {}).get("name") or raw)
+    return "" if "@" in name else single_line(name, AUTHOR_MAX)
+
+
+_ADDRESS_WITH_NAME = re.compile(r"\s*\S+@\S+\s+\((.+)\)\s*", re.S)
+
+
+def _pixels(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _entry_image(entry: Mapping[str, Any]) -> LeadImage | None:
+    """The first usable picture of media:content, media:thumbnail or an image enclosure.
+
+    A feed's image is a nicety: one that is not https, or has a nonsensical size, is left
+    out (its size only, when that is what is wrong) and the article kept.
+    """
+    candidates = [
+        (item.get("url"), item.get("width"), item.get("height"))
+        for item in entry.get("media_content") or []
+        if item.get("medium", "image") == "image"
+        and str(item.get("type", "image/")).startswith("image/")
+    ]
+    candidates += [
+        (item.get("url"), item.get("width"), item.get("height"))
+        for item in entry.get("media_thumbnail") or []
+    ]
+    candidates += [
+        (item.get("href"), None, None)
+        for item in entry.get("enclosures") or []
+        if str(item.get("type") or "").startswith("image/")
+    ]
+    for url, width, height in candidates:
+        if not url:
+            continue
+        try:
+            return lead_image(str(url), width=_pixels(width), height=_pixels(height))
+        except InvalidArticle as exc:
+            if exc.field == "image_url":
+                continue
+            return lead_image(str(url))
+    return None
+
+
 def entry_label(entry: Mapping[str, Any], position: int) -> str:
     """Name an entry in messages: its position, and its title or guid when it has one."""
     title = single_line(str(entry.get("title") or ""), 60)
@@ -86,6 +146,8 @@ def parse_entry(
         summary=_entry_summary(entry),
         published=_entry_time(entry),
         guid=str(entry.get("id") or "") or None,
+        author=_entry_author(entry),
+        image=_entry_image(entry),
         now=now,
     )
 

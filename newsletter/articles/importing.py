@@ -6,10 +6,26 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from newsletter.articles.cleaning import ArticleRecord, make_record, parse_published
+from newsletter.articles.cleaning import ArticleRecord, lead_image, make_record, parse_published
 from newsletter.errors import InvalidArticle
 
-IMPORT_FIELDS = ("guid", "url", "title", "category", "summary", "source", "published")
+IMPORT_FIELDS = (
+    "guid",
+    "url",
+    "title",
+    "category",
+    "summary",
+    "source",
+    "published",
+    "author",
+    "image_url",
+    "image_alt",
+    "image_width",
+    "image_height",
+)
+
+
+_NUMBER_FIELDS = ("image_width", "image_height")
 
 
 _REQUIRED_FIELDS = ("url", "title", "category")
@@ -26,8 +42,24 @@ def record_from_mapping(data: Any, *, now: datetime | None = None) -> ArticleRec
         value = data.get(name)
         if name in _REQUIRED_FIELDS and (value is None or value == ""):
             raise InvalidArticle(name, "missing")
-        if value is not None and not isinstance(value, str):
+        if name in _NUMBER_FIELDS:
+            # bool is an int to Python, never a size to a person.
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise InvalidArticle(name, f"must be a whole number, not {type(value).__name__}")
+        elif value is not None and not isinstance(value, str):
             raise InvalidArticle(name, f"must be a string, not {type(value).__name__}")
+    if not data.get("image_url"):
+        for name in ("image_alt", *_NUMBER_FIELDS):
+            if data.get(name) is not None:
+                raise InvalidArticle(name, "given without image_url")
+    image = None
+    if data.get("image_url"):
+        image = lead_image(
+            data["image_url"],
+            width=data.get("image_width"),
+            height=data.get("image_height"),
+            alt=data.get("image_alt") or "",
+        )
     published = data.get("published")
     return make_record(
         url=data["url"],
@@ -37,6 +69,8 @@ def record_from_mapping(data: Any, *, now: datetime | None = None) -> ArticleRec
         source=data.get("source") or "",
         published=parse_published(published) if published else None,
         guid=data.get("guid") or None,
+        author=data.get("author") or "",
+        image=image,
         now=now,
     )
 

@@ -109,7 +109,8 @@ def import_(file: Path) -> None:
     """Import articles from JSON lines, all or nothing.
 
     One object per line with keys url, title, category and optionally guid, summary,
-    source, published (ISO 8601). Any bad line and nothing is written.
+    source, published (ISO 8601), author, image_url (https), image_alt, image_width and
+    image_height (pixels). Any bad line and nothing is written.
     """
     records, errors = importing.parse_import(file.read_bytes())
     if errors:

@@ -215,6 +215,12 @@ class Article(db.Model):  # type: ignore[name-defined,misc]
     category: Mapped[str] = mapped_column(String(100))  # the site's section, as shown
     topic: Mapped[str] = mapped_column(String(64), index=True)  # its slug
     source: Mapped[str] = mapped_column(String(300), default="")
+    author: Mapped[str | None] = mapped_column(String(300))  # the byline, when the feed has one
+    # An optional lead image (https only); its size when known, so clients reserve the space.
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    image_alt: Mapped[str | None] = mapped_column(String(300))
+    image_width: Mapped[int | None] = mapped_column(Integer)
+    image_height: Mapped[int | None] = mapped_column(Integer)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

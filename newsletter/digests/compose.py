@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, literal
 
 from newsletter.db.models import Subscriber
-from newsletter.digests.content import EditionContent
+from newsletter.digests.content import EditionContent, Section
 from newsletter.mail import render, verp
 from newsletter.mail.message import (
     MessageTemplate,
@@ -44,6 +44,16 @@ def parse_message_id(value: str) -> tuple[int, str] | None:
     if found is None:
         return None
     return int(found.group(1)), found.group(2)
+
+
+# Inboxes show about a line of it; more titles would only be cut off.
+PREHEADER_TITLES = 3
+
+
+def preheader(sections: Sequence[Section]) -> str:
+    """The inbox snippet: the first headlines, rather than the masthead and the greeting."""
+    titles = [article.title for section in sections for article in section.articles]
+    return " · ".join(titles[:PREHEADER_TITLES])
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,7 @@ class Composer:
             edition=self.content,
             sections=sections,
             lead=sections[0].articles[0] if sections else None,
+            preheader=preheader(sections),
             article_count=sum(len(section.articles) for section in sections),
             web_url=self.web_url,
             greeting=slot("greeting"),

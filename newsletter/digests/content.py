@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from newsletter.db.models import Edition, EditionArticle
 from newsletter.extensions import db
+from newsletter.mail import text as text_part
 from newsletter.mail.message import SLOT_CLOSE, SLOT_OPEN, single_line
 from newsletter.readers import topics
 
@@ -23,9 +24,26 @@ TITLE_LIMIT = 300
 SUMMARY_LIMIT = 600
 
 
+# The column of a mail is 600 px less its padding; a wider image is shown at this width.
+IMAGE_MAX_WIDTH = 552
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    """An article's picture as a mail shows it: the size to reserve, and what to say instead."""
+
+    url: str
+    alt: str
+    width: int
+    height: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class ArticleView:
-    """What a digest shows of one article; text is plain, ``summary_html`` is sanitized."""
+    """What a digest shows of one article; text is plain, ``summary_html`` is sanitized.
+
+    ``summary_text`` is the summary laid out for the text part, in lines of its own.
+    """
 
     title: str
     url: str
@@ -35,6 +53,8 @@ class ArticleView:
     published_at: datetime
     summary_text: str
     summary_html: Markup
+    author: str = ""
+    image: ImageView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +98,49 @@ def _text(value: str | None) -> str:
     return (value or "").replace(SLOT_OPEN, "").replace(SLOT_CLOSE, "")
 
 
+def image_view(article: Any, title: str) -> ImageView | None:
+    """The article's image scaled to fit the column, or None when it has none (or not https,
+    as rows stored before that was checked might)."""
+    url = _text(article.image_url)
+    if not url.lower().startswith("https://"):
+        return None
+    width, height = article.image_width, article.image_height
+    if width and width > IMAGE_MAX_WIDTH:
+        height = round(height * IMAGE_MAX_WIDTH / width) if height else None
+        width = IMAGE_MAX_WIDTH
+    # Without its size, an image is given the column's width so no client shows it wider;
+    # its height then follows from the picture.
+    return ImageView(
+        url=url,
+        # Said in its place when images are off; the headline when the feed gave no words.
+        alt=single_line(_text(article.image_alt)) or title,
+        width=width or IMAGE_MAX_WIDTH,
+        height=height if width else None,
+    )
+
+
 def article_view(article: Any) -> ArticleView:
     # Sanitized on the way in already; cleaned again here because only this line marks it safe.
     summary = _text(article.summary)
     clean_html = nh3.clean(summary)
     text = single_line(html.unescape(nh3.clean(summary, tags=set())))
+    whole = len(clean_html) <= 2 * SUMMARY_LIMIT
+    title = _shorten(single_line(_text(article.title)), TITLE_LIMIT)
     return ArticleView(
-        title=_shorten(single_line(_text(article.title)), TITLE_LIMIT),
+        title=title,
         url=_text(article.url),
         category=single_line(_text(article.category)),
         topic=article.topic,
         source=single_line(_text(article.source)),
         published_at=article.published_at,
-        summary_text=_shorten(text, SUMMARY_LIMIT),
+        summary_text=text_part.readable(clean_html)
+        if whole
+        else text_part.readable(html.escape(_shorten(text, SUMMARY_LIMIT))),
         summary_html=Markup(clean_html)
-        if len(clean_html) <= 2 * SUMMARY_LIMIT
+        if whole
         else Markup("<p>{}</p>").format(_shorten(text, SUMMARY_LIMIT)),
+        author=single_line(_text(article.author)),
+        image=image_view(article, title),
     )
 
 

@@ -22,6 +22,8 @@ class Rendered:
 @cache
 def _inliner() -> css_inline.CSSInliner:
     # Mail clients ignore <style> blocks unevenly; inline everything, fetch nothing remote.
+    # A <style data-css-inline="keep"> stays as it is written: media queries and the Outlook
+    # apps' dark-mode attributes have no element to be inlined into.
     return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
 
 

@@ -167,11 +167,12 @@ def test_fetching_the_sample_feed_twice_adds_nothing_the_second_time(
 
     hearing = rows["ledger-2026-11-23-0004"]
     assert hearing.category == "Politics"
-    assert hearing.source == (
-        "The post Mayor Schäfer announces public hearings on the bus network "
-        "appeared first on The Daily Ledger"
-    )
+    # WordPress's "The post ... appeared first on ..." line is boilerplate, dropped entirely.
+    assert hearing.source == ""
     assert "appeared first" not in hearing.summary
+    assert hearing.summary.endswith("December 3.</p>")
+    assert rows["ledger-2026-11-24-0001"].author == "Maria Okafor"  # its dc:creator
+    assert hearing.author is None
     assert hearing.summary.startswith("<p>Three evening hearings")
     assert hearing.published_at == datetime(2026, 11, 23, 16, 45, tzinfo=UTC)
 
@@ -379,6 +380,108 @@ def test_import_is_all_or_nothing(app: Flask, runner: FlaskCliRunner, tmp_path: 
     assert stored(app) == {}
 
 
+MEDIA = 'xmlns:media="http://search.yahoo.com/mrss/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+
+
+def test_a_feeds_byline_and_image_are_kept_and_an_http_image_is_not(
+    app: Flask, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    items = [
+        item(
+            1,
+            extra="<dc:creator>Maria Okafor</dc:creator>"
+            '<media:content url="https://img.ledger.example/1.jpg" medium="image" width="1200"'
+            ' height="800"/><media:thumbnail url="https://img.ledger.example/1-small.jpg"/>',
+        ),
+        # An RSS <author> is an address with a name; only the name is a byline.
+        item(
+            2,
+            extra="<author>jo@ledger.example (Jo Bloggs)</author>"
+            '<enclosure url="https://img.ledger.example/2.png" type="image/png" length="1"/>',
+        ),
+        # Not https: a mail would load it in the clear, so it is left out; the next one is used.
+        item(
+            3,
+            extra='<media:content url="http://img.ledger.example/3.jpg" medium="image"/>'
+            '<media:thumbnail url="https://img.ledger.example/3.jpg" width="150" height="-4"/>',
+        ),
+        item(
+            4, extra='<enclosure url="https://ledger.example/4.mp3" type="audio/mpeg" length="1"/>'
+        ),
+    ]
+    feed = rss("".join(items)).replace(
+        b'<rss version="2.0">', f'<rss version="2.0" {MEDIA}>'.encode()
+    )
+    path = tmp_path / "media.xml"
+    path.write_bytes(feed)
+
+    result = fetch(runner, path)
+
+    assert result.exit_code == 0, result.output
+    rows = stored(app)
+    first, second, third, fourth = (rows[f"test-{n}"] for n in range(1, 5))
+    assert (first.author, first.image_url, first.image_width, first.image_height) == (
+        "Maria Okafor",
+        "https://img.ledger.example/1.jpg",
+        1200,
+        800,
+    )
+    assert (second.author, second.image_url, second.image_width) == (
+        "Jo Bloggs",
+        "https://img.ledger.example/2.png",
+        None,
+    )
+    # A size that cannot be is dropped, the picture kept.
+    assert (third.image_url, third.image_width, third.image_height) == (
+        "https://img.ledger.example/3.jpg",
+        None,
+        None,
+    )
+    assert (fourth.author, fourth.image_url) == (None, None)
+
+
+def test_import_takes_an_optional_byline_and_image_and_names_a_bad_one(
+    app: Flask, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    good = {
+        "url": "https://ledger.example/a",
+        "title": "A",
+        "category": "Business",
+        "author": "Maria Okafor",
+        "image_url": "https://img.ledger.example/a.jpg",
+        "image_alt": "The new depot at dawn",
+        "image_width": 800,
+        "image_height": 450,
+    }
+    bad_lines = [
+        {**good, "guid": "b", "image_url": "http://img.ledger.example/b.jpg"},
+        {**good, "guid": "c", "image_width": "800"},
+        {**good, "guid": "d", "image_height": 0},
+        {"url": "https://ledger.example/e", "title": "E", "category": "Business", "image_alt": "x"},
+    ]
+    path = write(tmp_path, "bad.jsonl", "\n".join(json.dumps(line) for line in bad_lines) + "\n")
+    result = runner.invoke(args=["articles", "import", str(path)])
+    assert result.exit_code == 1
+    assert "line 1: image_url: 'http://img.ledger.example/b.jpg' is not an absolute https URL" in (
+        result.output
+    )
+    assert "line 2: image_width: must be a whole number, not str" in result.output
+    assert "line 3: image_height: must be a number of pixels from 1 to 10000" in result.output
+    assert "line 4: image_alt: given without image_url" in result.output
+
+    path = write(tmp_path, "good.jsonl", json.dumps(good) + "\n")
+    result = runner.invoke(args=["articles", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    row = stored(app)["https://ledger.example/a"]
+    assert (row.author, row.image_url, row.image_alt, row.image_width, row.image_height) == (
+        "Maria Okafor",
+        "https://img.ledger.example/a.jpg",
+        "The new depot at dawn",
+        800,
+        450,
+    )
+
+
 def test_import_the_sample_file_twice(app: Flask, runner: FlaskCliRunner) -> None:
     first = runner.invoke(args=["articles", "import", str(SAMPLE_JSONL)])
     assert first.exit_code == 0, first.output
@@ -470,18 +573,14 @@ def test_plain_text_and_single_line() -> None:
     assert cleaning.single_line("x" * 600, 500) == "x" * 499 + "…"
 
 
-def test_split_source_only_takes_a_trailing_wordpress_line() -> None:
+def test_strip_boilerplate_drops_only_a_trailing_wordpress_line_and_its_excerpt_mark() -> None:
     summary = (
-        '<p>The post office reopens.</p><p>The post <a href="https://a.example/p">Big news</a> '
-        'appeared first on <a href="https://a.example">Site</a>.</p>'
+        '<p>The post office reopens. [&#8230;]</p><p>The post <a href="https://a.example/p">'
+        'Big news</a> appeared first on <a href="https://a.example">Site</a>.</p>'
     )
-    assert cleaning.split_source(summary) == (
-        "<p>The post office reopens.</p>",
-        "The post Big news appeared first on Site",
-    )
-    assert cleaning.split_source("<p>The post office reopens.</p>") == (
-        "<p>The post office reopens.</p>",
-        "",
+    assert cleaning.strip_boilerplate(summary) == "<p>The post office reopens.…</p>"
+    assert cleaning.strip_boilerplate("<p>The post office reopens.</p>") == (
+        "<p>The post office reopens.</p>"
     )
 
 

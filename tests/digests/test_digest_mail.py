@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
+from newsletter.clock import local_date, utcnow
 from newsletter.db.models import Article, Delivery, Edition, Subscriber
 from newsletter.digests import ledger, planning
 from newsletter.digests.compose import Composer
@@ -141,6 +142,18 @@ def unsubscribe_url(message: EmailMessage) -> str:
 def status_of(app: Flask, email: str) -> str:
     with app.app_context():
         return str(db.session.scalar(select(Subscriber.status).where(Subscriber.email == email)))
+
+
+def assert_only_media_rules_kept(html: str) -> None:
+    """Every style is inlined but the rules no element can carry: media queries, and the
+    Outlook apps' dark-mode attributes, which are only there once the mail is shown."""
+    [sheet] = re.findall(r"<style\b[^>]*>(.*?)</style>", html, re.S | re.I)
+    rules = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", sheet)
+    for selectors in re.findall(r"([^{}]+)\{[^{}]*\}", rules):
+        for selector in selectors.split(","):
+            assert selector.strip() == ":root" or selector.strip().startswith(
+                ("[data-ogsc]", "[data-ogsb]")
+            ), selector
 
 
 def sections_in_text(text: str) -> list[tuple[str, list[str]]]:
@@ -601,11 +614,12 @@ def test_feed_html_in_summaries_is_sanitized(
         "onload",
         "javascript:",
         "<iframe",
-        "<style",
         "<svg",
         "display:none",
     ):
         assert bad not in html, bad
+    # The one stylesheet is the template's own (dark mode and narrow screens); none from the feed.
+    assert re.findall(r"<style\b[^>]*>", html) == ['<style data-css-inline="keep">']
     assert "kept <b>bold</b> and <a" in html
     text = text_part(message)
     assert "Kept bold and more" in text and "alert" not in text
@@ -620,7 +634,7 @@ def test_html_has_inlined_css_a_color_scheme_meta_and_no_external_stylesheets(
     send_daily(runner)
 
     html = html_part(by_recipient(smtp_server)["ann@example.org"].parsed())
-    assert not re.search(r"<style\b", html, re.I)
+    assert_only_media_rules_kept(html)
     assert not re.search(r"<link\b[^>]*stylesheet", html, re.I)
     assert not re.search(r"<script\b", html, re.I)
     assert html.count('style="') >= 5
@@ -671,6 +685,90 @@ def test_text_part_lists_every_article_url_of_the_readers_topics_and_has_no_tags
         assert re.search(rf"^{re.escape(url)}$", text, re.M), url
     assert not re.search(r"</?[a-zA-Z][^>]*>", text), text
     assert "With bold link" in text and "Markets up" in text
+
+
+def test_text_part_keeps_paragraphs_list_items_and_links_apart(
+    app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer
+) -> None:
+    add_article(
+        app,
+        "Council approves the library budget",
+        summary="<p>Opponents warned about running costs.</p><ul><li>Construction starts in "
+        "spring 2027</li><li>Opening planned for autumn 2028</li></ul><p>See <a href="
+        "'https://ledger.example/p'>plans</a> or <a href='https://ledger.example/map'>"
+        "ledger.example/map</a>.</p>",
+    )
+    add_reader(app, "ann@example.org")
+
+    send_daily(runner)
+
+    text = text_part(by_recipient(smtp_server)["ann@example.org"].parsed())
+    assert (
+        "Opponents warned about running costs.\n"
+        "\n"
+        "- Construction starts in spring 2027\n"
+        "- Opening planned for autumn 2028\n"
+        "\n"
+        "See plans (https://ledger.example/p) or https://ledger.example/map.\n"
+    ) in text
+    articles = text[text.index("ANALYTICS") : text.index("\n--\n")]
+    assert max(len(line) for line in articles.splitlines()) <= 72, articles
+
+
+def test_articles_show_their_date_byline_and_image_and_only_an_https_image(
+    app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer
+) -> None:
+    add_article(
+        app,
+        "Depot opens",
+        author="Maria Okafor",
+        image_url="https://img.ledger.example/depot.jpg",
+        image_alt="The new depot at dawn",
+        image_width=1200,
+        image_height=800,
+        minutes_ago=1,
+    )
+    add_article(app, "No picture here", image_url="http://img.ledger.example/x.jpg", minutes_ago=2)
+    add_article(app, "Picture of unknown size", image_url="https://img.ledger.example/y.jpg")
+    add_reader(app, "ann@example.org")
+
+    send_daily(runner)
+
+    message = by_recipient(smtp_server)["ann@example.org"].parsed()
+    html = html_part(message)
+    images = re.findall(r"<img\b[^>]*>", html)
+    assert len(images) == 2, images
+    assert 'src="https://img.ledger.example/depot.jpg"' in images[0]
+    assert 'alt="The new depot at dawn"' in images[0]
+    # Shown at most as wide as the column, in proportion.
+    assert 'width="552"' in images[0] and 'height="368"' in images[0]
+    assert 'width="552"' in images[1] and "height=" not in images[1]
+    assert 'alt="Picture of unknown size"' in images[1]
+    assert "http://img.ledger.example" not in html
+    with app.app_context():
+        today = local_date(utcnow())
+    assert re.search(rf'class="meta"[^>]*>{today} · Maria Okafor</p>', html), html
+    text = text_part(message)
+    assert f"Depot opens\n{today} - Maria Okafor\nhttps://ledger.example/" in text
+
+
+def test_the_inbox_snippet_is_the_first_headlines_not_the_masthead_and_greeting(
+    app: Flask, runner: FlaskCliRunner, smtp_server: SMTPTestServer
+) -> None:
+    for index, title in enumerate(["Depot opens", "Rates held", "Ferry changes", "Fourth"]):
+        add_article(app, title, minutes_ago=index + 1)
+    add_reader(app, "ann@example.org", name="Pat Reader")
+
+    send_daily(runner)
+
+    html = html_part(by_recipient(smtp_server)["ann@example.org"].parsed())
+    body = html[html.index("<body") :]
+    # What a mail client takes for the snippet: the body's text, tags left out.
+    first_text = " ".join(re.sub(r"<[^>]+>", " ", body).split())
+    assert first_text.startswith("Depot opens · Rates held · Ferry changes ")
+    assert "Fourth" not in first_text[: first_text.index("The Daily Ledger")]
+    preheader = re.search(r'<div class="preheader" style="([^"]*)"', body)
+    assert preheader and "display: none" in preheader.group(1)
 
 
 # ---- Topics -------------------------------------------------------------------------------
@@ -819,7 +917,7 @@ def test_preview_to_an_html_file_writes_the_html(
     html = output.read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html>")
     assert "A &amp; B merge" in html and POSTAL in html
-    assert not re.search(r"<style\b", html, re.I)
+    assert_only_media_rules_kept(html)
 
 
 def test_send_without_new_articles_says_so_and_creates_no_edition(

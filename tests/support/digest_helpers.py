@@ -8,6 +8,7 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from itertools import count
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
@@ -29,8 +30,10 @@ def add_article(
     url: str | None = None,
     source: str = "",
     minutes_ago: float | None = None,
+    **columns: Any,
 ) -> str:
-    """Insert one article published within the last hours; returns its URL."""
+    """Insert one article published within the last hours (``columns``: more of its fields,
+    such as ``author`` or ``image_url``); returns its URL."""
     number = next(_numbers)
     url = url or f"https://ledger.example/{slugify(category)}/story-{number}"
     with app.app_context():
@@ -44,6 +47,7 @@ def add_article(
                 topic=slugify(category),
                 source=source,
                 published_at=utcnow() - timedelta(minutes=minutes_ago or number),
+                **columns,
             )
         )
         db.session.commit()
