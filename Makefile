@@ -1,5 +1,6 @@
 # make run: a local newsletter on SQLite with mail going to instance/outbox.
-# make test: the whole suite (PostgreSQL, Redis and Chromium are used when reachable).
+# make test: the whole suite (PostgreSQL, Redis and Chromium are used when reachable); as root
+#   on Debian it first installs the system packages the tests run (.ci/system-packages).
 # make lock: regenerates requirements.lock, the pins every install goes through.
 # make audit: checks requirements.lock for known vulnerabilities.
 # make wheel-check: build the wheel, install it into a fresh venv and use it from outside the tree.
@@ -20,22 +21,28 @@ $(STAMP): pyproject.toml $(LOCK)
 
 run: $(STAMP)
 	FLASK_DEBUG=1 $(BIN)/newsletter db upgrade
-	FLASK_DEBUG=1 $(BIN)/newsletter articles fetch --feed samples/feed.xml
+# The sample feed is loaded with its dates moved so that its newest article is three hours
+# old (samples/dated_feed.py): a digest takes only the last day's or week's articles.
+	$(BIN)/python samples/dated_feed.py instance/sample-feed.xml
+	FLASK_DEBUG=1 $(BIN)/newsletter articles fetch --feed instance/sample-feed.xml
 	@echo "Signup page: http://127.0.0.1:5000/subscribe   Mail: instance/outbox/*.eml"
 	FLASK_DEBUG=1 $(BIN)/newsletter run --host 127.0.0.1 --port 5000
 
+# Without the packages the tests that need them are skipped, each saying what to install.
 test: $(STAMP)
+	.ci/system-packages || echo "make test: going on; the tests that need them will be skipped"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 wheel-check:
 	PYTHON=$(PYTHON) .ci/wheel-check
 
 lint: $(STAMP)
-	$(BIN)/ruff check newsletter tests bench worker.py
-	$(BIN)/ruff format --check newsletter tests bench worker.py
+	$(BIN)/ruff check newsletter tests bench samples worker.py
+	$(BIN)/ruff format --check newsletter tests bench samples worker.py
 	$(BIN)/mypy newsletter
 
 bench: $(STAMP)
+	.ci/system-packages postfix
 	$(BIN)/python bench/digest.py
 
 # Every direct and transitive dependency of the package with its dev extra (test included),

@@ -38,7 +38,7 @@ REDIS_HOST_URL = os.environ.get("NEWSLETTER_BENCH_REDIS_URL", "redis://127.0.0.1
 
 SINK_INSTALL_HINT = """\
 smtp-sink (Debian's postfix package) was not found in /usr/sbin or on PATH.
-Install it without configuring a mail system:
+Install it without configuring a mail system (`make bench` does, when run as root):
 
     echo "postfix postfix/main_mailer_type select No configuration" | sudo debconf-set-selections
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix

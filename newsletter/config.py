@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, ConfigErrors
 
 DEFAULT_SECRET_KEY = "dev-only-change-me"
 
@@ -82,6 +84,37 @@ DEFAULTS: dict[str, Any] = {
 
 LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS")
 
+# Text taken from the environment as written, not as JSON: a password of digits stays a
+# string, a site called "null" keeps its name.
+VERBATIM = (
+    "SECRET_KEY",
+    "SITE_NAME",
+    "MAIL_FROM",
+    "POSTAL_ADDRESS",
+    "LIST_ID",
+    "FEEDBACK_ID",
+    "MAIL_BACKEND",
+    "MAIL_OUTBOX",
+    "SMTP_HOST",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "SMTP_SECURITY",
+    "SMTP_CA_FILE",
+    "SMTP_LOCAL_HOSTNAME",
+    "DKIM_SELECTOR",
+    "DKIM_DOMAIN",
+    "DKIM_PRIVATE_KEY_FILE",
+    "TIMEZONE",
+    "DIGEST_WEEKDAY",
+    "JOURNAL_DIR",
+    "CONSENT_TEXT",
+    "RATELIMIT_SIGNUP",
+    "RATELIMIT_RESEND",
+    "VERP_DOMAIN",
+    "VERP_LOCAL",
+    "BOUNCE_WEBHOOK_TOKEN",
+)
+
 
 def _as_list(value: Any) -> list[str]:
     """Accept a JSON list from the environment or a plain comma-separated string."""
@@ -98,6 +131,9 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     """Layer defaults, environment and test mapping into ``app.config`` and check them."""
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("NEWSLETTER")
+    for key in VERBATIM:
+        if f"NEWSLETTER_{key}" in os.environ:
+            app.config[key] = os.environ[f"NEWSLETTER_{key}"]
     if test_config:
         app.config.from_mapping(test_config)
     for key in LIST_SETTINGS:
@@ -114,35 +150,286 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     check(app)
 
 
-def check(app: Flask) -> None:
-    """Refuse settings that would be unsafe outside debug and testing."""
-    relaxed = app.debug or app.testing
-    if app.config["SECRET_KEY"] in (None, "", DEFAULT_SECRET_KEY) and not relaxed:
-        raise ConfigError(
-            "NEWSLETTER_SECRET_KEY",
-            "the default secret key is only for debug and tests; set a long random value "
-            '(python -c "import secrets; print(secrets.token_urlsafe(48))")',
-        )
-    if app.config["SMTP_SECURITY"] not in ("starttls", "tls", "none"):
-        raise ConfigError("NEWSLETTER_SMTP_SECURITY", "must be starttls, tls or none")
-    if app.config["SMTP_USERNAME"] and app.config["SMTP_SECURITY"] == "none":
-        raise ConfigError(
-            "NEWSLETTER_SMTP_SECURITY",
-            "a username is set but the connection is not encrypted; "
-            "AUTH is only sent over TLS (use starttls or tls)",
-        )
-    if not app.config["TOPICS"]:
-        raise ConfigError("NEWSLETTER_TOPICS", "list at least one topic")
-    from newsletter.readers import topics
+# ---- checks: every setting in DEFAULTS has one (tests/core/test_settings.py makes sure)
 
-    topics.check(app.config["TOPICS"])
+# A check returns what is wrong with a value, or None when it is fine.
+Check = Callable[[Any], "str | None"]
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _is_number(value: Any) -> bool:
+    # JSON true is a bool, and a bool is an int to Python: it is no number of seconds.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(low: int, high: int | None = None, *, optional: bool = False) -> Check:
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if not (_is_number(value) and float(value).is_integer()):
+            return f"must be a whole number {span}"
+        if value < low or (high is not None and value > high):
+            return f"must be a whole number {span}"
+        return None
+
+    return check
+
+
+def _number(low: float, *, above: bool = False) -> Check:
+    span = f"greater than {low:g}" if above else f"at least {low:g}"
+
+    def check(value: Any) -> str | None:
+        if not _is_number(value) or value < low or (above and value == low):
+            return f"must be a number {span}"
+        return None
+
+    return check
+
+
+def _flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _text(*, optional: bool = False, empty: bool = True, one_line: bool = True) -> Check:
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            return "must be text"
+        if not empty and not value.strip():
+            return "must not be empty"
+        if one_line and ("\r" in value or "\n" in value):
+            return "must be one line"
+        return None
+
+    return check
+
+
+def _strings(value: Any) -> str | None:
+    if not all(isinstance(item, str) and item.strip() for item in value):
+        return "must be a list of non-empty texts (JSON or comma-separated)"
+    return None
+
+
+def _url(*schemes: str, optional: bool = False, path: bool = True) -> Check:
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes) if schemes else "scheme://"
+        if not isinstance(value, str):
+            return f"must be a URL ({wanted}...)"
+        parts = urlsplit(value)
+        if (schemes and parts.scheme not in schemes) or not parts.scheme or "://" not in value:
+            return f"must be a URL ({wanted}...)"
+        if schemes and parts.scheme.startswith("http") and not parts.hostname:
+            return "must be a URL with a host name"
+        if not path and (parts.path.strip("/") or parts.query or parts.fragment):
+            return "must be an origin (scheme, host and port, no path)"
+        return None
+
+    return check
+
+
+def _origins(value: Any) -> str | None:
+    origin = _url("https", "http", path=False)
+    for item in value:
+        problem = origin(item)
+        if problem:
+            return f"{problem}, not {item!r}"
+    return None
+
+
+def _choice(*values: str, optional: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if value not in values:
+            return f"must be one of {', '.join(values)}"
+        return None
+
+    return check
+
+
+def _weekday(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip().lower() in WEEKDAYS:
+        return None
+    return f"must be a day of the week ({', '.join(WEEKDAYS)})"
+
+
+def _mapping(value: Any) -> str | None:
+    return None if isinstance(value, Mapping) else "must be a JSON object"
+
+
+def _rate_limits(value: Any) -> str | None:
+    from limits import parse_many
+
     try:
-        ZoneInfo(str(app.config["TIMEZONE"]))
-    except (ValueError, OSError, ZoneInfoNotFoundError) as exc:  # OSError: a folder name
-        raise ConfigError(
-            "NEWSLETTER_TIMEZONE",
-            f"{app.config['TIMEZONE']!r} is not an IANA time zone (e.g. Europe/Berlin)",
-        ) from exc
-    from newsletter.mail.backends import backend_class
+        parse_many(value)
+    except (ValueError, TypeError):
+        return 'must be limits like "10 per minute; 100 per hour"'
+    return None
 
-    backend_class(str(app.config["MAIL_BACKEND"]))  # an unknown name fails at start, not mid-send
+
+def _database_url(value: Any) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(str(value))
+    except ArgumentError:
+        return "must be a database URL (sqlite:///path or postgresql+psycopg://...)"
+    return None
+
+
+def _mailbox(value: Any) -> str | None:
+    from newsletter.mail.message import _parse_mailbox
+
+    if not isinstance(value, str):
+        return "must be a mailbox, e.g. The Daily Ledger <newsletter@example.com>"
+    try:
+        found = _parse_mailbox(value)
+    except (ConfigError, IndexError, ValueError):
+        found = None
+    if found is None or not found.username or not found.domain:
+        return "must be one mailbox, e.g. The Daily Ledger <newsletter@example.com>"
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "SECRET_KEY": _text(empty=False),
+    "SECRET_KEY_FALLBACKS": _strings,
+    "SQLALCHEMY_DATABASE_URI": _database_url,
+    "SQLALCHEMY_ENGINE_OPTIONS": _mapping,
+    "BROKER_URL": _url(optional=True),
+    "BASE_URL": _url("https", "http"),
+    "SITE_NAME": _text(empty=False),
+    "MAIL_FROM": _mailbox,
+    "POSTAL_ADDRESS": _text(one_line=False),  # doctor refuses an empty or example one
+    "LIST_ID": _text(optional=True),
+    "FEEDBACK_ID": _text(optional=True),
+    "MAIL_BACKEND": _text(empty=False),  # the name is looked up below
+    "MAIL_OUTBOX": _text(empty=False),
+    "SMTP_HOST": _text(empty=False),
+    "SMTP_PORT": _whole(1, 65535),
+    "SMTP_USERNAME": _text(optional=True),
+    "SMTP_PASSWORD": _text(optional=True),
+    "SMTP_SECURITY": _choice("starttls", "tls", "none"),
+    "SMTP_TIMEOUT": _number(0, above=True),
+    "SMTP_CA_FILE": _text(optional=True),
+    "SMTP_LOCAL_HOSTNAME": _text(optional=True),
+    "DKIM_SELECTOR": _text(optional=True),
+    "DKIM_DOMAIN": _text(optional=True),
+    "DKIM_PRIVATE_KEY_FILE": _text(optional=True),  # doctor loads the key
+    "FEEDS": _strings,
+    "FEED_TIMEOUT": _number(0, above=True),
+    "TOPICS": _strings,  # and the rules of readers.topics, below
+    "TIMEZONE": _text(empty=False),  # looked up below
+    "DIGEST_HOUR": _whole(0, 23),
+    "DIGEST_WEEKDAY": _weekday,
+    "DIGEST_MAX_ARTICLES": _whole(1),
+    "BATCH_SIZE": _whole(1),
+    "JOURNAL_EVERY": _whole(1),
+    "JOURNAL_DIR": _text(empty=False),
+    "MAX_ATTEMPTS": _whole(1),
+    "RETRY_BASE_SECONDS": _number(0, above=True),
+    "LEASE_SECONDS": _number(0, above=True),
+    "RECOVER_EVERY_SECONDS": _number(0, above=True),
+    "SEND_RATE": _number(0),
+    "CONFIRM_MAX_AGE_DAYS": _number(0, above=True),
+    "CONFIRM_MAILS_PER_DAY": _whole(1),
+    "SIGNUP_MIN_SECONDS": _number(0),
+    "SIGNUP_FORM_MAX_AGE_HOURS": _number(0, above=True),
+    "EMBED_ORIGINS": _origins,
+    "CONSENT_TEXT": _text(empty=False, one_line=False),
+    "PROXY_FIX_X_FOR": _whole(0),
+    "RATELIMIT_STORAGE_URI": _url(),
+    "RATELIMIT_SIGNUP": _rate_limits,
+    "RATELIMIT_RESEND": _rate_limits,
+    "RATELIMIT_HEADERS_ENABLED": _flag,
+    "WTF_CSRF_TIME_LIMIT": _whole(1, optional=True),
+    "SESSION_COOKIE_SAMESITE": _choice("Lax", "Strict", "None", optional=True),
+    "SESSION_COOKIE_HTTPONLY": _flag,
+    "MAX_CONTENT_LENGTH": _whole(1),
+    "VERP_DOMAIN": _text(optional=True),
+    "VERP_LOCAL": _text(),  # empty: "bounces"; its characters are checked where it is used
+    "SOFT_BOUNCE_LIMIT": _whole(1),
+    "SOFT_BOUNCE_WINDOW_DAYS": _number(0, above=True),
+    "BOUNCE_WEBHOOK_TOKEN": _text(optional=True),
+    "BOUNCE_MAX_BYTES": _whole(1),
+}
+
+
+# Their values are never repeated in a message (it may end up in a log).
+SECRETS = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "SMTP_PASSWORD", "BOUNCE_WEBHOOK_TOKEN")
+
+
+def _shown(key: str, value: Any) -> str:
+    # A list's check names the item that is wrong.
+    return "" if key in SECRETS or key in LIST_SETTINGS else f", not {value!r}"
+
+
+def problems(app: Flask) -> list[ConfigError]:
+    """Everything wrong with the settings, each naming its setting; empty when all is well."""
+    config = app.config
+    found = [
+        ConfigError(f"NEWSLETTER_{key}", problem + _shown(key, config[key]))
+        for key, check in CHECKS.items()
+        if (problem := check(config[key])) is not None
+    ]
+    wrong = {error.setting for error in found}
+    relaxed = app.debug or app.testing
+    if config["SECRET_KEY"] in (None, "", DEFAULT_SECRET_KEY) and not relaxed:
+        found.append(
+            ConfigError(
+                "NEWSLETTER_SECRET_KEY",
+                "the default secret key is only for debug and tests; set a long random value "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")',
+            )
+        )
+    if config["SMTP_USERNAME"] and config["SMTP_SECURITY"] == "none":
+        found.append(
+            ConfigError(
+                "NEWSLETTER_SMTP_SECURITY",
+                "a username is set but the connection is not encrypted; "
+                "AUTH is only sent over TLS (use starttls or tls)",
+            )
+        )
+    if "NEWSLETTER_TOPICS" not in wrong:
+        from newsletter.readers import topics
+
+        try:
+            if not config["TOPICS"]:
+                raise ConfigError("NEWSLETTER_TOPICS", "list at least one topic")
+            topics.check(config["TOPICS"])
+        except ConfigError as exc:
+            found.append(exc)
+    if "NEWSLETTER_TIMEZONE" not in wrong:
+        try:
+            ZoneInfo(str(config["TIMEZONE"]))
+        except (ValueError, OSError, ZoneInfoNotFoundError):  # OSError: a folder name
+            found.append(
+                ConfigError(
+                    "NEWSLETTER_TIMEZONE",
+                    f"{config['TIMEZONE']!r} is not an IANA time zone (e.g. Europe/Berlin)",
+                )
+            )
+    if "NEWSLETTER_MAIL_BACKEND" not in wrong:
+        from newsletter.mail.backends import backend_class
+
+        try:
+            backend_class(str(config["MAIL_BACKEND"]))  # unknown: refused at start, not mid-send
+        except ConfigError as exc:
+            found.append(exc)
+    return found
+
+
+def check(app: Flask) -> None:
+    """Refuse settings that are malformed, out of range, or unsafe outside debug and testing."""
+    found = problems(app)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise ConfigErrors(found)

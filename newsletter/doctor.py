@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import text
 
+from newsletter import config
 from newsletter.config import DEFAULT_SECRET_KEY, DEFAULTS
 from newsletter.errors import ConfigError, MailError
 from newsletter.extensions import db
@@ -24,6 +26,24 @@ class Finding:
 
 
 Check = Callable[[Flask, "str | None"], Iterator[Finding]]
+
+
+def _settings(app: Flask, _: str | None) -> Iterator[Finding]:
+    """Every setting's own check (as at start-up), then what is only read when used."""
+    from newsletter.mail import verp
+
+    found = [(str(problem), f"correct {problem.setting}") for problem in config.problems(app)]
+    ca_file = app.config["SMTP_CA_FILE"]
+    if ca_file and not Path(ca_file).is_file():
+        found.append((f"NEWSLETTER_SMTP_CA_FILE: {ca_file} is not a file", "give the CA's path"))
+    try:
+        verp.local_part()
+    except ConfigError as exc:
+        found.append((str(exc), "e.g. NEWSLETTER_VERP_LOCAL=bounces"))
+    for message, fix in found:
+        yield Finding("error", "settings", message, fix)
+    if not found:
+        yield Finding("ok", "settings", f"all {len(config.CHECKS)} are valid")
 
 
 def _secret(app: Flask, _: str | None) -> Iterator[Finding]:
@@ -209,7 +229,16 @@ def _database(app: Flask, _: str | None) -> Iterator[Finding]:
         )
 
 
-CHECKS: tuple[Check, ...] = (_secret, _base_url, _postal_address, _dkim, _smtp, _broker, _database)
+CHECKS: tuple[Check, ...] = (
+    _settings,
+    _secret,
+    _base_url,
+    _postal_address,
+    _dkim,
+    _smtp,
+    _broker,
+    _database,
+)
 
 
 def run(app: Flask, dkim_record: str | None = None) -> list[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 
@@ -15,6 +16,7 @@ class ConfigError(NewsletterError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(f"{setting}: {message}")
         self.setting = setting
+        self.message = message
 
 
 class InvalidAddress(NewsletterError):
@@ -120,3 +122,14 @@ class ImportFileError(NewsletterError):
         super().__init__(f"line {line}: {reason}")
         self.line = line
         self.reason = reason
+
+
+class ConfigErrors(ConfigError):
+    """Several settings are wrong at once; ``errors`` holds each one, in order."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        super().__init__(errors[0].setting, errors[0].message)
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)

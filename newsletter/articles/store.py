@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from flask import current_app
-from sqlalchemy import Insert, select
+from sqlalchemy import Insert, func, select
 
 from newsletter.articles.cleaning import ArticleRecord
 from newsletter.articles.feeds import (
@@ -24,6 +24,7 @@ from newsletter.db.dialect import upsert
 from newsletter.db.models import Article, FeedState
 from newsletter.errors import FeedDeferred, FeedError
 from newsletter.extensions import db
+from newsletter.readers.topics import available
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,17 @@ def recent_articles(limit: int = 20, topic: str | None = None) -> list[Article]:
     if topic:
         query = query.where(Article.topic == topic)
     return list(db.session.scalars(query))
+
+
+def stray_categories() -> dict[str, int]:
+    """Stored articles per category that is no configured topic: no reader can pick them."""
+    rows = db.session.execute(
+        select(Article.category, func.count())
+        .where(Article.topic.not_in(list(available())))
+        .group_by(Article.category)
+        .order_by(Article.category)
+    )
+    return {category: count for category, count in rows}
 
 
 def fetch_configured() -> dict[str, int]:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.bounces import parse
 from newsletter.bounces.parse import Report, Unparseable
 from newsletter.clock import utcnow
-from newsletter.db.models import BounceEvent, BounceKind, Delivery
+from newsletter.db.models import BounceEvent, BounceKind, Delivery, Subscriber
 from newsletter.digests import ledger
 from newsletter.extensions import db
 from newsletter.mail import verp
@@ -59,6 +59,7 @@ class Summary:
     unparseable: list[tuple[str, str]] = field(default_factory=list)
     policy: list[Outcome] = field(default_factory=list)
     suppressed: int = 0
+    suppressed_readers: list[int] = field(default_factory=list)  # the first DETAIL_LIMIT
 
     @property
     def processed(self) -> int:
@@ -67,6 +68,9 @@ class Summary:
     def add(self, label: str, outcome: Outcome) -> None:
         self.counts[outcome.result] += 1
         self.suppressed += outcome.suppressed
+        listed = len(self.suppressed_readers) < DETAIL_LIMIT
+        if outcome.suppressed and outcome.subscriber_id is not None and listed:
+            self.suppressed_readers.append(outcome.subscriber_id)
         if outcome.result == "ignored":
             known = outcome.reason in self.ignored or len(self.ignored) < DETAIL_LIMIT
             key = outcome.reason if known else "other reasons"
@@ -98,31 +102,18 @@ class Summary:
             ],
         }
 
-    def lines(self) -> list[str]:
-        """The summary as the CLI prints it."""
-        c = self.counts
-        out = [
-            f"Processed {self.processed:,} messages: {c['hard']:,} hard, {c['soft']:,} soft, "
-            f"{c['policy']:,} policy, {c['complaint']:,} complaints, {c['ignored']:,} ignored, "
-            f"{c['unparseable']:,} unparseable.",
-            f"Suppressed {self.suppressed:,} addresses.",
-        ]
-        if c["policy"]:
-            out.append(
-                f"Policy rejections: {c['policy']:,} (nothing suppressed; check the sending "
-                "IP's and domain's reputation, block lists, SPF, DKIM and DMARC):"
-            )
-            out += [
-                f"  {item.status or '-':<8} delivery {item.delivery_id or '-'}: {item.diagnostic}"
-                for item in self.policy
-            ]
-        if self.ignored:
-            out.append("Ignored:")
-            out += [f"  {number:>6,}  {reason}" for reason, number in self.ignored.most_common()]
-        if self.unparseable:
-            out.append("Unparseable:")
-            out += [f"  {label}: {reason}" for label, reason in self.unparseable]
-        return out
+    def suppressed_addresses(self) -> list[str]:
+        """The suppressed readers' addresses, in the order their reports came."""
+        if not self.suppressed_readers:
+            return []
+        found = dict(
+            db.session.execute(
+                select(Subscriber.id, Subscriber.email).where(
+                    Subscriber.id.in_(self.suppressed_readers)
+                )
+            ).all()
+        )
+        return [found[key] for key in self.suppressed_readers if key in found]
 
 
 def process_message(raw: bytes, source: str, *, now: datetime | None = None) -> Outcome:

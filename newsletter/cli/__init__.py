@@ -24,10 +24,14 @@ def init_app(app: Flask) -> None:
 
 def _create_app() -> Flask:
     from newsletter import create_app
-    from newsletter.errors import ConfigError
+    from newsletter.errors import ConfigError, ConfigErrors
 
     try:
         return create_app()
+    except ConfigErrors as exc:
+        # Every mistake at once, so the operator does not fix them one run at a time.
+        lines = "\n".join(f"  {error}" for error in exc.errors)
+        raise click.ClickException(f"{len(exc.errors)} settings are wrong:\n{lines}") from exc
     except ConfigError as exc:
         # An operator's settings mistake is a message naming the setting, not a traceback.
         raise click.ClickException(str(exc)) from exc

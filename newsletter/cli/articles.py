@@ -11,9 +11,11 @@ from flask.cli import AppGroup
 
 from newsletter.articles import cleaning, importing, store
 from newsletter.articles.feeds import feed_timeout
+from newsletter.cli.output import plural
 from newsletter.db.models import Article
 from newsletter.errors import FeedError, InvalidArticle
 from newsletter.extensions import db
+from newsletter.readers.topics import available
 
 articles = AppGroup("articles", help="Fetch, add, import and list the site's articles.")
 
@@ -36,6 +38,7 @@ def fetch(feeds: tuple[str, ...]) -> None:
         raise click.UsageError("no feeds: pass --feed URL_OR_PATH or set NEWSLETTER_FEEDS")
     timeout = feed_timeout()
     seen: Counter[str] = Counter()
+    strays_before = store.stray_categories()
     for feed in chosen:
         try:
             report = store.fetch_and_store(feed, timeout=timeout)
@@ -59,10 +62,28 @@ def fetch(feeds: tuple[str, ...]) -> None:
             f"{len(chosen)} feeds: {seen['updated']} updated, {seen['unchanged']} unchanged, "
             f"{seen['deferred']} deferred, {seen['failed']} failed"
         )
+    _warn_strays(strays_before)
     if seen["failed"]:
         # The good feeds are stored already; the status tells cron or CI that one was not.
-        click.echo(f"{seen['failed']} of {len(chosen)} feeds failed", err=True)
+        click.echo(f"{seen['failed']} of {plural(len(chosen), 'feed')} failed", err=True)
         raise SystemExit(1)
+
+
+def _warn_strays(before: dict[str, int]) -> None:
+    """Warn about each category that gained articles although it is no configured topic."""
+    for category, count in store.stray_categories().items():
+        new = count - before.get(category, 0)
+        if new > 0:
+            _warn_stray(category, f"{plural(new, 'new article')} in")
+
+
+def _warn_stray(category: str, what: str) -> None:
+    topics = ", ".join(available().values())
+    click.echo(
+        f'warning: {what} "{category}", which is no configured topic ({topics}): '
+        "no reader can choose it. Add it to NEWSLETTER_TOPICS or use one of those categories.",
+        err=True,
+    )
 
 
 @articles.command("add")
@@ -99,6 +120,8 @@ def add(
     db.session.commit()
     if added:
         click.echo(f'Added "{record.title}" ({record.category}, guid {record.guid})')
+        if record.topic not in available():
+            _warn_stray(record.category, "the article is filed under")
     else:
         click.echo(f"Already known: guid {record.guid}; nothing changed")
 
@@ -116,17 +139,19 @@ def import_(file: Path) -> None:
     if errors:
         shown = errors[:MAX_ERRORS_SHOWN]
         more = len(errors) - len(shown)
-        lines = [f"{file}: nothing imported; {len(errors)} bad line(s):", *shown]
+        lines = [f"{file}: nothing imported; {plural(len(errors), 'bad line')}:", *shown]
         if more:
             lines.append(f"... and {more} more")
         raise click.ClickException("\n".join(lines))
+    strays_before = store.stray_categories()
     try:
         added, skipped = store.upsert_articles(records)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    click.echo(f"{file}: {added} new, {skipped} already known")
+    click.echo(f"{file}: {added:,} new, {skipped:,} already known")
+    _warn_strays(strays_before)
 
 
 def _cell(text: str, width: int) -> str:
@@ -134,12 +159,17 @@ def _cell(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# After a section that is no configured topic, in the list.
+STRAY = " (no topic)"
+
+
 def _table(rows: list[Article]) -> list[str]:
     """Lay articles out as aligned columns: published, section, title, url."""
+    configured = available()
     cells = [
         (
             row.published_at.strftime("%Y-%m-%d %H:%M"),
-            _cell(row.category, 20),
+            _cell(row.category, 20) + ("" if row.topic in configured else STRAY),
             _cell(row.title, 60),
             row.url,
         )
@@ -164,3 +194,8 @@ def list_(limit: int, topic: str | None) -> None:
         return
     for line in _table(rows):
         click.echo(line.rstrip())
+    if any(row.topic not in available() for row in rows):
+        click.echo(
+            f"{STRAY.strip()}: a section no reader can choose; the topics are "
+            f"{', '.join(available().values())} (NEWSLETTER_TOPICS)."
+        )

@@ -15,6 +15,7 @@ from flask.cli import AppGroup
 
 from newsletter.bounces.parse import split_mbox
 from newsletter.bounces.process import Outcome, Summary, process_message
+from newsletter.cli.output import plural
 
 bounces = AppGroup("bounces", help="Process bounces (DSNs) and complaints (ARF reports).")
 
@@ -37,8 +38,39 @@ def process(source: str) -> None:
         else:
             outcome = process_message(raw, origin)
         summary.add(label, outcome)
-    for line in summary.lines():
+    for line in summary_lines(summary):
         click.echo(line)
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """The summary as the command prints it, naming each suppressed address."""
+    c = summary.counts
+    out = [
+        f"Processed {plural(summary.processed, 'message')}: {c['hard']:,} hard, "
+        f"{c['soft']:,} soft, {c['policy']:,} policy, {plural(c['complaint'], 'complaint')}, "
+        f"{c['ignored']:,} ignored, {c['unparseable']:,} unparseable.",
+        f"Suppressed {plural(summary.suppressed, 'address', 'addresses')}"
+        + (":" if summary.suppressed else "."),
+    ]
+    out += [f"  {email}" for email in summary.suppressed_addresses()]
+    if summary.suppressed > len(summary.suppressed_readers):
+        out.append(f"  ... and {summary.suppressed - len(summary.suppressed_readers):,} more")
+    if c["policy"]:
+        out.append(
+            f"Policy rejections: {c['policy']:,} (nothing suppressed; check the sending "
+            "IP's and domain's reputation, block lists, SPF, DKIM and DMARC):"
+        )
+        out += [
+            f"  {item.status or '-':<8} delivery {item.delivery_id or '-'}: {item.diagnostic}"
+            for item in summary.policy
+        ]
+    if summary.ignored:
+        out.append("Ignored:")
+        out += [f"  {number:>6,}  {reason}" for reason, number in summary.ignored.most_common()]
+    if summary.unparseable:
+        out.append("Unparseable:")
+        out += [f"  {label}: {reason}" for label, reason in summary.unparseable]
+    return out
 
 
 def messages(source: str, limit: int) -> Iterator[tuple[str, bytes | None]]:

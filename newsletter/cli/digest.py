@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 
 from newsletter import jobs
 from newsletter.bounces.process import bounce_counts
+from newsletter.cli.output import plural, progress, write_bytes, write_text
 from newsletter.clock import utcnow
 from newsletter.db.models import (
     BounceKind,
@@ -57,16 +58,16 @@ def preview(email: str | None, output: Path | None, frequency: str) -> None:
         id=0, frequency=frequency, created_at=utcnow(), articles=tuple(map(article_view, articles))
     )
     reader = _preview_reader(email, content)
-    message = Composer(content).message(reader)
+    message = Composer(content, preview=True).message(reader)
     if output is None:
         click.echo(f"Subject: {_part(message.data, 'Subject')}\n")
         click.echo(_part(message.data, "plain"))
         return
     if output.suffix.lower() == ".eml":
-        output.write_bytes(message.data)
+        size, what = write_bytes(output, message.data), "the mail"
     else:
-        output.write_text(_part(message.data, "html"), encoding="utf-8")
-    click.echo(f"Wrote {output} ({len(message.data):,} bytes as mail).")
+        size, what = write_text(output, _part(message.data, "html")), "its HTML part"
+    click.echo(f"Wrote {what} to {output} ({size:,} bytes).")
 
 
 def _part(data: bytes, which: str) -> str:
@@ -119,7 +120,7 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
         found = ledger.recover()
         click.echo(
             f"Resuming edition {edition.id} ({frequency}); "
-            f"{found['requeued']} rows queued again, {found['unknown']} marked unknown."
+            f"{plural(found['requeued'], 'row')} queued again, {found['unknown']:,} marked unknown."
         )
     else:
         edition = planning.plan(frequency)
@@ -128,13 +129,14 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
             return
         total = sum(ledger.counts(edition.id).values())
         click.echo(
-            f"Edition {edition.id}: {len(edition.article_rows)} articles for {total:,} readers "
+            f"Edition {edition.id}: {plural(len(edition.article_rows), 'article')} for "
+            f"{plural(total, 'reader')} "
             f"(planned in {edition.planning_seconds or 0:.2f}s)."
         )
     edition_id = edition.id
     if not jobs.in_process():
         queued = sending.dispatch(edition_id)
-        click.echo(f"Queued {queued} batches.")
+        click.echo(f"Queued {plural(queued, 'batch', 'batches')}.")
         if no_wait:
             click.echo(f"Follow it with: newsletter digest status {edition_id}")
             return
@@ -150,7 +152,8 @@ def _dry_run(frequency: str) -> None:
         click.echo(f"No new articles since the last {frequency} edition: nothing would be sent.")
         return
     click.echo(
-        f"Dry run: a {frequency} edition of {len(articles)} articles to {readers:,} readers."
+        f"Dry run: a {frequency} edition of {plural(len(articles), 'article')} "
+        f"to {plural(readers, 'reader')}."
     )
     for article in articles:
         click.echo(f"  [{article.category}] {article.title}")
@@ -192,11 +195,11 @@ def _send_here(edition_id: int) -> None:
     """Without a broker this process sends every batch itself, waiting out retry delays."""
     total = sum(ledger.counts(edition_id).values())
     size = int(current_app.config["BATCH_SIZE"])
-    with click.progressbar(length=total, label="Sending", show_pos=True, show_eta=True) as bar:
+    with progress(total, "Sending") as update:
         while True:
             for first_id, last_id in ledger.batches(edition_id, size):
                 result = sending.send_batch(edition_id, first_id, last_id)
-                bar.update(result.sent + result.failed + result.skipped + result.unknown)
+                update(result.sent + result.failed + result.skipped + result.unknown)
             if ledger.finish_if_done(edition_id):
                 break
             wait = ledger.next_due(edition_id)
@@ -226,7 +229,8 @@ def status(edition_id: int | None) -> None:
     counts = ledger.counts(edition.id)
     click.echo(
         f"Edition {edition.id} ({edition.frequency}, {edition.state}), "
-        f"created {edition.created_at:%Y-%m-%d %H:%M} UTC, {len(edition.article_rows)} articles"
+        f"created {edition.created_at:%Y-%m-%d %H:%M} UTC, "
+        f"{plural(len(edition.article_rows), 'article')}"
     )
     for kind in DeliveryState:
         click.echo(f"  {kind.value:<11} {counts.get(kind, 0):>10,}")
@@ -256,8 +260,7 @@ def unknowns(edition_id: int) -> None:
         click.echo(f"Edition {edition_id} has no message whose outcome is unknown.")
         return
     ids = ledger.message_ids([delivery_id for delivery_id, _, _ in rows])
-    noun = "message" if len(rows) == 1 else "messages"
-    click.echo(f"Edition {edition_id}: {len(rows):,} {noun} whose outcome is unknown.")
+    click.echo(f"Edition {edition_id}: {plural(len(rows), 'message')} whose outcome is unknown.")
     for delivery_id, email, reason in rows:
         click.echo(f"  {email}  {ids.get(delivery_id, '')}")
         click.echo(f"      {reason}")
@@ -315,15 +318,14 @@ def reoffer(
     if not chosen:
         click.echo("Nothing to re-offer.")
         return
-    noun = "reader" if len(chosen) == 1 else "readers"
     if not yes:
         click.confirm(
-            f"Send edition {edition_id} again to {len(chosen):,} {noun}? Any of them whose "
-            "copy the relay kept will get a second one.",
+            f"Send edition {edition_id} again to {plural(len(chosen), 'reader')}? "
+            "Any of them whose copy the relay kept will get a second one.",
             abort=True,
         )
     changed = ledger.reoffer(edition_id, chosen)
-    click.echo(f"Re-offered edition {edition_id} to {changed:,} {noun}.")
+    click.echo(f"Re-offered edition {edition_id} to {plural(changed, 'reader')}.")
     if jobs.in_process():
         db.session.commit()
         _send_here(edition_id)
@@ -331,5 +333,6 @@ def reoffer(
     else:
         queued = sending.dispatch(edition_id)
         click.echo(
-            f"Queued {queued} batches. Follow it with: newsletter digest status {edition_id}"
+            f"Queued {plural(queued, 'batch', 'batches')}. "
+            f"Follow it with: newsletter digest status {edition_id}"
         )

@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from newsletter.cli.output import plural
 from newsletter.doctor import run
 
 MARKS = {"ok": "ok     ", "warning": "warning", "error": "ERROR  "}
@@ -22,6 +23,7 @@ def doctor(dkim_record: str | None) -> None:
         if finding.fix and finding.level != "ok":
             click.echo(f"           fix: {finding.fix}")
     errors = sum(finding.level == "error" for finding in findings)
-    click.echo(f"{errors} error(s), {sum(f.level == 'warning' for f in findings)} warning(s).")
+    warnings = sum(finding.level == "warning" for finding in findings)
+    click.echo(f"{plural(errors, 'error')}, {plural(warnings, 'warning')}.")
     if errors:
         raise SystemExit(1)

@@ -14,6 +14,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter import jobs
+from newsletter.cli.output import plural, progress, text_file, write_text
 from newsletter.db.models import Frequency, Status
 from newsletter.errors import ImportFileError, InvalidAddress, InvalidReaderField, ReaderRefused
 from newsletter.extensions import db
@@ -88,7 +89,7 @@ def list_(status: str | None, topic: str | None) -> None:
         )
         click.echo("  ".join(cells) + f"  {row.created_at:%Y-%m-%d %H:%M}")
         count += 1
-    click.echo(f"{count:,} reader{'s' if count != 1 else ''}.")
+    click.echo(f"{plural(count, 'reader')}.")
 
 
 @subscribers.command("add")
@@ -157,8 +158,8 @@ def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> N
     started = time.perf_counter()
     with CsvImport(file, confirmed=confirmed, source=f"import:{file.name}") as job:
         try:
-            with click.progressbar(length=job.line_count(), label="Checking ") as bar:
-                checked = job.check(bar.update)
+            with progress(job.line_count(), "Checking ") as update:
+                checked = job.check(update)
         except ImportFileError as exc:
             raise click.ClickException(f"{file}: nothing imported; {exc}") from exc
         # The check only read; ending its transaction lets the writes start from a fresh
@@ -171,12 +172,12 @@ def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> N
             ignored = _printable(", ".join(checked.ignored_columns))
             click.echo(f"Ignored columns: {ignored}", err=True)
         click.echo(
-            f"{file}: {checked.rows:,} rows; {checked.valid:,} to import, "
+            f"{file}: {plural(checked.rows, 'row')}; {checked.valid:,} to import, "
             f"{checked.errors:,} invalid, {checked.skipped:,} skipped."
         )
         if checked.errors and not skip_invalid:
             raise click.ClickException(
-                f"nothing imported: {checked.errors:,} invalid row(s) listed above; "
+                f"nothing imported: {plural(checked.errors, 'invalid row')} listed above; "
                 "correct them, or pass --skip-invalid to import the others"
             )
         if dry_run:
@@ -186,8 +187,8 @@ def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> N
             click.echo("Nothing to import.")
             return
         try:
-            with click.progressbar(length=checked.valid, label="Importing") as bar:
-                written = job.write(bar.update)
+            with progress(checked.valid, "Importing") as update:
+                written = job.write(update)
             db.session.commit()
         except BaseException:
             db.session.rollback()
@@ -196,7 +197,8 @@ def import_(file: Path, confirmed: bool, dry_run: bool, skip_invalid: bool) -> N
         click.echo(str(problem), err=True)
     state = Status.ACTIVE if confirmed else Status.PENDING
     click.echo(
-        f"Imported {written.imported:,} readers ({state}) in {time.perf_counter() - started:.1f}s."
+        f"Imported {plural(written.imported, 'reader')} ({state}) "
+        f"in {time.perf_counter() - started:.1f}s."
     )
     if written.pending_ids:
         _send_confirmations(written.pending_ids)
@@ -206,9 +208,10 @@ def _send_confirmations(ids: array[int]) -> None:
     """One confirmation mail per imported reader, after the commit the task depends on."""
     queued = not jobs.in_process()
     label = "Queueing confirmation mails" if queued else "Sending confirmation mails"
-    with click.progressbar(ids, label=label) as bar:
-        for subscriber_id in bar:
+    with progress(len(ids), label) as update:
+        for subscriber_id in ids:
             notices.enqueue(int(subscriber_id), Notice.CONFIRM)
+            update(1)
     db.session.commit()  # nothing is read above; should that change, this still sends them
 
 
@@ -232,9 +235,9 @@ def export(fmt: str, output: Path | None, status: str | None, topic: str | None)
     if output is None:
         write(rows, sys.stdout)
         return
-    with output.open("w", encoding="utf-8", newline="") as handle:
+    with text_file(output) as handle:
         count = write(rows, handle)
-    click.echo(f"Exported {count:,} readers to {output}.", err=True)
+    click.echo(f"Exported {plural(count, 'reader')} to {output}.", err=True)
 
 
 @subscribers.command("stats")
@@ -251,6 +254,11 @@ def stats(as_json: bool) -> None:
         {numbers.topic_names.get(slug, slug): n for slug, n in numbers.by_topic.items()},
     )
     _section("Active readers by frequency", numbers.by_frequency)
+    _section(
+        "Suppressed addresses (never mailed again)",
+        numbers.suppressed,
+        total=sum(numbers.suppressed.values()),
+    )
     rate = numbers.churn_rate
     _section(
         f"Last {WINDOW_DAYS} days (since {numbers.since:%Y-%m-%d})",
@@ -288,7 +296,7 @@ def export_data(addr: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        write_text(output, text + "\n")
         click.echo(f"Wrote {output}.", err=True)
 
 

@@ -72,10 +72,11 @@ class Reader:
 class Composer:
     """Builds each reader's digest from one MessageTemplate per distinct set of topics."""
 
-    def __init__(self, content: EditionContent) -> None:
+    def __init__(self, content: EditionContent, *, preview: bool = False) -> None:
         self.content = content
         self._templates: dict[frozenset[str], MessageTemplate] = {}
-        self.web_url = external_url("archive.edition", edition_id=content.id)
+        # A preview is no edition: no archive page to point at.
+        self.web_url = None if preview else external_url("archive.edition", edition_id=content.id)
         # Link prefixes resolved once; per reader only the signed token is added.
         self._unsubscribe = external_url("manage.unsubscribe_page", token="-")[:-1]
         self._preferences = external_url("manage.preferences", token="-")[:-1]

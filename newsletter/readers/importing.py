@@ -123,8 +123,11 @@ class CsvImport:
 
     def line_count(self) -> int:
         """Physical lines in the file, for a progress bar's length."""
+        count, last = 0, b"\n"
         with self.path.open("rb") as handle:
-            return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                count, last = count + block.count(b"\n"), block[-1:]
+        return count + (last != b"\n")  # a last line without its newline is a line too
 
     def check(self, progress: Progress = _no_progress) -> CheckResult:
         """Read and check every row; raises ImportFileError when the file cannot be read."""
@@ -134,6 +137,7 @@ class CsvImport:
                 reader = csv.reader(handle)
                 columns = self._header(reader)
                 previous = reader.line_num
+                progress(previous)  # the header's lines count towards the file's length
                 for row in reader:
                     line, previous = previous + 1, reader.line_num
                     progress(reader.line_num - line + 1)

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from newsletter.clock import utcnow
-from newsletter.db.models import Frequency, Status, Subscriber, SubscriberTopic
+from newsletter.db.models import Frequency, Status, Subscriber, SubscriberTopic, Suppression
 from newsletter.extensions import db
 from newsletter.readers import topics
+from newsletter.readers.suppression import ERASED
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Stats:
     confirmed: int  # growth: readers whose (latest) confirmation falls in the window
     unsubscribed: int  # churn: confirmed readers who unsubscribed in the window
     topic_names: dict[str, str] = field(default_factory=dict)
+    # Addresses never to be mailed again, by reason: a reader who had unsubscribed before
+    # their mail bounced keeps the status unsubscribed, and is counted here.
+    suppressed: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -50,6 +54,7 @@ class Stats:
             "by_status": self.by_status,
             "active_by_topic": self.by_topic,
             "active_by_frequency": self.by_frequency,
+            "suppressed": self.suppressed,
             "window": {
                 "since": self.since.isoformat(),
                 "days": WINDOW_DAYS,
@@ -105,4 +110,12 @@ def count_readers(now: datetime | None = None) -> Stats:
         )
         or 0
     )
-    return Stats(by_status, by_topic, by_frequency, since, confirmed, unsubscribed, names)
+    suppressed = dict.fromkeys(map(str, (Status.BOUNCED, Status.COMPLAINED, ERASED)), 0)
+    suppressed.update(
+        db.session.execute(
+            select(Suppression.reason, func.count()).group_by(Suppression.reason)
+        ).all()
+    )
+    return Stats(
+        by_status, by_topic, by_frequency, since, confirmed, unsubscribed, names, suppressed
+    )

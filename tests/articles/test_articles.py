@@ -369,7 +369,7 @@ def test_import_is_all_or_nothing(app: Flask, runner: FlaskCliRunner, tmp_path: 
     result = runner.invoke(args=["articles", "import", str(path)])
 
     assert result.exit_code == 1
-    assert f"{path}: nothing imported; 6 bad line(s):" in result.output
+    assert f"{path}: nothing imported; 6 bad lines:" in result.output
     assert "line 2: url: 'ftp://ledger.example/b' is not an absolute http(s) URL" in result.output
     assert "line 4: not valid JSON" in result.output
     assert "line 5: published: 'yesterday' is not an ISO 8601 date" in result.output

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,10 +64,7 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
 
 
 def test_digest_bench_smoke(tmp_path: Path) -> None:
-    if not (os.access("/usr/sbin/smtp-sink", os.X_OK) or shutil.which("smtp-sink")):
-        services.unavailable(
-            "smtp-sink", "not installed (DEBIAN_FRONTEND=noninteractive apt-get install postfix)"
-        )
+    services.require_executable("smtp-sink", "postfix", "/usr/sbin/smtp-sink", "smtp-sink")
     _require_postgres_and_redis()
     output = tmp_path / "digest.json"
 
@@ -97,9 +93,7 @@ def test_digest_bench_smoke(tmp_path: Path) -> None:
 
 
 def test_web_bench_smoke(tmp_path: Path) -> None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        services.unavailable("wrk", "not installed (apt-get install wrk)")
+    services.require_executable("wrk", "wrk", "wrk")
     if not (Path(sys.executable).parent / "gunicorn").exists():
         pytest.skip("gunicorn is not installed (it comes with the dev extra)")
     _require_postgres_and_redis()

@@ -711,10 +711,11 @@ def test_cli_processes_one_message(app: Flask, runner: FlaskCliRunner, tmp_path:
     result = runner.invoke(args=["bounces", "process", str(path)])
     assert result.exit_code == 0, result.output
     assert (
-        "Processed 1 messages: 1 hard, 0 soft, 0 policy, 0 complaints, 0 ignored, 0 unparseable."
+        "Processed 1 message: 1 hard, 0 soft, 0 policy, 0 complaints, 0 ignored, 0 unparseable."
         in result.output
     )
-    assert "Suppressed 1 addresses." in result.output
+    # Whom it suppressed, not only how many.
+    assert f"Suppressed 1 address:\n  {target.email}\n" in result.output
     assert state(app, target)["status"] == "bounced"
 
 
@@ -725,8 +726,11 @@ def test_cli_processes_an_mbox(app: Flask, runner: FlaskCliRunner, tmp_path: Pat
     result = runner.invoke(args=["bounces", "process", str(path)])
     assert result.exit_code == 0, result.output
     assert (
-        "Processed 6 messages: 1 hard, 1 soft, 1 policy, 1 complaints, 1 ignored, 1 unparseable."
+        "Processed 6 messages: 1 hard, 1 soft, 1 policy, 1 complaint, 1 ignored, 1 unparseable."
         in result.output
+    )
+    assert "Suppressed 2 addresses:\n  reader1@example.net\n  reader3@example.net\n" in (
+        result.output
     )
     assert "Spamhaus" in result.output  # the policy alert is shown
     assert "an auto-reply (out of office), not a bounce" in result.output
@@ -767,7 +771,7 @@ def test_cli_processes_a_maildir(app: Flask, runner: FlaskCliRunner, tmp_path: P
     result = runner.invoke(args=["bounces", "process", str(tmp_path / "Maildir")])
     assert result.exit_code == 0, result.output
     assert (
-        "Processed 6 messages: 1 hard, 1 soft, 0 policy, 1 complaints, 2 ignored, 1 unparseable."
+        "Processed 6 messages: 1 hard, 1 soft, 0 policy, 1 complaint, 2 ignored, 1 unparseable."
         in result.output
     )
     assert process.FORGED in result.output
@@ -781,12 +785,12 @@ def test_cli_processes_a_maildir(app: Flask, runner: FlaskCliRunner, tmp_path: P
 def test_cli_reads_stdin(app: Flask, runner: FlaskCliRunner) -> None:
     one, two = make_target(app, email="a@example.net"), make_target(app, email="b@example.net")
     result = runner.invoke(args=["bounces", "process", "-"], input=report("exim-5.1.1.eml", one))
-    assert "Processed 1 messages: 1 hard" in result.output
+    assert "Processed 1 message: 1 hard" in result.output
     mbox = b"From MAILER-DAEMON Mon Mar  3 07:02:14 2025\n" + report(
         "gmail-5.1.1-no-such-user.eml", two
     )
     result = runner.invoke(args=["bounces", "process", "-"], input=mbox)
-    assert "Processed 1 messages: 1 hard" in result.output, result.output
+    assert "Processed 1 message: 1 hard" in result.output, result.output
     assert state(app, two)["status"] == "bounced"
 
 

@@ -942,7 +942,7 @@ def test_dry_run_creates_and_sends_nothing(
 
     result = send_daily(runner, "--dry-run")
 
-    assert "a daily edition of 1 articles to 1 readers" in result.output
+    assert "a daily edition of 1 article to 1 reader." in result.output
     assert "Rates held steady" in result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Edition)) == 0

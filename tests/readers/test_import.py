@@ -145,7 +145,7 @@ def test_bad_rows_leave_the_database_unchanged_and_are_named_by_line(
     assert "line 10: name: contains control characters" in errors
     for fine in ("line 2:", "line 8:"):
         assert fine not in errors
-    assert "nothing imported: 6 invalid row(s)" in errors
+    assert "nothing imported: 6 invalid rows" in errors
     assert counts(app) == before and readers(app) == known
     assert outbox == []
 

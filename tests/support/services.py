@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 
 import pytest
@@ -17,12 +18,42 @@ def required() -> bool:
     return os.environ.get("NEWSLETTER_REQUIRE_SERVICES") == "1"
 
 
-def unavailable(what: str, why: object) -> None:
+# The exact commands that install the Debian packages tests run (.ci/system-packages runs
+# them, and `make test` runs that as root).
+INSTALL = {
+    "chromium": "sudo apt-get install -y chromium",
+    "postfix": "echo 'postfix postfix/main_mailer_type select No configuration' | "
+    "sudo debconf-set-selections && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix",
+    "wrk": "sudo apt-get install -y wrk",
+}
+
+
+def unavailable(what: str, why: object, fix: str = "start it") -> None:
     """Fail when services are required (CI), otherwise skip saying what was missing."""
-    message = f"{what} is not reachable ({why}); start it or unset NEWSLETTER_REQUIRE_SERVICES"
+    message = f"{what} is not reachable ({why}); {fix} or unset NEWSLETTER_REQUIRE_SERVICES"
     if required():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def not_installed(what: str, package: str, why: object) -> None:
+    """Fail (CI) or skip because a Debian package is missing, with the command installing it."""
+    message = f"{what} is not installed ({why}); install it with: {INSTALL[package]}"
+    if required():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def require_executable(what: str, package: str, *candidates: str) -> str:
+    """The first of ``candidates`` (a path, or a name looked up on PATH) that can be run,
+    else skip (or fail) with the command that installs ``package``."""
+    for candidate in candidates:
+        found = candidate if "/" in candidate else shutil.which(candidate)
+        if found and os.access(found, os.X_OK):
+            return found
+    shown = [c if "/" in c else f"{c} on PATH" for c in candidates]
+    not_installed(what, package, f"no {' or '.join(shown)}")
+    raise AssertionError("unreachable")  # pytest.skip and pytest.fail raise
 
 
 def port_open(host: str, port: int) -> bool:

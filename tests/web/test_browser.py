@@ -207,13 +207,12 @@ def publisher_page(snippet: str) -> str:
 def browser() -> Iterator[Browser]:
     if _PLAYWRIGHT_MISSING is not None:
         services.unavailable("Playwright", _PLAYWRIGHT_MISSING)
-    if not Path(CHROMIUM).exists():
-        services.unavailable("Chromium", f"{CHROMIUM} does not exist")
+    services.require_executable("Chromium", "chromium", CHROMIUM)
     with sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         except Exception as exc:
-            services.unavailable("Chromium", exc)
+            services.unavailable("Chromium", exc, f"check that {CHROMIUM} --headless runs")
         expect.set_options(timeout=WAIT)
         yield chromium
         chromium.close()
