@@ -573,9 +573,9 @@ class WebBench:
         check = self.result.get("database_check", {})
         # Requests in flight when wrk stops are still served, but not counted by wrk.
         if check and not (
-            check["signups_answered_200"]
+            check["signups_answered_303"]
             <= check["subscribers_written"]
-            <= check["signups_answered_200"] + self.args.connections
+            <= check["signups_answered_303"] + self.args.connections
         ):
             say("  WARNING: answered signups and readers written differ (taken for a bot?)")
             clean = False

@@ -349,6 +349,7 @@ CHECKS: dict[str, Check] = {
     "RATELIMIT_SIGNUP": _rate_limits,
     "RATELIMIT_RESEND": _rate_limits,
     "RATELIMIT_HEADERS_ENABLED": _flag,
+    "WELCOME_MAIL": _flag,
     "WTF_CSRF_TIME_LIMIT": _whole(1, optional=True),
     "SESSION_COOKIE_SAMESITE": _choice("Lax", "Strict", "None", optional=True),
     "SESSION_COOKIE_HTTPONLY": _flag,

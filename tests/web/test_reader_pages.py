@@ -313,7 +313,7 @@ def test_confirming_sends_a_welcome_with_topics_schedule_and_working_links(
         assert db.session.scalar(select(func.count()).select_from(SentNotice)) == 2
 
 
-@with_config(DIGEST_WEEKDAY="thu")
+@with_config(DIGEST_WEEKDAY="thursday")
 def test_a_weekly_reader_who_ticked_nothing_is_told_every_topic_and_the_day(
     app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
 ) -> None:
