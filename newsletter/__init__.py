@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import config
@@ -25,6 +26,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.testing = True
     config.load(app, test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    # A publisher's own templates (same names, same folders) win over the shipped ones.
+    app.jinja_loader = ChoiceLoader(
+        [FileSystemLoader(str(app.config["TEMPLATE_OVERRIDES"])), FileSystemLoader(str(TEMPLATES))]
+    )
 
     hops = int(app.config["PROXY_FIX_X_FOR"])
     if hops:

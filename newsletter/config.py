@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +59,12 @@ DEFAULTS: dict[str, Any] = {
     "CONFIRM_MAILS_PER_DAY": 3,
     "SIGNUP_MIN_SECONDS": 2.0,
     "SIGNUP_FORM_MAX_AGE_HOURS": 12,
+    # Branding: the publisher's look, without editing code.
+    "LOGO_URL": None,  # an https image shown above the site's name in pages and mails
+    "ACCENT_COLOR": "#b3261e",  # buttons and section heads; white text must read on it
+    "SITE_URL": None,  # the publisher's own site, linked from every page and mail
+    "PRIVACY_URL": None,  # the privacy policy, linked from every page and mail footer
+    "TEMPLATE_OVERRIDES": None,  # a folder whose templates win (instance/templates when unset)
     "WELCOME_MAIL": True,  # a mail after confirming: what comes, when, how to change or leave
     "EMBED_ORIGINS": [],
     "CONSENT_TEXT": (
@@ -113,6 +120,11 @@ VERBATIM = (
     "VERP_DOMAIN",
     "VERP_LOCAL",
     "BOUNCE_WEBHOOK_TOKEN",
+    "LOGO_URL",
+    "ACCENT_COLOR",
+    "SITE_URL",
+    "PRIVACY_URL",
+    "TEMPLATE_OVERRIDES",
 )
 
 
@@ -140,6 +152,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         app.config[key] = _as_list(app.config[key])
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{app.instance_path}/newsletter.db"
+    if not app.config["TEMPLATE_OVERRIDES"]:
+        app.config["TEMPLATE_OVERRIDES"] = f"{app.instance_path}/templates"
     if not app.config["JOURNAL_DIR"]:
         app.config["JOURNAL_DIR"] = f"{app.instance_path}/journal"
     if not app.config["MAIL_OUTBOX"]:
@@ -298,6 +312,29 @@ def _mailbox(value: Any) -> str | None:
     return None
 
 
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _accent(value: Any) -> str | None:
+    """A #rrggbb colour on which white button text keeps a 4.5:1 contrast (WCAG AA)."""
+    if not isinstance(value, str) or not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return "must be a colour written #rrggbb (e.g. #b3261e)"
+    rgb = (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
+    contrast = 1.05 / (_luminance(rgb) + 0.05)
+    if contrast < 4.5:
+        return (
+            f"white text on it has a contrast of {contrast:.1f}:1; "
+            "pick a darker colour (4.5:1 at least)"
+        )
+    return None
+
+
 CHECKS: dict[str, Check] = {
     "SECRET_KEY": _text(empty=False),
     "SECRET_KEY_FALLBACKS": _strings,
@@ -306,6 +343,11 @@ CHECKS: dict[str, Check] = {
     "BROKER_URL": _url(optional=True),
     "BASE_URL": _url("https", "http"),
     "SITE_NAME": _text(empty=False),
+    "LOGO_URL": _url("https", optional=True),
+    "ACCENT_COLOR": _accent,
+    "SITE_URL": _url("https", "http", optional=True),
+    "PRIVACY_URL": _url("https", "http", optional=True),
+    "TEMPLATE_OVERRIDES": _text(optional=True),
     "MAIL_FROM": _mailbox,
     "POSTAL_ADDRESS": _text(one_line=False),  # doctor refuses an empty or example one
     "LIST_ID": _text(optional=True),

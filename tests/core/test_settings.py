@@ -71,6 +71,10 @@ def test_every_setting_has_a_check() -> None:
         ("MAIL_FROM", "nobody", "NEWSLETTER_MAIL_FROM: must be one mailbox"),
         ("SMTP_SECURITY", "ssl", "NEWSLETTER_SMTP_SECURITY: must be one of starttls, tls, none"),
         ("TOPICS", "[]", "NEWSLETTER_TOPICS: list at least one topic"),
+        ("ACCENT_COLOR", "red", "NEWSLETTER_ACCENT_COLOR: must be a colour written #rrggbb"),
+        ("ACCENT_COLOR", "#ffd700", "NEWSLETTER_ACCENT_COLOR: white text on it has a contrast of"),
+        ("LOGO_URL", "http://cdn.example/logo.png", "NEWSLETTER_LOGO_URL: must be a URL (https://"),
+        ("PRIVACY_URL", "privacy.html", "NEWSLETTER_PRIVACY_URL: must be a URL"),
     ],
 )
 @pytest.mark.parametrize("command", [["doctor"], ["articles", "list"]])
