@@ -28,7 +28,7 @@ from newsletter import create_app
 from newsletter.db.models import Subscriber
 from newsletter.extensions import db, limiter
 from newsletter.mail.backends import MemoryBackend
-from tests.conftest import base_config, signup
+from tests.conftest import base_config, link_from, path_of, signup
 from tests.support import services
 
 pytestmark = pytest.mark.browser
@@ -94,14 +94,16 @@ def mails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     client = app.test_client()
     signup(client, "pat@example.com", name="Pat Reader", frequency="weekly", topics=TOPICS)
     [confirm] = MemoryBackend.outbox
+    # The reader presses the confirmation page's button: the welcome mail follows.
+    assert client.post(path_of(link_from(confirm, "/confirm/"))).status_code == 200
     with app.app_context():
         reader = db.session.scalars(select(Subscriber)).one()
-        # Confirmed, as the button on the confirmation page would: this test is about mail.
-        reader.status, reader.name, reader.topics = "active", "Pat Reader", list(TOPICS)
-        db.session.commit()
+        assert (reader.status, reader.name) == ("active", "Pat Reader")
+    assert len(MemoryBackend.outbox) == 2, "no welcome mail"
+    welcome = MemoryBackend.outbox[1]
     signup(client, "pat@example.com", name="Pat Reader", frequency="weekly", topics=TOPICS)
-    assert len(MemoryBackend.outbox) == 2, "no already-subscribed mail"
-    notice = MemoryBackend.outbox[1]
+    assert len(MemoryBackend.outbox) == 3, "no already-subscribed mail"
+    notice = MemoryBackend.outbox[2]
 
     runner = app.test_cli_runner()
     result = runner.invoke(args=["articles", "fetch", "--feed", str(SAMPLE_FEED)])
@@ -128,13 +130,14 @@ def mails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["digest", "send", "--frequency", "weekly"])
     assert result.exit_code == 0, result.output
-    assert len(MemoryBackend.outbox) == 3, "no digest sent"
-    digest = MemoryBackend.outbox[2]
+    assert len(MemoryBackend.outbox) == 4, "no digest sent"
+    digest = MemoryBackend.outbox[3]
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
     found = {
         "confirm": _html(confirm),
+        "welcome": _html(welcome),
         "already-subscribed": _html(notice),
         "digest": _html(digest),
     }
@@ -268,7 +271,7 @@ def screenshot(page: Page, name: str) -> None:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("mail", ["confirm", "already-subscribed", "digest"])
+@pytest.mark.parametrize("mail", ["confirm", "welcome", "already-subscribed", "digest"])
 def test_every_mail_fits_the_screen_and_its_text_is_readable(
     mails: dict[str, str],
     open_mail: Callable[[str, int, str], Page],
