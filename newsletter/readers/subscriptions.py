@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from flask import current_app
@@ -94,11 +94,19 @@ def _link_state(subscriber: Subscriber | None, nonce: str) -> ConfirmLink:
     return ConfirmLink.ALREADY if subscriber.status == Status.ACTIVE else ConfirmLink.STALE
 
 
-def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) -> ConfirmOutcome:
+def confirm(
+    uid: str,
+    nonce: str,
+    origin: Origin,
+    request: str | None = None,
+    chosen: Choices | None = None,
+) -> ConfirmOutcome:
     """Activate the subscription a confirm link was issued for, if that link is still current.
 
-    ``request`` is the key of the signup request the link answers (in its consent log
-    line): that request's name, topics and frequency become the reader's.
+    ``chosen``: what the reader left in the confirm page's fields (shown filled in with
+    their request's choices), which become theirs. Without it, ``request`` is the key of the
+    signup request the link answers (in its consent log line), whose name, topics and
+    frequency are taken instead.
     """
     subscriber = db.session.scalar(
         select(Subscriber).where(Subscriber.uid == uid).with_for_update()
@@ -108,8 +116,12 @@ def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) ->
         return ConfirmOutcome.ALREADY
     if subscriber is None or state is ConfirmLink.STALE:
         return ConfirmOutcome.STALE
-    if request is not None:
-        _take_choices(subscriber, request)
+    if chosen is None and request is not None:
+        chosen = _request_choices(subscriber, request)
+    if chosen is not None:
+        subscriber.name = chosen.name
+        subscriber.topics = chosen.topics
+        subscriber.frequency = chosen.frequency
     subscriber.status = Status.ACTIVE
     subscriber.confirm_nonce = None
     subscriber.confirmed_at = utcnow()
@@ -129,7 +141,29 @@ def confirm(uid: str, nonce: str, origin: Origin, request: str | None = None) ->
     return ConfirmOutcome.CONFIRMED
 
 
-def _take_choices(subscriber: Subscriber, request: str) -> None:
+@dataclass(frozen=True)
+class Choices:
+    """What a reader receives: the name in the greeting, topics and frequency."""
+
+    name: str
+    topics: list[str]
+    frequency: str
+
+
+def requested(uid: str, request: str | None) -> Choices | None:
+    """The choices a pending reader's confirmation link would confirm (the confirm page's).
+
+    Those of the signup request the link answers, else the reader's as stored.
+    """
+    subscriber = by_uid(uid)
+    if subscriber is None:
+        return None
+    return (request and _request_choices(subscriber, request)) or Choices(
+        subscriber.name, list(subscriber.topics), subscriber.frequency
+    )
+
+
+def _request_choices(subscriber: Subscriber, request: str) -> Choices | None:
     """The choices of this reader's own signup request, checked again against today's settings."""
     events = db.session.scalars(
         select(ConsentEvent).where(
@@ -142,17 +176,21 @@ def _take_choices(subscriber: Subscriber, request: str) -> None:
         None,
     )
     if event is None:
-        return
+        return None
     detail = event.detail
     chosen = detail.get("topics")
-    if isinstance(chosen, list):
-        subscriber.topics = clean_topics([str(slug) for slug in chosen])
-    if detail.get("frequency") in {f.value for f in Frequency}:
-        subscriber.frequency = str(detail["frequency"])
+    topics = clean_topics([str(slug) for slug in chosen]) if isinstance(chosen, list) else None
+    frequency = detail.get("frequency")
     name = detail.get("name")
-    if isinstance(name, str):
-        with contextlib.suppress(InvalidReaderField):  # the form let it through then
-            subscriber.name = roster.clean_name(name)
+    try:
+        cleaned = roster.clean_name(name) if isinstance(name, str) else subscriber.name
+    except InvalidReaderField:  # the form let it through then
+        cleaned = subscriber.name
+    return Choices(
+        cleaned,
+        topics if topics is not None else list(subscriber.topics),
+        str(frequency) if frequency in {f.value for f in Frequency} else subscriber.frequency,
+    )
 
 
 def unsubscribe(uid: str, origin: Origin) -> bool:

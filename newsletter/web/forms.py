@@ -60,6 +60,13 @@ class PreferencesForm(FlaskForm):
         ]
 
 
+class ConfirmForm(PreferencesForm):
+    """The confirm page's fields: the request's choices, shown so the reader sees (and may
+    correct) what they confirm, whoever typed them."""
+
+    name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
+
+
 class SignupForm(PreferencesForm):
     # Name, topics and frequency are optional at signup: a signup box that only asks for an
     # address gets the weekly digest. A value that is sent must still be a choice.

@@ -24,15 +24,17 @@ from newsletter.readers import topics
 from newsletter.readers.addresses import address_hash, suggest
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import (
+    Choices,
     ConfirmLink,
     ConfirmOutcome,
     confirm,
     confirm_link,
     request_signup,
+    requested,
     resend_confirmation,
 )
 from newsletter.tokens import Purpose, load, load_age, seal, sign, unseal
-from newsletter.web.forms import SignupForm
+from newsletter.web.forms import ConfirmForm, SignupForm
 
 bp = Blueprint("signup", __name__)
 
@@ -257,7 +259,7 @@ def _token_problem(exc: TokenError, token: str) -> tuple[str, int]:
 def confirm_page(token: str) -> tuple[str, int]:
     # GET changes nothing: link scanners open these links; only the button confirms.
     try:
-        uid, nonce, _ = _confirm_payload(token)
+        uid, nonce, request_key = _confirm_payload(token)
     except TokenError as exc:
         return _token_problem(exc, token)
     state = confirm_link(uid, nonce)
@@ -265,7 +267,27 @@ def confirm_page(token: str) -> tuple[str, int]:
         return _confirmed_page(uid, already=True), 200
     if state is ConfirmLink.STALE:
         return _stale_link()
-    return render_template("confirm.html", token=token), 200
+    return _confirm_form_page(token, uid, request_key)
+
+
+def _confirm_form_page(
+    token: str,
+    uid: str,
+    request_key: str | None,
+    form: ConfirmForm | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    """The button, above the choices it confirms, filled in and open to correction: anybody
+    can type an address into the signup form, so the reader sees what they agree to."""
+    if form is None:
+        chosen = requested(uid, request_key)
+        data = (
+            {"name": chosen.name, "topics": chosen.topics, "frequency": chosen.frequency}
+            if chosen is not None
+            else {}
+        )
+        form = ConfirmForm(formdata=None, data=data, meta={"csrf": False})
+    return render_template("confirm.html", token=token, form=form), status
 
 
 def _stale_link() -> tuple[str, int]:
@@ -294,7 +316,19 @@ def confirm_post(token: str) -> tuple[str, int]:
         uid, nonce, request_key = _confirm_payload(token)
     except TokenError as exc:
         return _token_problem(exc, token)
-    outcome = confirm(uid, nonce, Origin.from_request("confirm-page"), request_key)
+    chosen: Choices | None = None
+    if "frequency" in request.form:
+        # The page's fields, as the reader left them (a post without them, from an older
+        # page, confirms the request's choices).
+        form = ConfirmForm(formdata=request.form, meta={"csrf": False})
+        if not form.validate():
+            return _confirm_form_page(token, uid, request_key, form, 400)
+        chosen = Choices(
+            (form.name.data or "").strip(),
+            topics.clean(form.topics.data or []),
+            form.frequency.data,
+        )
+    outcome = confirm(uid, nonce, Origin.from_request("confirm-page"), request_key, chosen)
     db.session.commit()  # and with it, the welcome mail goes
     if outcome is ConfirmOutcome.STALE:
         return _stale_link()
@@ -307,8 +341,8 @@ def confirm_post(token: str) -> tuple[str, int]:
 def resend(token: str) -> tuple[str, int]:
     """Send a fresh confirmation link in place of an expired one."""
     try:
-        _confirm_payload(token)
-        return render_template("confirm.html", token=token), 200
+        uid, _, request_key = _confirm_payload(token)
+        return _confirm_form_page(token, uid, request_key)
     except TokenExpired as exc:
         payload = exc.payload if isinstance(exc.payload, dict) else {}
     except TokenError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -93,6 +95,44 @@ def test_a_confirm_link_naming_another_readers_request_applies_none_of_it(
     with app.app_context():
         bob = db.session.scalars(select(Subscriber).where(Subscriber.uid == bob_uid)).one()
         assert (bob.status, bob.name, bob.topics) == ("active", "Bob", ["analytics"])
+
+
+def test_the_confirm_page_shows_the_choices_it_confirms_and_the_reader_may_correct_them(
+    app: Flask, outbox: list[OutgoingMessage]
+) -> None:
+    # The reader opens the link of a mail a stranger's request caused: the stranger's words
+    # are there to see, and the reader's own replace them.
+    signup(app.test_client(), "pat@example.org", name="Pat", topics=["analytics"])
+    signup(app.test_client(), "pat@example.org", name="Buy pills", topics=["politics"])
+    path = path_of(link_from(outbox[1], "/confirm/"))
+    reader_browser = app.test_client(use_cookies=False)
+    page = reader_browser.get(path).get_data(as_text=True)
+    assert 'value="Buy pills"' in page
+    assert re.search(
+        r'checked id="topics-\d+" name="topics" type="checkbox" value="politics"', page
+    )
+    done = reader_browser.post(
+        path, data={"name": "Pat", "topics": ["analytics", "culture"], "frequency": "daily"}
+    )
+    assert done.status_code == 200
+    after = reader(app)
+    assert (after.status, after.name, after.topics, after.frequency) == (
+        "active",
+        "Pat",
+        ["analytics", "culture"],
+        "daily",
+    )
+
+
+def test_a_bad_name_on_the_confirm_page_is_shown_again_and_confirms_nothing(
+    app: Flask, outbox: list[OutgoingMessage]
+) -> None:
+    signup(app.test_client(), "pat@example.org", name="Pat")
+    path = path_of(link_from(outbox[0], "/confirm/"))
+    answer = app.test_client().post(path, data={"name": "x" * 101, "frequency": "weekly"})
+    assert answer.status_code == 400
+    assert "Confirm your subscription" in answer.get_data(as_text=True)
+    assert reader(app).status == "pending"
 
 
 # ---- the signed token is the credential: no session, no CSRF cookie
