@@ -162,6 +162,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     # Behind https the session cookie (it carries the CSRF token) must never go out in clear.
     app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https://"))
     check(app)
+    # Beat's crontab and the welcome mail read the day one way: its full name.
+    app.config["DIGEST_WEEKDAY"] = weekday(app.config["DIGEST_WEEKDAY"])
 
 
 # ---- checks: every setting in DEFAULTS has one (tests/core/test_settings.py makes sure)
@@ -230,12 +232,17 @@ def _strings(value: Any) -> str | None:
 
 def _url(*schemes: str, optional: bool = False, path: bool = True) -> Check:
     def check(value: Any) -> str | None:
-        if value is None and optional:
+        # An empty value means unset: deploy files write ``NAME=${X:-}``.
+        if (value is None or value == "") and optional:
             return None
         wanted = " or ".join(f"{scheme}://" for scheme in schemes) if schemes else "scheme://"
         if not isinstance(value, str):
             return f"must be a URL ({wanted}...)"
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            return f"must be a URL ({wanted}...)"
         if (schemes and parts.scheme not in schemes) or not parts.scheme or "://" not in value:
             return f"must be a URL ({wanted}...)"
         if schemes and parts.scheme.startswith("http") and not parts.hostname:
@@ -267,10 +274,24 @@ def _choice(*values: str, optional: bool = False) -> Check:
     return check
 
 
+def weekday(value: Any) -> str | None:
+    """The day's full name for a name, a three-letter abbreviation or a number (0 and 7:
+    Sunday, as cron counts), else None."""
+    text = str(value).strip().lower()
+    if text in WEEKDAYS:
+        return text
+    for day in WEEKDAYS:
+        if text == day[:3]:
+            return day
+    if text.isdigit() and int(text) <= 7:
+        return WEEKDAYS[(int(text) - 1) % 7]
+    return None
+
+
 def _weekday(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip().lower() in WEEKDAYS:
+    if weekday(value) is not None:
         return None
-    return f"must be a day of the week ({', '.join(WEEKDAYS)})"
+    return f"must be a day of the week ({', '.join(WEEKDAYS)}, or mon ... sun, or 0-7)"
 
 
 def _mapping(value: Any) -> str | None:
@@ -293,7 +314,7 @@ def _database_url(value: Any) -> str | None:
 
     try:
         make_url(str(value))
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "must be a database URL (sqlite:///path or postgresql+psycopg://...)"
     return None
 
@@ -409,9 +430,22 @@ CHECKS: dict[str, Check] = {
 SECRETS = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "SMTP_PASSWORD", "BOUNCE_WEBHOOK_TOKEN")
 
 
+# URLs that may carry a password: shown with it masked.
+URL_SETTINGS = ("SQLALCHEMY_DATABASE_URI", "BROKER_URL", "RATELIMIT_STORAGE_URI")
+
+
+def _masked(value: Any) -> str:
+    """A URL with its user and password, if any, replaced by ***."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^@]*@", r"\1***@", str(value))
+
+
 def _shown(key: str, value: Any) -> str:
     # A list's check names the item that is wrong.
-    return "" if key in SECRETS or key in LIST_SETTINGS else f", not {value!r}"
+    if key in SECRETS or key in LIST_SETTINGS:
+        return ""
+    if key in URL_SETTINGS:
+        return f", not {_masked(value)!r}"
+    return f", not {value!r}"
 
 
 def problems(app: Flask) -> list[ConfigError]:

@@ -19,8 +19,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from newsletter.db.models import Frequency
-from newsletter.errors import InvalidAddress
-from newsletter.readers import topics
+from newsletter.errors import InvalidAddress, InvalidReaderField
+from newsletter.readers import roster, topics
 from newsletter.readers.addresses import normalize
 
 
@@ -66,6 +66,17 @@ class ConfirmForm(PreferencesForm):
 
     name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
 
+    def validate_name(self, field: Any) -> None:
+        _clean_name(field)
+
+
+def _clean_name(field: Any) -> None:
+    """The rule a stored name follows (roster.clean_name), as a form error."""
+    try:
+        roster.clean_name(field.data or "")
+    except InvalidReaderField as exc:
+        raise ValidationError(f"The name {exc.reason}.") from exc
+
 
 class SignupForm(PreferencesForm):
     # Name, topics and frequency are optional at signup: a signup box that only asks for an
@@ -81,6 +92,9 @@ class SignupForm(PreferencesForm):
     started = HiddenField(validators=[Length(max=200)])
 
     normalized_email: str = ""
+
+    def validate_name(self, field: Any) -> None:
+        _clean_name(field)
 
     def validate_email(self, field: Any) -> None:
         try:

@@ -56,7 +56,7 @@ def test_every_setting_has_a_check() -> None:
             "DIGEST_WEEKDAY",
             "funday",
             "NEWSLETTER_DIGEST_WEEKDAY: must be a day of the week (monday, tuesday, wednesday, "
-            "thursday, friday, saturday, sunday), not 'funday'",
+            "thursday, friday, saturday, sunday, or mon ... sun, or 0-7), not 'funday'",
         ),
         ("TIMEZONE", "Mars/Olympus", "NEWSLETTER_TIMEZONE: 'Mars/Olympus' is not an IANA time"),
         ("SMTP_PORT", "0", "NEWSLETTER_SMTP_PORT: must be a whole number from 1 to 65535, not 0"),
@@ -143,3 +143,46 @@ def test_doctor_names_what_is_only_read_when_used(tmp_path: Path) -> None:
 def test_the_app_refuses_a_wrong_setting_from_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="NEWSLETTER_MAX_ATTEMPTS: must be a whole number"):
         create_app({**base_config("sqlite://", tmp_path), "MAX_ATTEMPTS": True})
+
+
+@pytest.mark.parametrize(
+    ("given", "day"),
+    [
+        ("monday", "monday"),
+        (" Thu ", "thursday"),
+        ("sun", "sunday"),
+        ("0", "sunday"),
+        ("7", "sunday"),
+        ("1", "monday"),
+    ],
+)
+def test_the_weekly_day_may_be_written_as_cron_writes_it_and_is_kept_as_its_name(
+    tmp_path: Path, given: str, day: str
+) -> None:
+    app = create_app({**base_config("sqlite://", tmp_path), "DIGEST_WEEKDAY": given})
+    assert app.config["DIGEST_WEEKDAY"] == day
+
+
+def test_an_empty_optional_url_means_unset(tmp_path: Path) -> None:
+    app = create_app(
+        {**base_config("sqlite://", tmp_path), "BROKER_URL": "", "LOGO_URL": "", "SITE_URL": ""}
+    )
+    assert app.config["LOGO_URL"] == ""
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("BROKER_URL", "redis:/:hunter2@localhost:6379/0"),
+        ("SQLALCHEMY_DATABASE_URI", "postgresql://app:hunter2@db:notaport/news"),
+        ("BROKER_URL", "redis://:hunter2@[::1:6379/0"),
+    ],
+)
+def test_a_wrong_url_is_named_without_its_password_and_without_a_traceback(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    result = newsletter(tmp_path, "doctor", **{setting: value})
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"Error: NEWSLETTER_{setting}: must be"), result.stderr
+    assert "hunter2" not in result.stderr

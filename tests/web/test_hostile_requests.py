@@ -291,3 +291,17 @@ def test_pages_reached_through_a_signed_link_are_never_cached_nor_refer(
         assert answer.headers["Cache-Control"] == "no-store"
         assert answer.headers["Referrer-Policy"] == "no-referrer"
     assert "no-store" not in client.get("/subscribe").headers.get("Cache-Control", "")
+
+
+@pytest.mark.parametrize("name", ["Pat\tReader", "Pat\x1b[31mRed", "Pat\u202eredaeR"])
+def test_a_name_with_control_characters_is_refused_at_signup_and_on_the_confirm_page(
+    app: Flask, outbox: list[OutgoingMessage], name: str
+) -> None:
+    refused = signup(app.test_client(), "pat@example.org", name=name)
+    assert refused.status_code == 400 and "control characters" in refused.get_data(as_text=True)
+    assert db_state(app)["subscribers"] == [] and outbox == []
+    signup(app.test_client(), "pat@example.org", name="Pat")
+    path = path_of(link_from(outbox[0], "/confirm/"))
+    answer = app.test_client().post(path, data={"name": name, "frequency": "weekly"})
+    assert answer.status_code == 400 and "control characters" in answer.get_data(as_text=True)
+    assert (reader(app).status, reader(app).name) == ("pending", "Pat")

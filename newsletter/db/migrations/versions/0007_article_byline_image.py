@@ -26,7 +26,9 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table("article", schema=None) as batch_op:
+    # ALTER TABLE ... DROP COLUMN, not a rebuild: SQLite (3.35 and later) rebuilding the
+    # table would drop it under edition_article's foreign key.
+    with op.batch_alter_table("article", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("image_height")
         batch_op.drop_column("image_width")
         batch_op.drop_column("image_alt")

@@ -1,0 +1,53 @@
+"""Migrations go back as well as forward, with digests already sent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import func, inspect, select
+
+from newsletter import create_app
+from newsletter.clock import utcnow
+from newsletter.db.models import Article, Subscriber
+from newsletter.digests import planning
+from newsletter.extensions import db
+from tests.conftest import base_config
+
+
+def test_the_byline_and_image_columns_go_back_out_with_editions_in_the_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import _fresh_schema
+
+    app = create_app(base_config(database_url, tmp_path))
+    _fresh_schema(app)
+    with app.app_context():
+        db.session.add(
+            Article(
+                guid="urn:m:1",
+                url="https://ledger.example/1",
+                title="Bridge opens",
+                category="Business",
+                topic="business",
+                author="Maria Okafor",
+                published_at=utcnow() - timedelta(hours=1),
+            )
+        )
+        reader = Subscriber(email="pat@example.org", status="active", frequency="daily")
+        reader.topics = ["business"]
+        db.session.add(reader)
+        db.session.commit()
+        assert planning.plan("daily") is not None  # an edition now points at the article
+        db.session.remove()
+
+        downgrade(revision="0006")
+        columns = {c["name"] for c in inspect(db.engine).get_columns("article")}
+        assert "author" not in columns and "image_url" not in columns
+        assert db.session.scalar(select(func.count()).select_from(Article.__table__)) == 1
+        db.session.remove()
+        upgrade()
+        columns = {c["name"] for c in inspect(db.engine).get_columns("article")}
+        assert {"author", "image_url", "image_alt", "image_width", "image_height"} <= columns
+        db.engine.dispose()
