@@ -40,6 +40,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import current_app
@@ -133,14 +134,16 @@ class Orphan:
     edition_id: int
     first_id: int
     last_id: int
+    # False when the journal may have lost lines (the machine, not the process, went down):
+    # a row it says nothing of may have been sent, so it is unknown, not queued.
     same_boot: bool = True
     offered: set[int] = field(default_factory=set)
-    accepted: dict[int, float] = field(default_factory=dict)
-    failed: dict[int, int] = field(default_factory=dict)  # delivery: reply code
+    accepted: dict[int, float] = field(default_factory=dict)  # delivery: unix time
+    failed: dict[int, int] = field(default_factory=dict)  # delivery: reply code (0: none)
     deferred: dict[int, int] = field(default_factory=dict)
     not_handed_over: set[int] = field(default_factory=set)
     # Set when the batch gave up on an error: when its rest may be tried, and why.
-    retry_at: float | None = None
+    retry_at: datetime | None = None
     reason: str = ""
 
     def in_flight(self) -> set[int]:
@@ -201,19 +204,14 @@ def _parse(path: Path, data: bytes) -> Orphan:
             continue
         try:
             if parts[0] == b"x":
-                orphan.retry_at = float(parts[1])
-                if not math.isfinite(orphan.retry_at):
-                    raise ValueError(f"time {parts[1]!r}")
+                orphan.retry_at = _moment(parts[1])
                 orphan.reason = line.split(maxsplit=2)[2].decode("utf-8", "replace")
                 continue
             kind, delivery_id = parts[0], int(parts[1])
             if kind == b"o":
                 orphan.offered.add(delivery_id)
             elif kind == b"a":
-                at = float(parts[2])
-                if not math.isfinite(at) or not 0 < at < 32503680000:  # before the year 3000
-                    raise ValueError(f"time {parts[2]!r}")
-                orphan.accepted[delivery_id] = at
+                orphan.accepted[delivery_id] = _moment(parts[2]).timestamp()
             elif kind == b"f":
                 orphan.failed[delivery_id] = int(parts[2])
             elif kind == b"r":
@@ -225,6 +223,14 @@ def _parse(path: Path, data: bytes) -> Orphan:
         except (IndexError, ValueError) as exc:
             raise ValueError(f"line {line[:40]!r}: {exc}") from None
     return orphan
+
+
+def _moment(text: bytes) -> datetime:
+    """A journal's unix time, refused if it is not one (nan, the year 3000, ...)."""
+    value = float(text)
+    if not math.isfinite(value) or not 0 < value < 32503680000:
+        raise ValueError(f"time {text!r}")
+    return datetime.fromtimestamp(value, UTC)
 
 
 def discard(orphan: Orphan, fd: int) -> None:

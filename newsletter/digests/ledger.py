@@ -44,6 +44,7 @@ from newsletter.db.models import (
     Suppression,
 )
 from newsletter.digests.compose import Reader, parse_message_id
+from newsletter.digests.journal import Orphan
 from newsletter.extensions import db
 from newsletter.readers import suppression
 from newsletter.readers.addresses import address_hash
@@ -338,28 +339,13 @@ def _record_sent(postgresql: bool) -> Update:
     )
 
 
-@dataclass
-class Journalled:
-    """What a dead batch's journal says of the rows its claim may still hold."""
-
-    accepted: dict[int, float] = field(default_factory=dict)  # delivery: unix time
-    in_flight: set[int] = field(default_factory=set)  # offered, no verdict
-    failed: dict[int, int] = field(default_factory=dict)  # delivery: reply code (0: none)
-    deferred: dict[int, int] = field(default_factory=dict)
-    # False when the journal may have lost lines (the machine, not the process, went down):
-    # a row it says nothing of may have been sent, so it is unknown, not queued.
-    complete: bool = True
-    retry_at: datetime | None = None  # the batch gave up: its rest waits until then
-    reason: str = ""
-
-
 JOURNAL_LOST = (
     "the machine stopped while this message's batch was running, and its journal may have "
     "lost its last lines; it may or may not have been accepted, so it is not sent again"
 )
 
 
-def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
+def replay(said: Orphan) -> dict[str, int]:
     """Apply a dead batch's journal to the rows its claim still holds (uncommitted).
 
     Accepted messages are sent; refused ones failed (a 5xx suppresses the address, as when
@@ -372,8 +358,8 @@ def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
     held: dict[int, int | None] = dict(
         db.session.execute(
             select(table.c.id, table.c.subscriber_id).where(
-                table.c.claim == token,
-                table.c.edition_id == edition_id,
+                table.c.claim == said.token,
+                table.c.edition_id == said.edition_id,
                 table.c.state.in_((DeliveryState.ATTEMPTING, DeliveryState.UNKNOWN)),
             )
         ).all()
@@ -386,7 +372,7 @@ def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
         if did in held.keys() - sent.keys() - failed.keys()
     }
     decided = sent.keys() | failed.keys() | deferred.keys()
-    unknown = (said.in_flight & held.keys()) - decided
+    unknown = (said.in_flight() & held.keys()) - decided
     rest = held.keys() - decided - unknown
     retry_at = said.retry_at or utcnow() + timedelta(
         seconds=float(current_app.config["RETRY_BASE_SECONDS"])
@@ -406,7 +392,7 @@ def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
             if code >= 500 and (subscriber := held[did]) is not None
         ],
     )
-    if not said.complete:
+    if not said.same_boot:
         outcomes.unknown += [(did, JOURNAL_LOST) for did in sorted(rest)]
     elif said.retry_at is not None:
         # The batch gave up on an error: its rest counts an attempt and waits, so an error
@@ -414,9 +400,9 @@ def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
         outcomes.retry += [(did, said.reason[:500], said.retry_at) for did in sorted(rest)]
     else:
         outcomes.release += [(did, None) for did in sorted(rest)]
-    record(token, outcomes)
+    record(said.token, outcomes)
     if sent:
-        fenced = and_(table.c.id == bindparam("did"), table.c.claim == token)
+        fenced = and_(table.c.id == bindparam("did"), table.c.claim == said.token)
         db.session.execute(
             update(table)
             .where(fenced)
@@ -432,7 +418,7 @@ def replay(token: str, edition_id: int, said: Journalled) -> dict[str, int]:
         )
     queued = len(outcomes.release) + len(outcomes.retry)
     if queued:
-        reopen(edition_id)
+        reopen(said.edition_id)
     return {
         "sent": len(sent),
         "failed": len(failed),

@@ -9,7 +9,7 @@ import random
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
@@ -163,27 +163,14 @@ def replay_orphans() -> dict[str, int]:
     """
     totals = {"sent": 0, "failed": 0, "unknown": 0, "requeued": 0}
     for orphan, fd in journal.orphans():
-        retry_at = (
-            datetime.fromtimestamp(orphan.retry_at, UTC) if orphan.retry_at is not None else None
-        )
-        said = ledger.Journalled(
-            accepted=orphan.accepted,
-            in_flight=orphan.in_flight(),
-            failed=orphan.failed,
-            deferred=orphan.deferred,
-            complete=orphan.same_boot,
-            retry_at=retry_at,
-            reason=orphan.reason,
-        )
         try:
-            found = ledger.replay(orphan.token, orphan.edition_id, said)
+            found = ledger.replay(orphan)
             # The dead batch's task may be lost with it, and rows of its range beyond the
             # claimed chunk would wait for it: its range is queued again (a run that finds
             # nothing left does nothing), after the backoff if the batch gave up on an error.
-            wait = (retry_at - utcnow()).total_seconds() if retry_at is not None else 0.0
-            if jobs.in_process() and wait > 0:
-                pass  # the command sending in this process waits for due rows itself
-            else:
+            wait = (orphan.retry_at - utcnow()).total_seconds() if orphan.retry_at else 0.0
+            # (In process, the command sending the edition waits for due rows itself.)
+            if not (jobs.in_process() and wait > 0):
                 jobs.enqueue(
                     jobs.DIGEST_BATCH,
                     orphan.edition_id,

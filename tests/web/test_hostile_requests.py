@@ -133,6 +133,9 @@ def test_a_bad_name_on_the_confirm_page_is_shown_again_and_confirms_nothing(
     assert answer.status_code == 400
     assert "Confirm your subscription" in answer.get_data(as_text=True)
     assert reader(app).status == "pending"
+    hourly = app.test_client().post(path, data={"name": "Pat", "frequency": "hourly"})
+    assert hourly.status_code == 400
+    assert reader(app).status == "pending"
 
 
 # ---- the signed token is the credential: no session, no CSRF cookie
