@@ -133,3 +133,11 @@ class ConfigErrors(ConfigError):
 
     def __str__(self) -> str:
         return "\n".join(str(error) for error in self.errors)
+
+
+class OperatorError(NewsletterError):
+    """An operator account or API token cannot be created or changed as asked."""
+
+
+class NotAllowed(NewsletterError):
+    """The caller (an operator's role, an API token's scope) may not do this."""

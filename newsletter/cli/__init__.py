@@ -13,6 +13,7 @@ def init_app(app: Flask) -> None:
     from newsletter.cli.bounces import bounces
     from newsletter.cli.digest import digest
     from newsletter.cli.doctor import doctor
+    from newsletter.cli.operators import api_tokens_group, operators
     from newsletter.cli.subscribers import subscribers
 
     app.cli.add_command(articles)
@@ -20,6 +21,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(bounces)
     app.cli.add_command(subscribers)
     app.cli.add_command(doctor)
+    app.cli.add_command(operators)
+    app.cli.add_command(api_tokens_group)
 
 
 def _create_app() -> Flask:

@@ -115,28 +115,27 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
     if dry_run:
         _dry_run(frequency)
         return
-    edition = planning.unfinished(frequency)
-    if edition is not None:
-        found = ledger.recover()
+    queue = not jobs.in_process()
+    started = sending.start(frequency, queue=queue)
+    if started is None:
+        click.echo(f"No new articles since the last {frequency} edition: nothing to send.")
+        return
+    edition_id = started.edition_id
+    if started.resumed:
         click.echo(
-            f"Resuming edition {edition.id} ({frequency}); "
-            f"{plural(found['requeued'], 'row')} queued again, {found['unknown']:,} marked unknown."
+            f"Resuming edition {edition_id} ({frequency}); "
+            f"{plural(started.requeued, 'row')} queued again, {started.unknown:,} marked unknown."
         )
     else:
-        edition = planning.plan(frequency)
-        if edition is None:
-            click.echo(f"No new articles since the last {frequency} edition: nothing to send.")
-            return
-        total = sum(ledger.counts(edition.id).values())
+        edition = planning.edition(edition_id)
+        assert edition is not None
         click.echo(
-            f"Edition {edition.id}: {plural(len(edition.article_rows), 'article')} for "
-            f"{plural(total, 'reader')} "
+            f"Edition {edition_id}: {plural(len(edition.article_rows), 'article')} for "
+            f"{plural(started.readers, 'reader')} "
             f"(planned in {edition.planning_seconds or 0:.2f}s)."
         )
-    edition_id = edition.id
-    if not jobs.in_process():
-        queued = sending.dispatch(edition_id)
-        click.echo(f"Queued {plural(queued, 'batch', 'batches')}.")
+    if queue:
+        click.echo(f"Queued {plural(started.batches, 'batch', 'batches')}.")
         if no_wait:
             click.echo(f"Follow it with: newsletter digest status {edition_id}")
             return

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -49,6 +51,29 @@ class Frequency(StrEnum):
 
     DAILY = "daily"
     WEEKLY = "weekly"
+
+
+class EditionKind(StrEnum):
+    """A scheduled digest of many articles, or one breaking-news article sent at once."""
+
+    DIGEST = "digest"
+    ALERT = "alert"
+
+
+class Role(StrEnum):
+    """What a console operator may do: editors preview and send; owners also erase, export
+    and manage operators and settings."""
+
+    OWNER = "owner"
+    EDITOR = "editor"
+
+
+class Scope(StrEnum):
+    """What an API token may do."""
+
+    SUBSCRIBE = "subscribe"  # start a double opt-in, as the signup form does
+    READ = "read"  # look readers and editions up, export a reader's data
+    SEND = "send"  # push articles, send editions and alerts, unsubscribe an address
 
 
 class EditionState(StrEnum):
@@ -125,6 +150,11 @@ class Subscriber(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Breaking-news alerts for the reader's topics, on unless the reader turned them off.
+    alerts: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The reader's language (a code of LANGUAGES) and IANA time zone; None means the site's.
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="SubscriberTopic.topic"
@@ -235,7 +265,13 @@ class Edition(db.Model):  # type: ignore[name-defined,misc]
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # An alert keeps a frequency (the column predates alerts and may not be empty) that no
+    # digest query reads: they all ask for kind = digest.
     frequency: Mapped[str] = mapped_column(String(8), index=True)
+    kind: Mapped[str] = mapped_column(
+        String(8), default=EditionKind.DIGEST, server_default=EditionKind.DIGEST.value
+    )
+    topic: Mapped[str | None] = mapped_column(String(64), default=None)  # an alert's topic
     state: Mapped[str] = mapped_column(String(12), default=EditionState.SENDING)
     subject: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -341,3 +377,51 @@ class FeedState(db.Model):  # type: ignore[name-defined,misc]
     # Set from a Retry-After: no request goes to the feed before this moment.
     retry_after: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Operator(db.Model):  # type: ignore[name-defined,misc]
+    """A person who runs the newsletter from the console."""
+
+    __tablename__ = "operator"
+    __table_args__ = (CheckConstraint(f"role IN {_among(Role)}", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(8))
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, with its parameters
+    # Changed with the password or on removal: a session signed for an older value ends.
+    session_key: Mapped[str] = mapped_column(String(32), default=new_uid)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
+    """One act of an operator, an API token or the CLI: who, what, on what, when."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(400))  # "operator:ann@example.com", "api:CMS", "cli"
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(400), default="")
+    ip: Mapped[str | None] = mapped_column(String(45), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ApiToken(db.Model):  # type: ignore[name-defined,misc]
+    """A bearer token of the API, kept as the sha256 of its secret (shown once)."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (CheckConstraint(f"scope IN {_among(Scope)}", name="scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(12))
+    # The token is 32 random bytes: a fast hash is enough, unlike a password.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

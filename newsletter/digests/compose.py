@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, literal
 
-from newsletter.db.models import Subscriber
+from newsletter.db.models import EditionKind, Subscriber
 from newsletter.digests.content import EditionContent, Section
 from newsletter.mail import render, verp
 from newsletter.mail.message import (
@@ -19,6 +19,7 @@ from newsletter.mail.message import (
     single_line,
     slot,
 )
+from newsletter.readers import topics
 from newsletter.tokens import Purpose, encoded_payload, minter
 from newsletter.urls import external_url
 
@@ -86,7 +87,12 @@ class Composer:
         self._sign_preferences = minter(Purpose.PREFERENCES)
 
     def variant(self, reader_topics: Iterable[str]) -> frozenset[str]:
-        """The part of the edition this reader gets: only the articles of their topics."""
+        """The part of the edition this reader gets: only the articles of their topics.
+
+        An alert is one article for the readers of its topic: all get the same mail.
+        """
+        if self.content.kind == EditionKind.ALERT:
+            return self.content.topics
         return self.content.topics & frozenset(reader_topics)
 
     def template(self, variant: frozenset[str]) -> MessageTemplate:
@@ -97,8 +103,10 @@ class Composer:
 
     def _render(self, variant: frozenset[str]) -> MessageTemplate:
         sections = self.content.sections(variant)
+        alert = self.content.kind == EditionKind.ALERT
         rendered = render.render(
-            "digest",
+            "alert" if alert else "digest",
+            topic_name=topics.available().get(self.content.topic or "", self.content.topic),
             edition=self.content,
             sections=sections,
             lead=sections[0].articles[0] if sections else None,

@@ -12,7 +12,7 @@ import nh3
 from markupsafe import Markup
 from sqlalchemy import select
 
-from newsletter.db.models import Edition, EditionArticle
+from newsletter.db.models import Edition, EditionArticle, EditionKind
 from newsletter.extensions import db
 from newsletter.mail import text as text_part
 from newsletter.mail.message import SLOT_CLOSE, SLOT_OPEN, single_line
@@ -71,6 +71,8 @@ class EditionContent:
     frequency: str
     created_at: datetime
     articles: tuple[ArticleView, ...]
+    kind: str = EditionKind.DIGEST
+    topic: str | None = None  # an alert's topic
 
     @property
     def topics(self) -> frozenset[str]:
@@ -158,4 +160,6 @@ def load_content(edition_id: int) -> EditionContent:
         frequency=edition.frequency,
         created_at=edition.created_at,
         articles=tuple(article_view(row.article) for row in rows),
+        kind=edition.kind,
+        topic=edition.topic,
     )

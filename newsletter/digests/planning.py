@@ -18,6 +18,7 @@ from newsletter.db.models import (
     DeliveryState,
     Edition,
     EditionArticle,
+    EditionKind,
     EditionState,
     Frequency,
     Status,
@@ -34,13 +35,17 @@ def unfinished(frequency: str) -> Edition | None:
     """The edition of this frequency still being sent, if any (a second send resumes it)."""
     return db.session.scalar(
         select(Edition)
-        .where(Edition.frequency == frequency, Edition.state == EditionState.SENDING)
+        .where(
+            Edition.kind == EditionKind.DIGEST,
+            Edition.frequency == frequency,
+            Edition.state == EditionState.SENDING,
+        )
         .order_by(Edition.id.desc())
         .limit(1)
     )
 
 
-def _serialize_planning() -> None:
+def serialize_planning() -> None:
     """Let one planner at a time decide what the next edition holds."""
     if on_postgresql():
         db.session.execute(text("SELECT pg_advisory_xact_lock(7245011)"))
@@ -52,13 +57,17 @@ def _serialize_planning() -> None:
 def choose_articles(frequency: str, now: datetime) -> list[Article]:
     """New articles since the previous edition of this frequency, newest first, capped."""
     previous = db.session.scalar(
-        select(Edition).where(Edition.frequency == frequency).order_by(Edition.id.desc()).limit(1)
+        select(Edition)
+        .where(Edition.kind == EditionKind.DIGEST, Edition.frequency == frequency)
+        .order_by(Edition.id.desc())
+        .limit(1)
     )
     period = PERIODS[Frequency(frequency)]
     since = previous.covers_until if previous else now - period
     already_sent = exists().where(
         EditionArticle.article_id == Article.id,
         EditionArticle.edition_id == Edition.id,
+        Edition.kind == EditionKind.DIGEST,
         Edition.frequency == frequency,
     )
     # An article fetched late (published before the last edition, added after it) is
@@ -109,7 +118,7 @@ def plan(frequency: str, now: datetime | None = None) -> Edition | None:
         raise ValueError(f"frequency must be one of {', '.join(Frequency)}")
     started = time.perf_counter()
     now = now or utcnow()
-    _serialize_planning()
+    serialize_planning()
     articles = choose_articles(frequency, now)
     if not articles:
         db.session.rollback()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import jobs
 from newsletter.clock import utcnow
-from newsletter.digests import journal, ledger, planning
+from newsletter.digests import alerts, journal, ledger, planning
 from newsletter.digests.compose import Composer, Reader
 from newsletter.digests.content import load_content
 from newsletter.errors import (
@@ -308,15 +308,56 @@ def dispatch(edition_id: int) -> int:
     return len(ranges)
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An edition (or alert) on its way: how many readers its ledger holds."""
+
+    edition_id: int
+    readers: int
+    resumed: bool  # an unfinished edition taken up again rather than a new one
+    batches: int  # queued as tasks (0 when the caller sends them itself)
+    # On resuming: rows of vanished workers queued again, and those whose outcome is unknown.
+    requeued: int = 0
+    unknown: int = 0
+
+
+def start(frequency: str, *, queue: bool = True) -> Started | None:
+    """Resume the unfinished edition of this frequency or plan the next one, and queue its
+    batches (unless ``queue`` is false: the caller sends them). None: nothing new to send.
+
+    The CLI's ``digest send``, the console's "Send now" and the API call this one function.
+    """
+    edition = planning.unfinished(frequency)
+    if edition is not None:
+        found = ledger.recover()
+        return _started(edition.id, True, queue, found["requeued"], found["unknown"])
+    edition = planning.plan(frequency)
+    if edition is None:
+        return None
+    return _started(edition.id, False, queue)
+
+
+def start_alert(article_id: int, topic: str | None = None, *, queue: bool = True) -> Started:
+    """Plan a breaking-news alert (``alerts.plan``) and queue its batches."""
+    edition = alerts.plan(article_id, topic)
+    return _started(edition.id, False, queue)
+
+
+def _started(
+    edition_id: int, resumed: bool, queue: bool, requeued: int = 0, unknown: int = 0
+) -> Started:
+    readers = sum(ledger.counts(edition_id).values())
+    batches = dispatch(edition_id) if queue else 0
+    return Started(edition_id, readers, resumed, batches, requeued, unknown)
+
+
 def send_scheduled(frequency: str) -> int | None:
     """Resume the unfinished edition of this frequency, or plan and send the next one."""
-    edition = planning.unfinished(frequency) or planning.plan(frequency)
-    if edition is None:
+    started = start(frequency)
+    if started is None:
         log.info("no new articles for the %s digest", frequency)
         return None
-    edition_id = edition.id
-    dispatch(edition_id)
-    return edition_id
+    return started.edition_id
 
 
 def recover() -> dict[str, int]:

@@ -199,16 +199,23 @@ def unsubscribe(uid: str, origin: Origin) -> bool:
 
 
 def update_preferences(
-    subscriber: Subscriber, topics: list[str], frequency: str, origin: Origin
+    subscriber: Subscriber,
+    topics: list[str],
+    frequency: str,
+    origin: Origin,
+    *,
+    alerts: bool | None = None,
 ) -> None:
-    """Change what and how often a reader receives."""
+    """Change what and how often a reader receives (``alerts``: None leaves it as it is)."""
     subscriber.topics = topics
     subscriber.frequency = frequency
+    if alerts is not None:
+        subscriber.alerts = alerts
     consent.record(
         subscriber.id,
         consent.Action.PREFERENCES,
         origin,
-        {"topics": topics, "frequency": frequency},
+        {"topics": topics, "frequency": frequency, "alerts": subscriber.alerts},
     )
 
 

@@ -44,7 +44,9 @@ def _no_line_breaks(form: Any, field: Any) -> None:
 FREQUENCY_CHOICES = [SelectChoice(f.value, f.value.capitalize()) for f in Frequency]
 
 
-class PreferencesForm(FlaskForm):
+class ChoicesForm(FlaskForm):
+    """Topics and frequency, as the confirm and preferences pages ask for them."""
+
     topics = TopicsField("Topics", choices=[])
     frequency = RadioField(
         "How often",
@@ -60,7 +62,11 @@ class PreferencesForm(FlaskForm):
         ]
 
 
-class ConfirmForm(PreferencesForm):
+class PreferencesForm(ChoicesForm):
+    alerts = BooleanField("Breaking-news alerts for my topics, as they happen")
+
+
+class ConfirmForm(ChoicesForm):
     """The confirm page's fields: the request's choices, shown so the reader sees (and may
     correct) what they confirm, whoever typed them."""
 

@@ -82,7 +82,11 @@ def preferences(token: str) -> tuple[str, int]:
     if request.method == "GET":
         form = PreferencesForm(
             formdata=None,
-            data={"topics": subscriber.topics, "frequency": subscriber.frequency},
+            data={
+                "topics": subscriber.topics,
+                "frequency": subscriber.frequency,
+                "alerts": subscriber.alerts,
+            },
             meta={"csrf": False},
         )
     else:
@@ -97,6 +101,7 @@ def preferences(token: str) -> tuple[str, int]:
             topics.clean(form.topics.data or []),
             form.frequency.data,
             Origin.from_request("preferences-page"),
+            alerts=bool(form.alerts.data),
         )
         db.session.commit()
         saved = True
