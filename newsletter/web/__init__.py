@@ -18,5 +18,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(archive.bp)
     app.register_blueprint(bounces.bp)
+    from newsletter.web import admin
+
+    admin.init_app(app)
     errors.init_app(app)
     security.init_app(app)
