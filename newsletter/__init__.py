@@ -42,6 +42,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
+    from newsletter import i18n
+
+    i18n.init_app(app)
+
     from newsletter.celery_app import celery_init_app
 
     # Imported for what they register: the tables (for Alembic) and SQLite's settings.

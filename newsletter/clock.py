@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from newsletter import i18n
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -24,8 +26,9 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def local_date(value: datetime) -> str:
-    """A stored (UTC) moment as the day a reader of the site saw it: "04 December 2026"."""
-    return value.astimezone(site_zone()).strftime("%d %B %Y")
+    """A stored (UTC) moment as the day a reader of the site saw it, written in the page's
+    or mail's language: "04 December 2026", "4. Dezember 2026"."""
+    return i18n.day(value.astimezone(site_zone()).date())
 
 
 def local_iso_date(value: datetime) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Flask
 
 from newsletter.errors import ConfigError, ConfigErrors
+from newsletter.i18n import N_
 
 DEFAULT_SECRET_KEY = "dev-only-change-me"
 
@@ -67,7 +69,11 @@ DEFAULTS: dict[str, Any] = {
     "TEMPLATE_OVERRIDES": None,  # a folder whose templates win (instance/templates when unset)
     "WELCOME_MAIL": True,  # a mail after confirming: what comes, when, how to change or leave
     "EMBED_ORIGINS": [],
-    "CONSENT_TEXT": (
+    # The languages readers may choose, the site's own first (each needs a shipped catalog).
+    "LANGUAGES": ["en"],
+    # One text for every language, or one per language ({"en": "...", "de": "..."}). This
+    # shipped wording, left as it is, is said in each reader's language by the catalogs.
+    "CONSENT_TEXT": N_(
         "Your information is secure. By opting in you agree to receive emails from us "
         "and you can opt out at any time."
     ),
@@ -89,7 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "BOUNCE_MAX_BYTES": 2 * 1024 * 1024,  # per message, webhook body and CLI input alike
 }
 
-LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS")
+LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS", "LANGUAGES")
 
 # Text taken from the environment as written, not as JSON: a password of digits stays a
 # string, a site called "null" keeps its name.
@@ -139,6 +145,21 @@ def _as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _per_language(value: Any) -> Any:
+    """CONSENT_TEXT as text, or as a JSON object of texts by language from the environment.
+
+    Read as written (a wording may hold any character), so an object is recognized by its
+    braces; a text that only looks like one stays text and is checked as such.
+    """
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if isinstance(parsed, dict) else value
+    return value
+
+
 def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     """Layer defaults, environment and test mapping into ``app.config`` and check them."""
     app.config.from_mapping(DEFAULTS)
@@ -150,6 +171,7 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         app.config.from_mapping(test_config)
     for key in LIST_SETTINGS:
         app.config[key] = _as_list(app.config[key])
+    app.config["CONSENT_TEXT"] = _per_language(app.config["CONSENT_TEXT"])
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{app.instance_path}/newsletter.db"
     if not app.config["TEMPLATE_OVERRIDES"]:
@@ -298,6 +320,19 @@ def _mapping(value: Any) -> str | None:
     return None if isinstance(value, Mapping) else "must be a JSON object"
 
 
+def _wording(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        if not value:
+            return "must be a text, or an object of texts by language with at least one"
+        texts = value.values()
+        if not all(isinstance(text, str) and text.strip() for text in texts):
+            return "must give each language a non-empty text"
+        return None
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty text, or an object of texts by language"
+    return None
+
+
 def _rate_limits(value: Any) -> str | None:
     from limits import parse_many
 
@@ -406,7 +441,8 @@ CHECKS: dict[str, Check] = {
     "SIGNUP_MIN_SECONDS": _number(0),
     "SIGNUP_FORM_MAX_AGE_HOURS": _number(0, above=True),
     "EMBED_ORIGINS": _origins,
-    "CONSENT_TEXT": _text(empty=False, one_line=False),
+    "LANGUAGES": _strings,  # and each must have a catalog, below
+    "CONSENT_TEXT": _wording,  # and a text per language when given by language, below
     "PROXY_FIX_X_FOR": _whole(0),
     "RATELIMIT_STORAGE_URI": _url(),
     "RATELIMIT_SIGNUP": _rate_limits,
@@ -493,6 +529,9 @@ def problems(app: Flask) -> list[ConfigError]:
                     f"{config['TIMEZONE']!r} is not an IANA time zone (e.g. Europe/Berlin)",
                 )
             )
+    if "NEWSLETTER_LANGUAGES" not in wrong:
+        wording = config["CONSENT_TEXT"] if "NEWSLETTER_CONSENT_TEXT" not in wrong else None
+        found.extend(_language_problems(config["LANGUAGES"], wording))
     if "NEWSLETTER_MAIL_BACKEND" not in wrong:
         from newsletter.mail.backends import backend_class
 
@@ -500,6 +539,45 @@ def problems(app: Flask) -> list[ConfigError]:
             backend_class(str(config["MAIL_BACKEND"]))  # unknown: refused at start, not mid-send
         except ConfigError as exc:
             found.append(exc)
+    return found
+
+
+def _language_problems(languages: list[str], wording: Any) -> list[ConfigError]:
+    """LANGUAGES must name shipped catalogs; a CONSENT_TEXT by language must speak them all."""
+    from newsletter.i18n import shipped
+
+    if not languages:
+        return [ConfigError("NEWSLETTER_LANGUAGES", "list at least one language (e.g. en)")]
+    unknown = [code for code in languages if code not in shipped()]
+    if unknown:
+        return [
+            ConfigError(
+                "NEWSLETTER_LANGUAGES",
+                f"{', '.join(map(repr, unknown))} has no catalog in this package "
+                f"(it ships {', '.join(shipped())})",
+            )
+        ]
+    if len(set(languages)) != len(languages):
+        return [ConfigError("NEWSLETTER_LANGUAGES", "lists a language twice")]
+    if not isinstance(wording, Mapping):
+        return []
+    missing = [code for code in languages if code not in wording]
+    extra = [str(code) for code in wording if code not in languages]
+    found = []
+    if missing:
+        found.append(
+            ConfigError(
+                "NEWSLETTER_CONSENT_TEXT",
+                f"has no text for {', '.join(missing)} (every language of LANGUAGES needs one)",
+            )
+        )
+    if extra:
+        found.append(
+            ConfigError(
+                "NEWSLETTER_CONSENT_TEXT",
+                f"has a text for {', '.join(extra)}, which LANGUAGES does not offer",
+            )
+        )
     return found
 
 

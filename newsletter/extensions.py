@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import request
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -65,5 +66,6 @@ db = SQLAlchemy(model_class=Base)
 
 
 migrate = Migrate()
+babel = Babel()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=client_ip)

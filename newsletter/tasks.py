@@ -24,10 +24,14 @@ from newsletter.readers import notices
     max_retries=8,
 )
 def send_signup_mail(
-    subscriber_id: int, notice: str, key: str | None = None, request: str | None = None
+    subscriber_id: int,
+    notice: str,
+    key: str | None = None,
+    request: str | None = None,
+    language: str | None = None,
 ) -> None:
     """Send the confirmation link (or, to an active reader, an "already subscribed" notice)."""
-    notices.send(subscriber_id, notices.Notice(notice), key, request)
+    notices.send(subscriber_id, notices.Notice(notice), key, request, language)
 
 
 @shared_task(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import TextIO
@@ -11,7 +12,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from newsletter import jobs
+from newsletter import i18n, jobs
 from newsletter.bounces.process import bounce_counts
 from newsletter.cli.output import plural, progress, write_bytes, write_text
 from newsletter.clock import utcnow
@@ -47,8 +48,17 @@ frequency_option = click.option(
     help="Write the mail here: a .eml file opens in a mail client, anything else gets the HTML.",
 )
 @frequency_option
-def preview(email: str | None, output: Path | None, frequency: str) -> None:
+@click.option(
+    "--language",
+    help="Render it in this one of LANGUAGES (default: the subscriber's, else the site's).",
+)
+def preview(email: str | None, output: Path | None, frequency: str, language: str | None) -> None:
     """Render the next digest without sending or recording anything."""
+    if language is not None and i18n.supported(language) is None:
+        raise click.BadParameter(
+            f"{language!r} is not one of LANGUAGES ({', '.join(i18n.offered())})",
+            param_hint="--language",
+        )
     articles = planning.choose_articles(frequency, utcnow())
     if not articles:
         raise click.ClickException(
@@ -58,6 +68,8 @@ def preview(email: str | None, output: Path | None, frequency: str) -> None:
         id=0, frequency=frequency, created_at=utcnow(), articles=tuple(map(article_view, articles))
     )
     reader = _preview_reader(email, content)
+    if language is not None:
+        reader = replace(reader, language=i18n.supported(language))
     message = Composer(content, preview=True).message(reader)
     if output is None:
         click.echo(f"Subject: {_part(message.data, 'Subject')}\n")
@@ -103,6 +115,7 @@ def _preview_reader(email: str | None, content: EditionContent) -> Reader:
         subscriber.name,
         frozenset(subscriber.topics),
         message_id("preview", subscriber.uid),
+        language=subscriber.language,
     )
 
 

@@ -6,8 +6,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from flask_babel import gettext
 from sqlalchemy import ColumnElement, literal
 
+from newsletter import i18n
 from newsletter.db.models import EditionKind, Subscriber
 from newsletter.digests.content import EditionContent, Section
 from newsletter.mail import render, verp
@@ -68,16 +70,31 @@ class Reader:
     topics: frozenset[str]
     message_id: str
     delivery_id: int | None = None  # the ledger row, named by the VERP return path
+    language: str | None = None  # as stored: None (or one no longer offered) is the site's
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One rendering of an edition, and the greetings said in its language."""
+
+    template: MessageTemplate
+    hello_name: str  # "Hello %(name)s,"
+    hello: str  # "Hello,"
 
 
 class Composer:
-    """Builds each reader's digest from one MessageTemplate per distinct set of topics."""
+    """Builds each reader's digest from one MessageTemplate per distinct set of topics and
+    language."""
 
     def __init__(self, content: EditionContent, *, preview: bool = False) -> None:
         self.content = content
-        self._templates: dict[frozenset[str], MessageTemplate] = {}
+        self._variants: dict[tuple[frozenset[str], str], Variant] = {}
+        languages = i18n.offered()
+        self._languages = frozenset(languages)
+        self._default = languages[0]
+        self._several = len(languages) > 1
         # A preview is no edition: no archive page to point at.
-        self.web_url = None if preview else external_url("archive.edition", edition_id=content.id)
+        self.preview = preview
         # Link prefixes resolved once; per reader only the signed token is added.
         self._unsubscribe = external_url("manage.unsubscribe_page", token="-")[:-1]
         self._preferences = external_url("manage.preferences", token="-")[:-1]
@@ -95,46 +112,68 @@ class Composer:
             return self.content.topics
         return self.content.topics & frozenset(reader_topics)
 
-    def template(self, variant: frozenset[str]) -> MessageTemplate:
-        found = self._templates.get(variant)
+    def language(self, reader: Reader) -> str:
+        """The language the reader's copy is written in."""
+        stored = reader.language
+        return stored if stored in self._languages else self._default
+
+    def template(self, variant: frozenset[str], language: str | None = None) -> MessageTemplate:
+        return self._variant(variant, language or self._default).template
+
+    def _variant(self, topics: frozenset[str], language: str) -> Variant:
+        key = (topics, language)
+        found = self._variants.get(key)
         if found is None:
-            found = self._templates[variant] = self._render(variant)
+            found = self._variants[key] = self._render(topics, language)
         return found
 
-    def _render(self, variant: frozenset[str]) -> MessageTemplate:
+    def _web_url(self, language: str) -> str | None:
+        if self.preview:
+            return None
+        if self._several:
+            # The archive page opens in the reader's language, whatever their browser says.
+            return external_url("archive.edition", edition_id=self.content.id, lang=language)
+        return external_url("archive.edition", edition_id=self.content.id)
+
+    def _render(self, variant: frozenset[str], language: str) -> Variant:
         sections = self.content.sections(variant)
         alert = self.content.kind == EditionKind.ALERT
         rendered = render.render(
             "alert" if alert else "digest",
+            language,
             topic_name=topics.available().get(self.content.topic or "", self.content.topic),
             edition=self.content,
             sections=sections,
             lead=sections[0].articles[0] if sections else None,
             preheader=preheader(sections),
             article_count=sum(len(section.articles) for section in sections),
-            web_url=self.web_url,
+            web_url=self._web_url(language),
             greeting=slot("greeting"),
             unsubscribe_url=slot("unsubscribe_url"),
             preferences_url=slot("preferences_url"),
         )
-        return MessageTemplate(
+        template = MessageTemplate(
             subject=rendered.subject,
             text=rendered.text,
             html_body=rendered.html,
             headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         )
+        with i18n.speaking(language):
+            # Said once per rendering; per reader only the name is put in.
+            return Variant(template, gettext("Hello %(name)s,", name="%(name)s"), gettext("Hello,"))
 
     def message(self, reader: Reader) -> OutgoingMessage:
         payload = encoded_payload({"s": reader.uid})  # both links carry the same payload
         unsubscribe_url = self._unsubscribe + self._sign_unsubscribe.seal(payload)
         preferences_url = self._preferences + self._sign_preferences.seal(payload)
         name = single_line(reader.name)
-        return self.template(self.variant(reader.topics)).personalize(
+        variant = self._variant(self.variant(reader.topics), self.language(reader))
+        return variant.template.personalize(
             reader.email,
             name,
             message_id=reader.message_id,
             values={
-                "greeting": f"Hello {name}," if name else "Hello,",
+                "greeting": variant.hello_name % {"name": name} if name else variant.hello,
                 "unsubscribe_url": unsubscribe_url,
                 "preferences_url": preferences_url,
             },

@@ -161,6 +161,7 @@ def _reading(deliveries: Any) -> Select[Any]:
             subscribers.c.email,
             subscribers.c.name,
             subscribers.c.status,
+            subscribers.c.language,
             deliveries.c.message_id,
             topics.c.topic,
         )
@@ -247,6 +248,7 @@ def _facts(rows: Sequence[Any]) -> Facts:
                 frozenset(topics.get(delivery_id, ())),
                 row.message_id or "",
                 delivery_id,
+                row.language,
             )
             found[delivery_id] = Claimed(row.attempts, reader)
     return found

@@ -9,6 +9,7 @@ from typing import Any
 import css_inline
 from flask import render_template
 
+from newsletter import i18n
 from newsletter.mail.message import single_line
 
 
@@ -31,9 +32,11 @@ def inline_css(html: str) -> str:
     return _inliner().inline(html)
 
 
-def render(name: str, **context: Any) -> Rendered:
-    """Render ``templates/email/<name>/`` with ``context`` (text is not autoescaped)."""
-    subject = render_template(f"email/{name}/subject.txt", **context)
-    text = render_template(f"email/{name}/body.txt", **context)
-    html = render_template(f"email/{name}/body.html", **context)
+def render(name: str, language: str, **context: Any) -> Rendered:
+    """Render ``templates/email/<name>/`` in ``language`` with ``context`` (text is not
+    autoescaped)."""
+    with i18n.speaking(language):
+        subject = render_template(f"email/{name}/subject.txt", **context)
+        text = render_template(f"email/{name}/body.txt", **context)
+        html = render_template(f"email/{name}/body.html", **context)
     return Rendered(subject=single_line(subject), text=text, html=inline_css(html))

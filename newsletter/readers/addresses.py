@@ -7,6 +7,7 @@ import hashlib
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import InvalidAddress
+from newsletter.i18n import N_
 
 MAX_LENGTH = 254  # RFC 5321 path limit less the angle brackets
 
@@ -15,11 +16,11 @@ def normalize(address: str) -> str:
     """Return the canonical form of ``address`` or raise InvalidAddress with a reason."""
     candidate = address.strip()
     if not candidate:
-        raise InvalidAddress(address, "Enter your email address.")
+        raise InvalidAddress(address, N_("Enter your email address."))
     # U+FFFD stands for bytes that were not UTF-8 (a form body, a CSV file): not what
     # anybody typed, so not an address to write to.
     if len(candidate) > MAX_LENGTH or any(ch in candidate for ch in "\r\n\0\ufffd"):
-        raise InvalidAddress(address, "That email address is not valid.")
+        raise InvalidAddress(address, N_("That email address is not valid."))
     try:
         # No DNS: deliverability is learned from bounces, and lookups would make
         # the signup answer's timing depend on the address.

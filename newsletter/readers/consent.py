@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from flask import current_app, has_request_context, request
+from flask_babel import gettext
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter import config, i18n
 from newsletter.clock import utcnow
 from newsletter.db.dialect import on_postgresql
 from newsletter.db.models import CONSENTING, ConsentEvent, ConsentWording, Status, Subscriber
@@ -71,10 +73,22 @@ def _printable(value: str) -> str:
     return "".join(ch for ch in value if ch.isprintable())
 
 
-def wording() -> tuple[str, str]:
-    """The current consent text and its version (a digest of the text itself)."""
-    text: str = current_app.config["CONSENT_TEXT"]
+def wording(language: str | None = None) -> tuple[str, str]:
+    """The consent text in a language (the current page's by default) and its version (a
+    digest of the text itself, so each language's text is a version of its own)."""
+    text = _text_in(i18n.reader_language(language) if language else i18n.current())
     return hashlib.sha256(text.encode()).hexdigest()[:16], text
+
+
+def _text_in(language: str) -> str:
+    configured = current_app.config["CONSENT_TEXT"]
+    if isinstance(configured, Mapping):
+        return str(configured.get(language) or configured[i18n.default()])
+    if configured == config.DEFAULTS["CONSENT_TEXT"]:
+        # The shipped wording: the catalogs say it in every language they have.
+        with i18n.speaking(language):
+            return str(gettext(configured))
+    return str(configured)
 
 
 def record(
@@ -84,9 +98,14 @@ def record(
     detail: dict[str, Any] | None = None,
     *,
     with_wording: bool = False,
+    language: str | None = None,
 ) -> None:
-    """Append one event to the log (in the caller's transaction); None names nobody."""
-    version = _stored_wording() if with_wording else None
+    """Append one event to the log (in the caller's transaction); None names nobody.
+
+    ``with_wording``: the consent text agreed to is recorded, in ``language`` (by default
+    the language of the page being answered, which showed it).
+    """
+    version = _stored_wording(language) if with_wording else None
     db.session.execute(
         _APPEND,
         {
@@ -102,9 +121,9 @@ def record(
     )
 
 
-def _stored_wording() -> str:
+def _stored_wording(language: str | None) -> str:
     """The current wording's version, its text stored on first use."""
-    version, text = wording()
+    version, text = wording(language)
     # Wordings are never deleted, so a version once seen committed is not looked up again
     # by this app: one SELECT per wording and process rather than one per signup.
     committed: set[str] = current_app.extensions.setdefault("newsletter.wordings", set())

@@ -11,8 +11,9 @@ from enum import StrEnum
 from flask import current_app
 from sqlalchemy import delete
 
-from newsletter import jobs
+from newsletter import i18n, jobs
 from newsletter.clock import utcnow
+from newsletter.config import WEEKDAYS
 from newsletter.db.dialect import upsert
 from newsletter.db.models import SentNotice, Status, Subscriber
 from newsletter.errors import OutcomeUnknown, TransientMailError
@@ -36,29 +37,40 @@ class Notice(StrEnum):
     WELCOME = "welcome"
 
 
-def enqueue(subscriber_id: int, notice: Notice, request: str | None = None) -> None:
+def enqueue(
+    subscriber_id: int, notice: Notice, request: str | None = None, language: str | None = None
+) -> None:
     """Send ``notice`` to the reader once the caller's transaction commits.
 
-    ``request``: the key of the signup request a confirmation link answers.
+    ``request``: the key of the signup request a confirmation link answers; ``language``:
+    that request's (None: the reader's own).
     """
     key = secrets.token_hex(8)
-    if request is None:
-        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), key)
-    else:
+    if language is not None:
+        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), key, request, language)
+    elif request is not None:
         jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), key, request)
+    else:
+        jobs.enqueue(jobs.SIGNUP_MAIL, subscriber_id, str(notice), key)
 
 
 def send(
-    subscriber_id: int, notice: Notice, key: str | None = None, request: str | None = None
+    subscriber_id: int,
+    notice: Notice,
+    key: str | None = None,
+    request: str | None = None,
+    language: str | None = None,
 ) -> None:
     """Send the notice to the reader, unless their state no longer calls for it.
 
     ``key`` names this one mail: a second delivery of the same task finds it already sent
     and sends nothing. (Tasks queued without one, by earlier versions, are sent as asked.)
+    The mail speaks ``language``, else the reader's.
     """
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return
+    speaks = i18n.reader_language(language or subscriber.language)
     if notice == Notice.CONFIRM:
         # Re-read state: the reader may have confirmed or withdrawn since this was queued.
         if subscriber.status == Status.ACTIVE or subscriber.confirm_nonce is None:
@@ -68,13 +80,14 @@ def send(
             payload["r"] = request
         token = sign(Purpose.CONFIRM, payload)
         rendered = render.render(
-            "confirm", confirm_url=external_url("signup.confirm_page", token=token)
+            "confirm", speaks, confirm_url=external_url("signup.confirm_page", token=token)
         )
     elif notice in (Notice.ALREADY_SUBSCRIBED, Notice.WELCOME):
         if subscriber.status != Status.ACTIVE:
             return  # withdrawn since: neither "you are subscribed" nor a welcome is true now
         rendered = render.render(
             "already_subscribed" if notice == Notice.ALREADY_SUBSCRIBED else "welcome",
+            speaks,
             **_reader_links(subscriber),
             **(_schedule(subscriber) if notice == Notice.WELCOME else {}),
         )
@@ -128,20 +141,10 @@ def _schedule(subscriber: Subscriber) -> dict[str, object]:
         "every_topic": len(chosen) == len(names),
         "frequency": subscriber.frequency,
         "hour": f"{int(config['DIGEST_HOUR']):02d}:00",
-        "weekday": _day_name(str(config["DIGEST_WEEKDAY"])),
+        # Its name in the mail's language, found when the mail is rendered.
+        "weekday": WEEKDAYS.index(str(config["DIGEST_WEEKDAY"])),
         "timezone": str(config["TIMEZONE"]),
     }
-
-
-_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
-
-
-def _day_name(weekday: str) -> str:
-    """DIGEST_WEEKDAY as beat's crontab reads it ("monday", "mon", "1") in words."""
-    value = weekday.strip().lower()
-    if value.isdigit():
-        return _DAYS[int(value) % 7]
-    return next((day for day in _DAYS if value[:3] == day[:3].lower()), weekday)
 
 
 def _claim(key: str, subscriber_id: int) -> bool:

@@ -32,6 +32,7 @@ from newsletter.readers.consent import Origin
 from newsletter.readers.notices import Notice
 
 NAME_LENGTH = 100  # the column's size
+CONTROL_CHARACTERS = "contains control characters (line breaks, tabs, ...)"
 
 
 class NewReader(NamedTuple):
@@ -41,12 +42,14 @@ class NewReader(NamedTuple):
     name: str
     topics: Sequence[str]
     frequency: str
+    language: str | None = None  # None: the site's
 
 
 _PG_READERS = text(
-    """INSERT INTO subscriber (uid, email, name, status, frequency, confirm_nonce, created_at,
-        confirmed_at)
-    SELECT r->>0, r->>1, r->>2, :status, r->>3, r->>4, :now, CAST(:confirmed_at AS timestamptz)
+    """INSERT INTO subscriber (uid, email, name, status, frequency, confirm_nonce, language,
+        created_at, confirmed_at)
+    SELECT r->>0, r->>1, r->>2, :status, r->>3, r->>4, r->>5, :now,
+        CAST(:confirmed_at AS timestamptz)
     FROM json_array_elements(CAST(:rows AS json)) AS r
     ON CONFLICT (email) DO NOTHING
     RETURNING id, email
@@ -71,7 +74,14 @@ def create(readers: Sequence[NewReader], status: Status, now: datetime) -> dict[
         raise ValueError(f"readers are created pending or active, not {status}")
     pending = status is Status.PENDING
     rows = [
-        (new_uid(), r.email, r.name, r.frequency, secrets.token_urlsafe(12) if pending else None)
+        (
+            new_uid(),
+            r.email,
+            r.name,
+            r.frequency,
+            secrets.token_urlsafe(12) if pending else None,
+            r.language,
+        )
         for r in readers
     ]
     confirmed_at = None if pending else now
@@ -100,12 +110,13 @@ def create(readers: Sequence[NewReader], status: Status, now: datetime) -> dict[
                 "name": name,
                 "frequency": frequency,
                 "confirm_nonce": nonce,
+                "language": language,
                 "status": status,
                 "created_at": now,
                 "confirmed_at": confirmed_at,
                 "unsubscribed_at": None,
             }
-            for uid, email, name, frequency, nonce in rows
+            for uid, email, name, frequency, nonce, language in rows
         ]
         ids = {email: id_ for id_, email in db.session.execute(statement, params)}
     _add_topics([(ids[r.email], slug) for r in readers if r.email in ids for slug in r.topics])
@@ -142,7 +153,7 @@ def clean_name(value: str) -> str:
     """A display name as stored; control characters would end up in mail headers and terminals."""
     name = value.strip()
     if any(not ch.isprintable() for ch in name):
-        raise InvalidReaderField("name", "contains control characters (line breaks, tabs, ...)")
+        raise InvalidReaderField("name", CONTROL_CHARACTERS)
     if len(name) > NAME_LENGTH:
         raise InvalidReaderField("name", f"longer than {NAME_LENGTH} characters")
     return name

@@ -10,6 +10,7 @@ from enum import StrEnum
 from flask import current_app
 from sqlalchemy import select
 
+from newsletter import i18n
 from newsletter.clock import utcnow
 from newsletter.db.models import CONSENTING, ConsentEvent, Frequency, Status, Subscriber
 from newsletter.errors import InvalidReaderField
@@ -21,17 +22,23 @@ from newsletter.readers.topics import clean as clean_topics
 
 
 def request_signup(
-    email: str, name: str, topics: list[str], frequency: str, origin: Origin
+    email: str,
+    name: str,
+    topics: list[str],
+    frequency: str,
+    origin: Origin,
+    language: str | None = None,
 ) -> tuple[int, Notice]:
     """Record a signup request for a normalized address; nothing is activated yet.
 
     A request for an active reader changes nothing (anybody can type an address) and
-    asks for a notice instead; any other state gets a confirmation link. The mail goes out
-    when the caller commits.
+    asks for a notice instead; any other state gets a confirmation link, in the request's
+    ``language`` (one of LANGUAGES; None: the site's). The mail goes out when the caller
+    commits. The consent wording recorded is the one of the page answering the request.
     """
     # Most signups are for new addresses: creating the reader first, skipping an address
     # already on the list, needs no look-up and also settles a double click.
-    new = roster.NewReader(email, name, topics, frequency)
+    new = roster.NewReader(email, name, topics, frequency, language)
     subscriber_id = roster.create([new], Status.PENDING, utcnow()).get(email)
     if subscriber_id is not None:
         notice = Notice.CONFIRM
@@ -40,14 +47,19 @@ def request_signup(
     # The request's choices live in its log line, and its confirmation link names that line
     # by a random key: only the person who can open that mail can make them the reader's.
     request_key = secrets.token_urlsafe(9)
-    consent.record(
-        subscriber_id,
-        consent.Action.SIGNUP,
-        origin,
-        {"topics": topics, "frequency": frequency, "name": name, "request": request_key},
-        with_wording=True,
-    )
-    notices.enqueue(subscriber_id, notice, request_key if notice is Notice.CONFIRM else None)
+    detail: dict[str, object] = {
+        "topics": topics,
+        "frequency": frequency,
+        "name": name,
+        "request": request_key,
+    }
+    if language is not None:
+        detail["language"] = language
+    consent.record(subscriber_id, consent.Action.SIGNUP, origin, detail, with_wording=True)
+    if notice is Notice.CONFIRM:
+        notices.enqueue(subscriber_id, notice, request_key, language)
+    else:
+        notices.enqueue(subscriber_id, notice)  # to the reader, in the language they chose
     return subscriber_id, notice
 
 
@@ -122,18 +134,24 @@ def confirm(
         subscriber.name = chosen.name
         subscriber.topics = chosen.topics
         subscriber.frequency = chosen.frequency
+        if chosen.language is not None:
+            subscriber.language = chosen.language
     subscriber.status = Status.ACTIVE
     subscriber.confirm_nonce = None
     subscriber.confirmed_at = utcnow()
     subscriber.unsubscribed_at = None
     # A confirmed, fresh opt-in is the one path that lifts an earlier suppression.
     suppression.lift(subscriber.email)
+    detail: dict[str, object] = {"topics": subscriber.topics, "frequency": subscriber.frequency}
+    if subscriber.language is not None:
+        detail["language"] = subscriber.language
     consent.record(
         subscriber.id,
         consent.Action.CONFIRM,
         origin,
-        {"topics": subscriber.topics, "frequency": subscriber.frequency},
+        detail,
         with_wording=True,
+        language=subscriber.language,
     )
     if current_app.config["WELCOME_MAIL"]:
         # Goes when the caller commits: a confirmation rolled back welcomes nobody.
@@ -143,11 +161,13 @@ def confirm(
 
 @dataclass(frozen=True)
 class Choices:
-    """What a reader receives: the name in the greeting, topics and frequency."""
+    """What a reader receives: the name in the greeting, topics, frequency and language
+    (None: as it is)."""
 
     name: str
     topics: list[str]
     frequency: str
+    language: str | None = None
 
 
 def requested(uid: str, request: str | None) -> Choices | None:
@@ -159,7 +179,7 @@ def requested(uid: str, request: str | None) -> Choices | None:
     if subscriber is None:
         return None
     return (request and _request_choices(subscriber, request)) or Choices(
-        subscriber.name, list(subscriber.topics), subscriber.frequency
+        subscriber.name, list(subscriber.topics), subscriber.frequency, subscriber.language
     )
 
 
@@ -182,6 +202,7 @@ def _request_choices(subscriber: Subscriber, request: str) -> Choices | None:
     topics = clean_topics([str(slug) for slug in chosen]) if isinstance(chosen, list) else None
     frequency = detail.get("frequency")
     name = detail.get("name")
+    language = i18n.supported(detail.get("language"))
     try:
         cleaned = roster.clean_name(name) if isinstance(name, str) else subscriber.name
     except InvalidReaderField:  # the form let it through then
@@ -190,6 +211,7 @@ def _request_choices(subscriber: Subscriber, request: str) -> Choices | None:
         cleaned,
         topics if topics is not None else list(subscriber.topics),
         str(frequency) if frequency in {f.value for f in Frequency} else subscriber.frequency,
+        language or subscriber.language,
     )
 
 
@@ -205,18 +227,24 @@ def update_preferences(
     origin: Origin,
     *,
     alerts: bool | None = None,
+    language: str | None = None,
 ) -> None:
-    """Change what and how often a reader receives (``alerts``: None leaves it as it is)."""
+    """Change what and how often a reader receives (``alerts``, ``language``: None leaves
+    it as it is)."""
     subscriber.topics = topics
     subscriber.frequency = frequency
     if alerts is not None:
         subscriber.alerts = alerts
-    consent.record(
-        subscriber.id,
-        consent.Action.PREFERENCES,
-        origin,
-        {"topics": topics, "frequency": frequency, "alerts": subscriber.alerts},
-    )
+    if language is not None:
+        subscriber.language = language
+    detail: dict[str, object] = {
+        "topics": topics,
+        "frequency": frequency,
+        "alerts": subscriber.alerts,
+    }
+    if subscriber.language is not None:
+        detail["language"] = subscriber.language
+    consent.record(subscriber.id, consent.Action.PREFERENCES, origin, detail)
 
 
 def receiving(subscriber: Subscriber) -> bool:
@@ -226,6 +254,14 @@ def receiving(subscriber: Subscriber) -> bool:
 
 def by_uid(uid: str) -> Subscriber | None:
     return db.session.scalar(select(Subscriber).where(Subscriber.uid == uid))
+
+
+def language_of(uid: str) -> str | None:
+    """The language a reader chose (None: the site's, or no such reader)."""
+    language: str | None = db.session.scalar(
+        select(Subscriber.language).where(Subscriber.uid == uid)
+    )
+    return language
 
 
 def by_email(email: str) -> Subscriber | None:
@@ -249,4 +285,6 @@ def resend_confirmation(
         and subscriber.confirm_nonce == nonce
         and may_mail(subscriber.email)
     ):
-        notices.enqueue(subscriber.id, Notice.CONFIRM, request)
+        chosen = _request_choices(subscriber, request) if request is not None else None
+        language = chosen.language if chosen is not None else subscriber.language
+        notices.enqueue(subscriber.id, Notice.CONFIRM, request, language)

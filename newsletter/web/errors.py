@@ -5,17 +5,32 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, render_template
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
 
+# Said in the reader's language rather than as werkzeug names them ("Not Found").
+TITLES = {
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Page not found"),
+    405: _l("Not allowed here"),
+    409: _l("Not possible now"),
+    410: _l("No longer here"),
+    413: _l("Too much at once"),
+    415: _l("Not understood"),
+    429: _l("Too many attempts"),
+}
+
 MESSAGES = {
-    400: "The request could not be understood. Please go back and try again.",
-    404: "There is no page at this address.",
-    405: "This page cannot be used that way.",
-    413: "That was more than this form accepts.",
-    429: "Too many attempts from your network. Please wait a little and try again.",
+    400: _l("The request could not be understood. Please go back and try again."),
+    404: _l("There is no page at this address."),
+    405: _l("This page cannot be used that way."),
+    413: _l("That was more than this form accepts."),
+    429: _l("Too many attempts from your network. Please wait a little and try again."),
 }
 
 
@@ -24,8 +39,8 @@ def init_app(app: Flask) -> None:
     def csrf_error(exc: CSRFError) -> tuple[str, int]:
         return render_template(
             "error.html",
-            title="Please try again",
-            message="This form had expired. Go back, reload the page and submit it again.",
+            title=gettext("Please try again"),
+            message=gettext("This form had expired. Go back, reload the page and submit it again."),
         ), 400
 
     @app.errorhandler(HTTPException)
@@ -38,8 +53,8 @@ def init_app(app: Flask) -> None:
         return (
             render_template(
                 "error.html",
-                title=exc.name,
-                message=MESSAGES.get(code, "Something went wrong on our side."),
+                title=TITLES.get(code) or gettext("Something went wrong"),
+                message=MESSAGES.get(code) or gettext("Something went wrong on our side."),
             ),
             code,
             headers,
@@ -49,7 +64,9 @@ def init_app(app: Flask) -> None:
     def server_error(exc: InternalServerError) -> tuple[str, int]:
         return render_template(
             "error.html",
-            title="Something went wrong",
-            message="Something went wrong on our side. Nothing you did caused it; "
-            "please try again in a few minutes.",
+            title=gettext("Something went wrong"),
+            message=gettext(
+                "Something went wrong on our side. Nothing you did caused it; "
+                "please try again in a few minutes."
+            ),
         ), 500

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
     HiddenField,
     RadioField,
+    SelectField,
     SelectMultipleField,
     StringField,
     ValidationError,
@@ -18,6 +21,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length
 
+from newsletter import i18n
 from newsletter.db.models import Frequency
 from newsletter.errors import InvalidAddress, InvalidReaderField
 from newsletter.readers import roster, topics
@@ -38,39 +42,60 @@ class TopicsField(SelectMultipleField):
 
 def _no_line_breaks(form: Any, field: Any) -> None:
     if field.data and any(ch in field.data for ch in "\r\n\0"):
-        raise ValidationError("Write this on a single line, without line breaks.")
+        raise ValidationError(_l("Write this on a single line, without line breaks."))
 
 
-FREQUENCY_CHOICES = [SelectChoice(f.value, f.value.capitalize()) for f in Frequency]
+FREQUENCY_CHOICES = [
+    SelectChoice(Frequency.DAILY.value, _l("Daily")),
+    SelectChoice(Frequency.WEEKLY.value, _l("Weekly")),
+]
+
+
+class LanguageField(SelectField):
+    """The language a reader is written in, among the site's LANGUAGES (the form shows it
+    only when there are several). A code the site does not offer is no error: the reader
+    gets the page's language (``chosen``), as a topic the site does not have is dropped."""
+
+    def pre_validate(self, form: Any) -> None:
+        pass
+
+    def chosen(self) -> str | None:
+        return i18n.supported(self.data)
 
 
 class ChoicesForm(FlaskForm):
     """Topics and frequency, as the confirm and preferences pages ask for them."""
 
-    topics = TopicsField("Topics", choices=[])
+    topics = TopicsField(_l("Topics"), choices=[])
     frequency = RadioField(
-        "How often",
+        _l("How often"),
         choices=FREQUENCY_CHOICES,
         default=Frequency.WEEKLY.value,
         validators=[InputRequired()],
     )
+    language = LanguageField(_l("Language"), choices=[])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.topics.choices = [
             SelectChoice(slug, name) for slug, name in topics.available().items()
         ]
+        self.language.choices = [
+            SelectChoice(code, i18n.language_name(code)) for code in i18n.offered()
+        ]
+        if self.language.data is None:
+            self.language.data = i18n.current()  # the page's, as Accept-Language or ?lang chose
 
 
 class PreferencesForm(ChoicesForm):
-    alerts = BooleanField("Breaking-news alerts for my topics, as they happen")
+    alerts = BooleanField(_l("Breaking-news alerts for my topics, as they happen"))
 
 
 class ConfirmForm(ChoicesForm):
     """The confirm page's fields: the request's choices, shown so the reader sees (and may
     correct) what they confirm, whoever typed them."""
 
-    name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
+    name = StringField(_l("Name"), validators=[Length(max=100), _no_line_breaks])
 
     def validate_name(self, field: Any) -> None:
         _clean_name(field)
@@ -81,20 +106,26 @@ def _clean_name(field: Any) -> None:
     try:
         roster.clean_name(field.data or "")
     except InvalidReaderField as exc:
-        raise ValidationError(f"The name {exc.reason}.") from exc
+        if exc.reason == roster.CONTROL_CHARACTERS:
+            message = _l("The name contains control characters (line breaks, tabs, ...).")
+        else:
+            message = _l("The name is longer than %(limit)s characters.", limit=roster.NAME_LENGTH)
+        raise ValidationError(message) from exc
 
 
 class SignupForm(PreferencesForm):
     # Name, topics and frequency are optional at signup: a signup box that only asks for an
     # address gets the weekly digest. A value that is sent must still be a choice.
-    frequency = RadioField("How often", choices=FREQUENCY_CHOICES, default=Frequency.WEEKLY.value)
-    email = EmailField("Email", validators=[DataRequired("Enter your email address.")])
-    name = StringField("Name", validators=[Length(max=100), _no_line_breaks])
+    frequency = RadioField(
+        _l("How often"), choices=FREQUENCY_CHOICES, default=Frequency.WEEKLY.value
+    )
+    email = EmailField(_l("Email"), validators=[DataRequired(_l("Enter your email address."))])
+    name = StringField(_l("Name"), validators=[Length(max=100), _no_line_breaks])
     consent = BooleanField(
-        "I agree", validators=[DataRequired("Tick the box to agree to receive our emails.")]
+        _l("I agree"), validators=[DataRequired(_l("Tick the box to agree to receive our emails."))]
     )
     # Bots fill every field; people never see this one.
-    website = StringField("Leave this empty", validators=[Length(max=200)])
+    website = StringField(_l("Leave this empty"), validators=[Length(max=200)])
     started = HiddenField(validators=[Length(max=200)])
 
     normalized_email: str = ""
@@ -106,4 +137,16 @@ class SignupForm(PreferencesForm):
         try:
             self.normalized_email = normalize(field.data or "")
         except InvalidAddress as exc:
-            raise ValidationError(exc.reason) from exc
+            raise ValidationError(_address_problem(exc)) from exc
+
+
+def _address_problem(exc: InvalidAddress) -> str:
+    """Why an address is refused, in the page's language.
+
+    Our own reasons are in the catalog; the validator's detailed ones exist only in
+    English, so other languages say that the address is not valid.
+    """
+    translated = str(gettext(exc.reason))
+    if translated != exc.reason or i18n.current() == i18n.SOURCE:
+        return translated
+    return str(gettext("That email address is not valid."))

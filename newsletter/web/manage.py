@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
+from flask_babel import gettext
 
+from newsletter import i18n
 from newsletter.db.models import Subscriber
 from newsletter.errors import TokenError, TokenInvalid
 from newsletter.extensions import csrf, db
@@ -12,6 +14,7 @@ from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import by_uid, receiving, unsubscribe, update_preferences
 from newsletter.tokens import Purpose, load, sign
 from newsletter.web.forms import PreferencesForm
+from newsletter.web.signup import speak_as
 
 bp = Blueprint("manage", __name__)
 
@@ -26,9 +29,11 @@ def _uid(purpose: Purpose, token: str) -> str:
 def _invalid_link() -> tuple[str, int]:
     return render_template(
         "error.html",
-        title="This link is not valid",
-        message="The link may have been cut short when it was copied. "
-        "Open it again from the email you received.",
+        title=gettext("This link is not valid"),
+        message=gettext(
+            "The link may have been cut short when it was copied. "
+            "Open it again from the email you received."
+        ),
     ), 400
 
 
@@ -41,6 +46,8 @@ def unsubscribe_page(token: str) -> tuple[str, int]:
     except TokenError:
         return _invalid_link()
     subscriber = by_uid(uid)
+    if subscriber is not None and i18n.several():
+        i18n.use(subscriber.language)
     if subscriber is None or not receiving(subscriber):
         return render_template("unsubscribed.html", already=True), 200
     return render_template("unsubscribe.html", token=token), 200
@@ -61,6 +68,7 @@ def unsubscribe_post(token: str) -> tuple[str, int]:
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     left = unsubscribe(uid, Origin.from_request("one-click" if one_click else "unsubscribe-page"))
     db.session.commit()
+    speak_as(uid)
     return render_template("unsubscribed.html", already=not left), 200
 
 
@@ -74,6 +82,8 @@ def preferences(token: str) -> tuple[str, int]:
     subscriber = by_uid(uid)
     if subscriber is None:
         return _invalid_link()
+    if i18n.several():
+        i18n.use(subscriber.language)
     if not receiving(subscriber):
         # Nothing is sent to a reader who left, so there is nothing to save; saving would
         # not bring them back either (only a new signup and confirmation do).
@@ -86,6 +96,7 @@ def preferences(token: str) -> tuple[str, int]:
                 "topics": subscriber.topics,
                 "frequency": subscriber.frequency,
                 "alerts": subscriber.alerts,
+                "language": i18n.reader_language(subscriber.language),
             },
             meta={"csrf": False},
         )
@@ -102,9 +113,12 @@ def preferences(token: str) -> tuple[str, int]:
             form.frequency.data,
             Origin.from_request("preferences-page"),
             alerts=bool(form.alerts.data),
+            language=form.language.chosen() if i18n.several() else None,
         )
         db.session.commit()
         saved = True
+        if i18n.several():
+            i18n.use(subscriber.language)  # "Saved", said in the language just chosen
     return _preferences_page(form, subscriber, saved=saved), 200
 
 

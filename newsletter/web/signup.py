@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -15,20 +16,23 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext
 from limits import parse
 from werkzeug.wrappers import Response as BaseResponse
 
+from newsletter import i18n
 from newsletter.errors import TokenError, TokenExpired, TokenInvalid
 from newsletter.extensions import csrf, db, limiter
 from newsletter.readers import topics
 from newsletter.readers.addresses import address_hash, suggest
-from newsletter.readers.consent import Origin
+from newsletter.readers.consent import Origin, wording
 from newsletter.readers.subscriptions import (
     Choices,
     ConfirmLink,
     ConfirmOutcome,
     confirm,
     confirm_link,
+    language_of,
     request_signup,
     requested,
     resend_confirmation,
@@ -86,7 +90,15 @@ def _finish_here(posted: SignupForm, status: int, *, finish: bool = False) -> tu
 
 
 def _consent_text() -> str:
-    return str(current_app.config["CONSENT_TEXT"])
+    """The consent wording in the page's language: what the reader agrees to (and what the
+    consent log records, from the same page's language, when the form comes back)."""
+    return wording()[1]
+
+
+def speak_as(uid: str) -> None:
+    """Answer in the language of the reader whose link this is (when readers have a choice)."""
+    if i18n.several():
+        i18n.use(language_of(uid))
 
 
 def _mail_allowed(email: str) -> bool:
@@ -176,10 +188,12 @@ def subscribe() -> tuple[str, int] | BaseResponse:
     if _form_expired(form):
         # Show it again, filled in and with a fresh start time, rather than drop a person's
         # signup as a bot's; nothing is written until it comes back.
-        form.started.errors.append("This form had expired.")
+        form.started.errors.append(gettext("This form had expired."))
         return _finish_here(form, 400) if embedded else _form_page(form, 400)
     # Over the address's daily limit nothing is written either: a flood of requests for
     # one address must not grow the consent log or rewrite a pending reader's choices.
+    # The form's choice, else the page's (a box on a publisher's page passes ?lang=).
+    language = (form.language.chosen() or i18n.current()) if i18n.several() else None
     if not _looks_automated(form) and _mail_allowed(form.normalized_email):
         request_signup(
             email=form.normalized_email,
@@ -187,6 +201,7 @@ def subscribe() -> tuple[str, int] | BaseResponse:
             topics=topics.clean(form.topics.data or []),
             frequency=form.frequency.data,
             origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
+            language=language,
         )
         db.session.commit()  # and with it, the mail goes
     # The same answer for every address and every outcome: nothing here tells whether an
@@ -194,11 +209,13 @@ def subscribe() -> tuple[str, int] | BaseResponse:
     # a page (post/redirect/get), so reloading that page posts nothing and mails nobody.
     # That page repeats the address typed, which travels encrypted: in the session for our
     # own form, in the URL for a publisher's box (whose post carries no cookie of ours).
+    # The answer speaks the language the reader chose.
     sealed = seal(Purpose.CHECK_INBOX, {"e": form.normalized_email})
+    said: dict[str, Any] = {"lang": language} if language else {}
     if embedded:
-        return redirect(url_for("signup.check_inbox", t=sealed), 303)
+        return redirect(url_for("signup.check_inbox", t=sealed, **said), 303)
     session[_ANSWER] = sealed
-    return redirect(url_for("signup.check_inbox"), 303)
+    return redirect(url_for("signup.check_inbox", **said), 303)
 
 
 _ANSWER = "check_inbox"
@@ -245,13 +262,18 @@ def _confirm_parts(payload: dict[str, object]) -> tuple[str, str, str | None]:
 
 def _token_problem(exc: TokenError, token: str) -> tuple[str, int]:
     if isinstance(exc, TokenExpired):
+        uid = exc.payload.get("s") if isinstance(exc.payload, dict) else None
+        if isinstance(uid, str):
+            speak_as(uid)  # a genuine link, only old: it names its reader
         return render_template("confirm_expired.html", token=token), 410
     return render_template(
         "error.html",
-        title="This link is not valid",
-        message="The link may have been cut short when it was copied. "
-        "Open it again from the email, or sign up again.",
-        retry_url="/subscribe",
+        title=gettext("This link is not valid"),
+        message=gettext(
+            "The link may have been cut short when it was copied. "
+            "Open it again from the email, or sign up again."
+        ),
+        retry_url=url_for("signup.subscribe_form", **i18n.query()),
     ), 400
 
 
@@ -266,6 +288,7 @@ def confirm_page(token: str) -> tuple[str, int]:
     if state is ConfirmLink.ALREADY:
         return _confirmed_page(uid, already=True), 200
     if state is ConfirmLink.STALE:
+        speak_as(uid)
         return _stale_link()
     return _confirm_form_page(token, uid, request_key)
 
@@ -278,11 +301,17 @@ def _confirm_form_page(
     status: int = 200,
 ) -> tuple[str, int]:
     """The button, above the choices it confirms, filled in and open to correction: anybody
-    can type an address into the signup form, so the reader sees what they agree to."""
+    can type an address into the signup form, so the reader sees what they agree to. It
+    speaks the language the request chose, as the mail that led here did."""
+    chosen = _speak_as_request(uid, request_key)
     if form is None:
-        chosen = requested(uid, request_key)
         data = (
-            {"name": chosen.name, "topics": chosen.topics, "frequency": chosen.frequency}
+            {
+                "name": chosen.name,
+                "topics": chosen.topics,
+                "frequency": chosen.frequency,
+                "language": i18n.reader_language(chosen.language),
+            }
             if chosen is not None
             else {}
         )
@@ -290,18 +319,29 @@ def _confirm_form_page(
     return render_template("confirm.html", token=token, form=form), status
 
 
+def _speak_as_request(uid: str, request_key: str | None) -> Choices | None:
+    """Answer in the language of the signup request a confirmation link answers; its choices."""
+    chosen = requested(uid, request_key)
+    if chosen is not None and i18n.several():
+        i18n.use(chosen.language)
+    return chosen
+
+
 def _stale_link() -> tuple[str, int]:
     return render_template(
         "error.html",
-        title="This link is no longer valid",
-        message="This confirmation link has been replaced or withdrawn. "
-        "Sign up again to get a fresh one.",
-        retry_url="/subscribe",
+        title=gettext("This link is no longer valid"),
+        message=gettext(
+            "This confirmation link has been replaced or withdrawn. "
+            "Sign up again to get a fresh one."
+        ),
+        retry_url=url_for("signup.subscribe_form", **i18n.query()),
     ), 410
 
 
 def _confirmed_page(uid: str, *, already: bool) -> str:
     """You're subscribed (or were already), with the way to change what comes."""
+    speak_as(uid)
     preferences_token = sign(Purpose.PREFERENCES, {"s": uid})
     return render_template("confirmed.html", already=already, preferences_token=preferences_token)
 
@@ -319,7 +359,9 @@ def confirm_post(token: str) -> tuple[str, int]:
     chosen: Choices | None = None
     if "frequency" in request.form:
         # The page's fields, as the reader left them (a post without them, from an older
-        # page, confirms the request's choices).
+        # page, confirms the request's choices). A mistake is pointed out in the language
+        # of the page it was made on.
+        _speak_as_request(uid, request_key)
         form = ConfirmForm(formdata=request.form, meta={"csrf": False})
         if not form.validate():
             return _confirm_form_page(token, uid, request_key, form, 400)
@@ -327,6 +369,7 @@ def confirm_post(token: str) -> tuple[str, int]:
             (form.name.data or "").strip(),
             topics.clean(form.topics.data or []),
             form.frequency.data,
+            form.language.chosen() if i18n.several() else None,
         )
     outcome = confirm(uid, nonce, Origin.from_request("confirm-page"), request_key, chosen)
     db.session.commit()  # and with it, the welcome mail goes
@@ -353,4 +396,5 @@ def resend(token: str) -> tuple[str, int]:
         return _token_problem(exc, token)
     resend_confirmation(uid, nonce, _mail_allowed, request_key)
     db.session.commit()
+    speak_as(uid)
     return render_template("check_inbox.html"), 200
