@@ -4,6 +4,7 @@ preferences, and spoken by every page reached through their links and every mail
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -337,3 +338,33 @@ def test_every_offered_language_names_itself(app: Flask, languages: list[str]) -
         assert [i18n.language_name(code) for code in languages] == [
             {"en": "English", "de": "Deutsch", "ar": "العربية"}[code] for code in languages
         ]
+
+
+@THREE
+def test_the_language_is_part_of_a_readers_data(app: Flask, client: FlaskClient) -> None:
+    _sign_up(client, headers=GERMAN)
+    runner = app.test_cli_runner()
+    held = json.loads(runner.invoke(args=["subscribers", "export-data", "leser@example.de"]).output)
+    assert held["subscriber"]["language"] == "de"
+    [signup] = held["consent_history"]
+    assert signup["detail"]["language"] == "de"
+    assert signup["consent_wording"] == GERMAN_CONSENT
+
+
+@with_config(LANGUAGES=["en", "de"], EMBED_ORIGINS=["https://zeitung.example"])
+def test_a_box_on_a_publishers_page_names_its_language_in_its_action(
+    app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
+    started = client.get("/subscribe/embed-token").get_json()["started"]
+    answer = client.post(
+        "/subscribe?lang=de",
+        data={"email": "leser@example.de", "consent": "y", "started": started},
+        headers={"Origin": "https://zeitung.example"},
+    )
+    assert answer.status_code == 303
+    assert "lang=de" in answer.headers["Location"]
+    assert _reader(app).language == "de"
+    assert _subject(outbox[0]).startswith("Bestätigen Sie")
+    [event] = _events(app)
+    assert event.source == "embed:https://zeitung.example"
+    assert _wording(app, event.consent_version) == GERMAN_CONSENT
