@@ -78,8 +78,10 @@ class Variant:
     """One rendering of an edition, and the greetings said in its language."""
 
     template: MessageTemplate
-    hello_name: str  # "Hello %(name)s,"
-    hello: str  # "Hello,"
+    # "Hello %(name)s," around the name, so a reader's greeting is joined, not formatted.
+    before_name: str
+    after_name: str
+    hello: str  # "Hello,", for a reader without a name
 
 
 class Composer:
@@ -112,21 +114,6 @@ class Composer:
             return self.content.topics
         return self.content.topics & frozenset(reader_topics)
 
-    def language(self, reader: Reader) -> str:
-        """The language the reader's copy is written in."""
-        stored = reader.language
-        return stored if stored in self._languages else self._default
-
-    def template(self, variant: frozenset[str], language: str | None = None) -> MessageTemplate:
-        return self._variant(variant, language or self._default).template
-
-    def _variant(self, topics: frozenset[str], language: str) -> Variant:
-        key = (topics, language)
-        found = self._variants.get(key)
-        if found is None:
-            found = self._variants[key] = self._render(topics, language)
-        return found
-
     def _web_url(self, language: str) -> str | None:
         if self.preview:
             return None
@@ -136,6 +123,7 @@ class Composer:
         return external_url("archive.edition", edition_id=self.content.id)
 
     def _render(self, variant: frozenset[str], language: str) -> Variant:
+        """Render the edition for these topics in this language, once: it is kept."""
         sections = self.content.sections(variant)
         alert = self.content.kind == EditionKind.ALERT
         rendered = render.render(
@@ -160,20 +148,29 @@ class Composer:
         )
         with i18n.speaking(language):
             # Said once per rendering; per reader only the name is put in.
-            return Variant(template, gettext("Hello %(name)s,", name="%(name)s"), gettext("Hello,"))
+            named = str(gettext("Hello %(name)s,", name="%(name)s"))
+            hello = str(gettext("Hello,"))
+        before, _, after = named.partition("%(name)s")
+        found = self._variants[(variant, language)] = Variant(template, before, after, hello)
+        return found
 
     def message(self, reader: Reader) -> OutgoingMessage:
         payload = encoded_payload({"s": reader.uid})  # both links carry the same payload
         unsubscribe_url = self._unsubscribe + self._sign_unsubscribe.seal(payload)
         preferences_url = self._preferences + self._sign_preferences.seal(payload)
         name = single_line(reader.name)
-        variant = self._variant(self.variant(reader.topics), self.language(reader))
+        # Per reader only lookups: the variant is rendered once, by the first who needs it.
+        language = reader.language if reader.language in self._languages else self._default
+        key = (self.variant(reader.topics), language)
+        variant = self._variants.get(key) or self._render(*key)
         return variant.template.personalize(
             reader.email,
             name,
             message_id=reader.message_id,
             values={
-                "greeting": variant.hello_name % {"name": name} if name else variant.hello,
+                "greeting": f"{variant.before_name}{name}{variant.after_name}"
+                if name
+                else variant.hello,
                 "unsubscribe_url": unsubscribe_url,
                 "preferences_url": preferences_url,
             },
