@@ -19,8 +19,13 @@ from typing import Any
 
 from babel import Locale
 from babel.dates import format_date, get_day_names
+from babel.support import NullTranslations, Translations
 from flask import Flask, current_app, g, has_request_context, request
-from flask_babel import force_locale, get_locale, gettext, refresh
+from flask_babel import force_locale, get_locale, refresh
+from flask_babel.speaklater import LazyString
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
 
 # The language the templates and the code are written in: it needs no catalog.
 SOURCE = "en"
@@ -102,6 +107,7 @@ def _select() -> str:
 def use(code: str | None) -> None:
     """Answer this request in a reader's language (for pages reached through their link)."""
     g.page_language = reader_language(code)
+    g.pop(_SPOKEN, None)
     refresh()
 
 
@@ -110,17 +116,63 @@ def query() -> dict[str, Any]:
     return {"lang": current()} if several() else {}
 
 
+# Read once per process, by language: Flask-Babel would find a catalog again for every
+# string, through three look-ups of the request context; a page holds dozens of strings.
+_catalogs: dict[str, NullTranslations] = {}
+# The language being spoken, kept on the context once known: ``use`` and ``speaking`` (the
+# only ways the language changes) keep it true.
+_SPOKEN = "spoken_language"
+
+
 def current() -> str:
     """The language being spoken now: the page's, or the mail's inside ``speaking``."""
-    locale = get_locale()
-    return str(locale) if locale is not None else default()
+    code: str | None = g.get(_SPOKEN)
+    if code is None:
+        locale = get_locale()
+        code = str(locale) if locale is not None else default()
+        setattr(g, _SPOKEN, code)
+    return code
+
+
+def catalog(code: str | None = None) -> NullTranslations:
+    """The catalog of a language (by default the one being spoken)."""
+    code = code or current()
+    found = _catalogs.get(code)
+    if found is None:
+        found = _catalogs[code] = Translations.load(str(TRANSLATIONS), [code])
+    return found
+
+
+def gettext(message: str, **variables: object) -> str:
+    """``message`` in the language being spoken, ``%(name)s`` placeholders filled in."""
+    text = str(catalog().ugettext(message))
+    return text % variables if variables else text
+
+
+def ngettext(singular: str, plural: str, count: int, **variables: object) -> str:
+    """The form of a message for ``count`` (also its ``%(num)s``) in the language spoken."""
+    text = str(catalog().ungettext(singular, plural, count))
+    return text % {"num": count, **variables}
+
+
+def lazy_gettext(message: str, **variables: object) -> LazyString:
+    """``gettext`` when shown, for text defined before any language is (form labels)."""
+    return LazyString(gettext, message, **variables)
 
 
 @contextmanager
 def speaking(code: str) -> Iterator[None]:
     """Render everything inside (a mail) in ``code``, whatever the page around it speaks."""
+    around = g.get(_SPOKEN)
     with force_locale(code):
-        yield
+        setattr(g, _SPOKEN, code)
+        try:
+            yield
+        finally:
+            if around is None:
+                g.pop(_SPOKEN, None)
+            else:
+                setattr(g, _SPOKEN, around)
 
 
 @cache
@@ -130,10 +182,15 @@ def _locale(code: str) -> Locale:
 
 def direction(code: str | None = None) -> str:
     """``rtl`` or ``ltr``: how the language (the current one by default) is written."""
-    right_to_left = _locale(code or current()).character_order == "right-to-left"
-    return "rtl" if right_to_left else "ltr"
+    return _direction(code or current())
 
 
+@cache
+def _direction(code: str) -> str:
+    return "rtl" if _locale(code).character_order == "right-to-left" else "ltr"
+
+
+@cache
 def language_name(code: str) -> str:
     """A language's name in itself, as a reader looks for it ("Deutsch", "العربية")."""
     name = _locale(code).get_display_name(code) or code
@@ -160,6 +217,39 @@ def frequency_name(value: str) -> str:
     return value.capitalize()
 
 
+# Templates find the catalog once per page or mail: each render is given the catalog of the
+# language being spoken then (inside ``speaking`` too). And ``_``, ``gettext`` and
+# ``ngettext`` are called directly, as Jinja's newstyle gettext behaves (the result marked
+# safe under autoescape, placeholders filled in and escaped), rather than through its three
+# nested context calls per string, which cost more than the rest of a page's text.
+CATALOG = "_catalog"
+
+
+def _catalog_in(context: Context) -> NullTranslations:
+    found: NullTranslations | None = context.get(CATALOG)
+    return found if found is not None else catalog()
+
+
+@pass_context
+def _gettext(context: Context, message: str, /, **variables: object) -> str:
+    text: str = _catalog_in(context).ugettext(message)
+    if context.eval_ctx.autoescape:
+        text = Markup(text)
+    # (Without placeholders only "%%" would change.)
+    return text % variables if variables or "%" in text else text
+
+
+@pass_context
+def _ngettext(
+    context: Context, singular: str, plural: str, count: int, /, **variables: object
+) -> str:
+    variables.setdefault("num", count)
+    text: str = _catalog_in(context).ungettext(singular, plural, count)
+    if context.eval_ctx.autoescape:
+        text = Markup(text)
+    return text % variables
+
+
 def init_app(app: Flask) -> None:
     from newsletter.extensions import babel
 
@@ -168,6 +258,12 @@ def init_app(app: Flask) -> None:
     # {% trans %} blocks are written wrapped like the text around them; their catalog
     # entries (and pybabel's, see babel.cfg) are one line.
     app.jinja_env.policies["ext.i18n.trimmed"] = True
+    app.jinja_env.globals.update(_=_gettext, gettext=_gettext, ngettext=_ngettext)
+    app.context_processor(lambda: {CATALOG: catalog()})
+    # Flask-WTF would read WTForms' catalog file again for every request; the readers' forms
+    # take its messages from a copy read once (web.forms.ReaderForm), the console's stay
+    # in English.
+    app.config["WTF_I18N_ENABLED"] = False
     app.add_template_global(current, "page_language")
     app.add_template_global(direction, "text_direction")
     app.add_template_global(language_name)

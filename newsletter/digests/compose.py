@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from flask_babel import gettext
 from sqlalchemy import ColumnElement, literal
 
 from newsletter import i18n
@@ -148,8 +147,8 @@ class Composer:
         )
         with i18n.speaking(language):
             # Said once per rendering; per reader only the name is put in.
-            named = str(gettext("Hello %(name)s,", name="%(name)s"))
-            hello = str(gettext("Hello,"))
+            named = i18n.gettext("Hello %(name)s,", name="%(name)s")
+            hello = i18n.gettext("Hello,")
         before, _, after = named.partition("%(name)s")
         found = self._variants[(variant, language)] = Variant(template, before, after, hello)
         return found

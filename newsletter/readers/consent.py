@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from flask import current_app, has_request_context, request
-from flask_babel import gettext
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -77,7 +77,12 @@ def wording(language: str | None = None) -> tuple[str, str]:
     """The consent text in a language (the current page's by default) and its version (a
     digest of the text itself, so each language's text is a version of its own)."""
     text = _text_in(i18n.reader_language(language) if language else i18n.current())
-    return hashlib.sha256(text.encode()).hexdigest()[:16], text
+    return _version(text), text
+
+
+@lru_cache(maxsize=64)
+def _version(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _text_in(language: str) -> str:
@@ -86,8 +91,7 @@ def _text_in(language: str) -> str:
         return str(configured.get(language) or configured[i18n.default()])
     if configured == config.DEFAULTS["CONSENT_TEXT"]:
         # The shipped wording: the catalogs say it in every language they have.
-        with i18n.speaking(language):
-            return str(gettext(configured))
+        return str(i18n.catalog(language).ugettext(configured))
     return str(configured)
 
 

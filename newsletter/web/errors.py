@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, render_template
-from flask_babel import gettext
-from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from newsletter.i18n import gettext
+from newsletter.i18n import lazy_gettext as _l
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from flask_babel import gettext
-from flask_babel import lazy_gettext as _l
+from babel import support
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -19,11 +19,14 @@ from wtforms import (
     widgets,
 )
 from wtforms.fields.choices import SelectChoice
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from newsletter import i18n
 from newsletter.db.models import Frequency
 from newsletter.errors import InvalidAddress, InvalidReaderField
+from newsletter.i18n import gettext
+from newsletter.i18n import lazy_gettext as _l
 from newsletter.readers import roster, topics
 from newsletter.readers.addresses import normalize
 
@@ -63,7 +66,21 @@ class LanguageField(SelectField):
         return i18n.supported(self.data)
 
 
-class ChoicesForm(FlaskForm):
+@cache
+def _wtforms_messages(language: str) -> support.NullTranslations:
+    return support.Translations.load(messages_path(), [language], domain="wtforms")
+
+
+class ReaderForm(FlaskForm):
+    """A form of the reader's pages: WTForms' own messages ("Field cannot be longer than 100
+    characters.") in the page's language, from WTForms' catalogs, read once per language."""
+
+    class Meta(FlaskForm.Meta):
+        def get_translations(self, form: Any) -> support.NullTranslations:
+            return _wtforms_messages(i18n.current())
+
+
+class ChoicesForm(ReaderForm):
     """Topics and frequency, as the confirm and preferences pages ask for them."""
 
     topics = TopicsField(_l("Topics"), choices=[])
@@ -146,7 +163,7 @@ def _address_problem(exc: InvalidAddress) -> str:
     Our own reasons are in the catalog; the validator's detailed ones exist only in
     English, so other languages say that the address is not valid.
     """
-    translated = str(gettext(exc.reason))
+    translated = gettext(exc.reason)
     if translated != exc.reason or i18n.current() == i18n.SOURCE:
         return translated
-    return str(gettext("That email address is not valid."))
+    return gettext("That email address is not valid.")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
-from flask_babel import gettext
 
 from newsletter import i18n
 from newsletter.db.models import Subscriber
 from newsletter.errors import TokenError, TokenInvalid
 from newsletter.extensions import csrf, db
+from newsletter.i18n import gettext
 from newsletter.readers import topics
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import by_uid, receiving, unsubscribe, update_preferences

@@ -16,13 +16,13 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import gettext
 from limits import parse
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter import i18n
 from newsletter.errors import TokenError, TokenExpired, TokenInvalid
 from newsletter.extensions import csrf, db, limiter
+from newsletter.i18n import gettext
 from newsletter.readers import topics
 from newsletter.readers.addresses import address_hash, suggest
 from newsletter.readers.consent import Origin, wording
