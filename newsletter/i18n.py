@@ -1,11 +1,13 @@
-"""Readers' languages: which the site offers, which one a page or a mail speaks, and how
-dates and directions follow it. The strings themselves go through Flask-Babel's catalogs
-under ``newsletter/translations``.
+"""Readers' languages: which the site offers, which one a page or a mail speaks, the
+strings said in it (the gettext catalogs under ``newsletter/translations``), and how dates
+and directions follow it.
 
-A page reached through a reader's signed link speaks the reader's language; any other
-page the one its ``?lang=`` names, else the best of the browser's Accept-Language, else
-the site's first language. Every mail to a reader is rendered in theirs (``speaking``).
-The operator's console and the API stay in the language the code is written in.
+A page reached through a reader's signed link speaks the reader's language (``use``); any
+other page the one its ``?lang=`` names, else the best of the browser's Accept-Language,
+else the site's first language (Flask-Babel's locale selector, ``_select``). Every mail to a
+reader is rendered in theirs (``speaking``). The operator's console and the API stay in the
+language the code is written in. Code says ``gettext``, ``lazy_gettext`` (text defined at
+import, such as form labels) or ``N_`` from here; templates ``_()`` and ``{% trans %}``.
 """
 
 from __future__ import annotations
@@ -211,9 +213,9 @@ def weekday_name(index: int) -> str:
 def frequency_name(value: str) -> str:
     """A frequency's word of its own ("Daily", a tag, a choice) in the current language."""
     if value == "daily":
-        return str(gettext("Daily"))
+        return gettext("Daily")
     if value == "weekly":
-        return str(gettext("Weekly"))
+        return gettext("Weekly")
     return value.capitalize()
 
 
