@@ -51,3 +51,32 @@ def test_the_byline_and_image_columns_go_back_out_with_editions_in_the_database(
         columns = {c["name"] for c in inspect(db.engine).get_columns("article")}
         assert {"author", "image_url", "image_alt", "image_width", "image_height"} <= columns
         db.engine.dispose()
+
+
+def test_the_console_tables_and_reader_columns_go_back_out_and_in_with_readers_kept(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import _fresh_schema
+
+    app = create_app(base_config(database_url, tmp_path))
+    _fresh_schema(app)
+    with app.app_context():
+        reader = Subscriber(email="pat@example.org", status="active", frequency="daily")
+        reader.topics = ["business"]
+        db.session.add(reader)
+        db.session.commit()
+        db.session.remove()
+
+        downgrade(revision="0007")
+        tables = set(inspect(db.engine).get_table_names())
+        assert not {"operator", "audit_event", "api_token"} & tables
+        columns = {c["name"] for c in inspect(db.engine).get_columns("subscriber")}
+        assert not {"alerts", "language", "timezone"} & columns
+        assert db.session.scalar(select(func.count()).select_from(Subscriber.__table__)) == 1
+        db.session.remove()
+
+        upgrade()
+        assert {"operator", "audit_event", "api_token"} <= set(inspect(db.engine).get_table_names())
+        # A reader who was on the list before alerts existed gets them, as new readers do.
+        assert db.session.scalars(select(Subscriber.alerts)).all() == [True]
+        db.engine.dispose()
