@@ -43,6 +43,7 @@ class Outcomes:
         """The figures an edition's page shows, by name."""
         return {
             "total": self.total,
+            "finished": self.finished,
             "waiting": self.waiting,
             "sent": self.states[DeliveryState.SENT],
             "failed": self.states[DeliveryState.FAILED],

@@ -254,7 +254,9 @@ def send() -> BaseResponse | tuple[str, int]:
             "notice",
         )
     else:
-        flash(f"Edition {started.edition_id} is being sent to {started.readers:,} readers.")
+        flash(
+            f"Edition {started.edition_id} is being sent to {started.readers:,} readers.", "notice"
+        )
     return redirect(url_for("admin.edition", edition_id=started.edition_id))
 
 
