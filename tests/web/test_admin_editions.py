@@ -32,6 +32,7 @@ from newsletter.tokens import Purpose
 from tests.conftest import make_token
 from tests.support.console import (
     EDITOR,
+    OWNER,
     add_operator,
     form_posting_to,
     hidden_fields,
@@ -263,6 +264,19 @@ def test_sending_creates_one_edition_its_ledger_and_an_audit_entry(
     page = _text(editor.get(answer.headers["Location"]))
     assert f"Edition {edition_id} is being sent to 2 readers." in page
     assert 'data-figure="sent">2<' in page
+
+
+def test_an_owner_may_send_as_an_editor_may(
+    app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
+    _daily_news(app)
+    add_operator(app, OWNER, "owner")
+    sign_in(client, OWNER)
+    edition_id = _edition_id(
+        submit(client, "/admin/editions/send?frequency=daily", "/admin/editions/send")
+    )
+    assert len(outbox) == 2
+    assert _audit(app) == [(f"operator:{OWNER}", "edition.send", f"edition:{edition_id}")]
 
 
 def test_a_second_submit_of_the_confirmation_sends_nothing_more(
