@@ -158,6 +158,9 @@ def edition(edition_id: int | None = None) -> Edition | None:
     return db.session.get(Edition, edition_id)
 
 
-def recent(limit: int = 100) -> list[Edition]:
-    """The newest editions first."""
-    return list(db.session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)))
+def recent(limit: int = 100, before_id: int | None = None) -> list[Edition]:
+    """The newest editions first, ``limit`` at a time, older than ``before_id`` when given."""
+    query = select(Edition).order_by(Edition.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Edition.id < before_id)
+    return list(db.session.scalars(query))
