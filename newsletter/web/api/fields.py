@@ -44,6 +44,14 @@ def json_body() -> dict[str, Any]:
         raise Problem(
             400, f"The body is not valid JSON: {detail}.", name="malformed-body"
         ) from None
+    try:
+        # JSON can escape a lone surrogate (\ud800), which is no character: no database
+        # would store it, no mail could carry it.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Problem(
+            400, "The body is not valid JSON: it holds a lone surrogate.", name="malformed-body"
+        ) from None
     if not isinstance(data, dict):
         raise Invalid([FieldError("#", "must be a JSON object")])
     return data
@@ -141,22 +149,24 @@ class Fields:
             return None
         return value
 
-    def strings(self, name: str, *, max_items: int, max_length: int) -> list[str] | None:
+    def choices(self, name: str, allowed: list[str]) -> list[str] | None:
+        """An array of some of ``allowed`` (each at most once); every bad item is named."""
         value = self._get(name, "an array of strings", False, False)
         if value is None:
             return None
         if not isinstance(value, list):
             self.fail(name, f"must be an array of strings, not {_kind(value)}")
             return None
-        if len(value) > max_items:
-            self.fail(name, f"must hold at most {max_items} items")
+        if len(value) > len(allowed):
+            self.fail(name, f"must hold at most {len(allowed)} items")
             return None
         good = True
         for index, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip() or len(item) > max_length:
-                self.fail_item(
-                    name, index, f"must be a non-empty string of at most {max_length} characters"
-                )
+            if not isinstance(item, str):
+                self.fail_item(name, index, f"must be a string, not {_kind(item)}")
+                good = False
+            elif item not in allowed:
+                self.fail_item(name, index, f"unknown (known: {', '.join(allowed)})")
                 good = False
         return list(value) if good else None
 

@@ -72,12 +72,7 @@ def subscribe() -> ResponseReturnValue:
         name = roster.clean_name(name)
     except InvalidReaderField as exc:
         fields.fail("name", exc.reason)
-    chosen = fields.strings("topics", max_items=len(topics.available()), max_length=64) or []
-    for index, slug in enumerate(chosen):
-        if slug not in topics.available():
-            fields.fail_item(
-                "topics", index, f"unknown topic (known: {', '.join(topics.available())})"
-            )
+    chosen = fields.choices("topics", list(topics.available())) or []
     frequency = fields.text("frequency", max_length=16)
     if frequency is not None and frequency not in list(Frequency):
         fields.fail("frequency", f"must be one of {', '.join(Frequency)}")

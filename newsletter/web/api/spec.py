@@ -351,12 +351,16 @@ RESPONSES: dict[str, Schema] = {
 }
 
 
-def _responses(ok: Schema, *, body: bool, auth: bool, more: dict[str, str] | None = None) -> Schema:
+def _responses(
+    ok: Schema, *, body: bool, query: bool, auth: bool, more: dict[str, str] | None = None
+) -> Schema:
     found = dict(ok)
     if body:
         found.update(
             {"400": "Malformed", "413": "TooLarge", "415": "Unsupported", "422": "Invalid"}
         )
+    if query:
+        found["422"] = "Invalid"
     if auth:
         found.update({"401": "Unauthorized", "403": "Forbidden"})
     found["429"] = "TooMany"
@@ -390,7 +394,10 @@ def _operation(
         found["parameters"] = parameters
     if body:
         found["requestBody"] = {"required": True, "content": _json(_ref(body))}
-    found["responses"] = _responses(ok, body=body is not None, auth=bool(scopes), more=more)
+    queried = any(parameter["in"] == "query" for parameter in parameters or [])
+    found["responses"] = _responses(
+        ok, body=body is not None, query=queried, auth=bool(scopes), more=more
+    )
     return found
 
 
