@@ -11,7 +11,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
 from newsletter.db.models import ApiToken, AuditEvent
-from newsletter.extensions import db
+from newsletter.extensions import db, limiter
 from tests.conftest import with_config
 from tests.support.api import assert_problem, call, make_api_token
 from tests.support.digest_helpers import add_article
@@ -221,3 +221,17 @@ def test_the_api_rate_limit_is_a_checked_setting(tmp_path: Any) -> None:
         create_app({**base_config("sqlite://", tmp_path), "API_RATE_LIMIT": "lots"})
     with pytest.raises(ConfigError, match="NEWSLETTER_API_MAX_BYTES: must be a whole number"):
         create_app({**base_config("sqlite://", tmp_path), "API_MAX_BYTES": 0})
+
+
+@with_config(API_RATE_LIMIT="1 per hour")
+def test_the_429_says_when_to_come_back_even_without_the_rate_limit_headers(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As with RATELIMIT_HEADERS_ENABLED=false (which the one limiter of the process takes
+    # from the first app that enabled it, so it is switched off here directly).
+    monkeypatch.setattr(limiter, "_headers_enabled", False)
+    _, secret = make_api_token(app, "read")
+    assert "X-RateLimit-Limit" not in call(client, "GET", "/api/v1/editions", secret).headers
+    response = call(client, "GET", "/api/v1/editions", secret)
+    assert_problem(response, 429)
+    assert 3500 <= int(response.headers["Retry-After"]) <= 3601

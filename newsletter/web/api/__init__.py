@@ -63,6 +63,14 @@ def init_app(app: Flask) -> None:
 # No cookie authenticates a call, so no cross-site form can make one: CSRF does not apply.
 csrf.exempt(bp)
 
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Answers hold readers' data and the state of the moment: no cache keeps them.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 from newsletter.web.api.auth import rate_key  # noqa: E402  (needs ``bp`` defined first)
 
 # One budget per token for all endpoints together (a shared scope, keyed by the token).

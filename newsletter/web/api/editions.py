@@ -23,7 +23,7 @@ from newsletter.operators import audit
 from newsletter.readers import topics
 from newsletter.web.api import bp, pagination
 from newsletter.web.api.auth import current, require
-from newsletter.web.api.fields import Fields, json_body
+from newsletter.web.api.fields import Fields, json_body, pointer
 from newsletter.web.api.problems import FieldError, Invalid, Problem
 
 FREQUENCIES = [f.value for f in Frequency]
@@ -200,9 +200,7 @@ def alert() -> ResponseReturnValue:
             raise Problem(
                 409, _sentence(str(exc)), name="already-sent", edition_id=exc.edition_id
             ) from None
-        fields.fail(exc.field or "article_id", str(exc))
-        fields.done()
-        raise
+        raise Invalid([FieldError(pointer(exc.field or "article_id"), str(exc))]) from None
     edition = planning.edition(started.edition_id)
     audit.record(
         current().actor,

@@ -10,6 +10,8 @@ a description (``GET /api/v1/problems/<name>``). A validation problem lists each
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +122,19 @@ def response(exc: HTTPException) -> Response:
     headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     answer = Response(json.dumps(body, ensure_ascii=False), status, headers, mimetype=MEDIA_TYPE)
     answer.headers["Cache-Control"] = "no-store"
+    if status == 429:
+        # Flask-Limiter adds it only with RATELIMIT_HEADERS_ENABLED; a client needs it always.
+        answer.headers["Retry-After"] = str(_retry_after())
     return answer
+
+
+def _retry_after() -> int:
+    """Seconds until the breached limit's window resets (at least one)."""
+    from newsletter.extensions import limiter
+
+    breached = limiter.current_limit
+    reset_at = breached.reset_at if breached is not None else time.time() + 60
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 # Werkzeug's wording is written for a person at a browser; these say what an API client needs.
