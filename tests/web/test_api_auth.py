@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from newsletter.db.models import ApiToken, AuditEvent
 from newsletter.extensions import db, limiter
+from newsletter.operators import api_tokens
 from tests.conftest import with_config
 from tests.support.api import assert_problem, call, make_api_token
 from tests.support.digest_helpers import add_article
@@ -88,7 +89,7 @@ def test_each_endpoint_refuses_the_other_scopes_and_changes_nothing(
 
 
 @pytest.mark.parametrize(("method", "path", "body", "scopes"), ENDPOINTS)
-def test_each_endpoint_refuses_an_anonymous_caller(
+def test_each_endpoint_refuses_an_anonymous_caller_and_a_revoked_token(
     app: Flask,
     client: FlaskClient,
     method: str,
@@ -99,6 +100,14 @@ def test_each_endpoint_refuses_an_anonymous_caller(
     response = call(client, method, path, json=body)
     assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="newsletter"'
+    for scope in scopes:
+        token_id, secret = make_api_token(app, scope)
+        with app.app_context():
+            api_tokens.revoke(token_id)
+            db.session.commit()
+        response = call(client, method, path, secret, json=body)
+        assert_problem(response, 401)
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     assert _audit_rows(app) == 0
 
 
