@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     "SOFT_BOUNCE_WINDOW_DAYS": 30,
     "BOUNCE_WEBHOOK_TOKEN": None,  # unset: the webhook answers 404
     "BOUNCE_MAX_BYTES": 2 * 1024 * 1024,  # per message, webhook body and CLI input alike
+    # The JSON API (/api/v1): calls per token, and the largest body it reads.
+    "API_RATE_LIMIT": "600 per minute",
+    "API_MAX_BYTES": 1024 * 1024,
 }
 
 LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS")
@@ -117,6 +120,7 @@ VERBATIM = (
     "CONSENT_TEXT",
     "RATELIMIT_SIGNUP",
     "RATELIMIT_RESEND",
+    "API_RATE_LIMIT",
     "VERP_DOMAIN",
     "VERP_LOCAL",
     "BOUNCE_WEBHOOK_TOKEN",
@@ -423,6 +427,8 @@ CHECKS: dict[str, Check] = {
     "SOFT_BOUNCE_WINDOW_DAYS": _number(0, above=True),
     "BOUNCE_WEBHOOK_TOKEN": _text(optional=True),
     "BOUNCE_MAX_BYTES": _whole(1),
+    "API_RATE_LIMIT": _rate_limits,
+    "API_MAX_BYTES": _whole(1),
 }
 
 

@@ -89,8 +89,9 @@ def _consent_text() -> str:
     return str(current_app.config["CONSENT_TEXT"])
 
 
-def _mail_allowed(email: str) -> bool:
-    """At most CONFIRM_MAILS_PER_DAY signup mails per address per day (stops list bombing)."""
+def mail_allowed(email: str) -> bool:
+    """At most CONFIRM_MAILS_PER_DAY signup mails per address per day (stops list bombing),
+    whether they are asked for through this form, a publisher's box or the API."""
     per_day = int(current_app.config["CONFIRM_MAILS_PER_DAY"])
     item = parse(f"{per_day} per day")
     return bool(limiter.limiter.hit(item, "signup-mail", address_hash(email)))
@@ -180,7 +181,7 @@ def subscribe() -> tuple[str, int] | BaseResponse:
         return _finish_here(form, 400) if embedded else _form_page(form, 400)
     # Over the address's daily limit nothing is written either: a flood of requests for
     # one address must not grow the consent log or rewrite a pending reader's choices.
-    if not _looks_automated(form) and _mail_allowed(form.normalized_email):
+    if not _looks_automated(form) and mail_allowed(form.normalized_email):
         request_signup(
             email=form.normalized_email,
             name=form.name.data.strip() if form.name.data else "",
@@ -351,6 +352,6 @@ def resend(token: str) -> tuple[str, int]:
         uid, nonce, request_key = _confirm_parts(payload)
     except TokenError as exc:
         return _token_problem(exc, token)
-    resend_confirmation(uid, nonce, _mail_allowed, request_key)
+    resend_confirmation(uid, nonce, mail_allowed, request_key)
     db.session.commit()
     return render_template("check_inbox.html"), 200

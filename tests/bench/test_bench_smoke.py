@@ -109,8 +109,9 @@ def test_web_bench_smoke(tmp_path: Path) -> None:
     assert completed.returncode == 0, log
     result = json.loads(output.read_text())
     endpoints = result["endpoints"]
-    assert set(endpoints) == {"trivial", "subscribe_form", "signup", "unsubscribe"}
+    assert set(endpoints) == {"trivial", "subscribe_form", "signup", "api_signup", "unsubscribe"}
     for figures in endpoints.values():
         assert figures["requests_per_second"] > 0, log
         assert figures["unexpected"] == 0, log
     assert result["database_check"]["subscribers_written"] >= 1, log
+    assert result["database_check"]["api_subscribers_written"] >= 1, log
