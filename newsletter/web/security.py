@@ -1,10 +1,11 @@
 """Headers every answer carries: what a page may load, who may frame it, what may be kept.
 
 The pages load nothing but their own inline style (allowed by a per-request nonce) and
-images; they run no script. Only the signup page may be framed, and only by the
-publisher's EMBED_ORIGINS. Pages reached through a signed link (confirm, unsubscribe,
-preferences) hold a credential in their URL and a reader's choices in their body: no cache
-may keep them.
+images; they run no script, but for the signup form's one file (``static/signup.js``,
+which fills in the reader's time zone), allowed on that page alone by a nonce of its own.
+Only the signup page may be framed, and only by the publisher's EMBED_ORIGINS. Pages
+reached through a signed link (confirm, unsubscribe, preferences) hold a credential in
+their URL and a reader's choices in their body: no cache may keep them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ TOKEN_PAGES = frozenset(
 )
 # Endpoints a publisher's page may show in a frame.
 FRAMEABLE = frozenset({"signup.subscribe_form", "signup.subscribe", "signup.check_inbox"})
+# Endpoints whose page may run a script: the signup form (shown again after a bad post).
+SCRIPTED = frozenset({"signup.subscribe_form", "signup.subscribe"})
 
 
 def style_nonce() -> str:
@@ -37,11 +40,20 @@ def style_nonce() -> str:
     return nonce
 
 
-def _policy(frame_ancestors: str) -> str:
+def script_nonce() -> str:
+    """This answer's nonce for its <script> (honoured on the SCRIPTED pages only)."""
+    nonce: str | None = g.get("script_nonce")
+    if nonce is None:
+        nonce = g.script_nonce = secrets.token_urlsafe(16)
+    return nonce
+
+
+def _policy(frame_ancestors: str, scripted: bool) -> str:
     return "; ".join(
         (
             "default-src 'none'",
             f"style-src 'nonce-{style_nonce()}'",
+            *([f"script-src 'nonce-{script_nonce()}'"] if scripted else []),
             "img-src 'self' https: data:",
             "form-action 'self'",
             "base-uri 'none'",
@@ -62,7 +74,7 @@ def _headers(response: Response) -> Response:
         # For browsers that predate frame-ancestors; it cannot name several origins, so the
         # frameable pages rely on the policy alone.
         headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Content-Security-Policy", _policy(frame_ancestors))
+    headers.setdefault("Content-Security-Policy", _policy(frame_ancestors, endpoint in SCRIPTED))
     if endpoint in TOKEN_PAGES:
         headers["Cache-Control"] = "no-store"
         headers["Referrer-Policy"] = "no-referrer"
@@ -74,3 +86,4 @@ def _headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     app.after_request(_headers)
     app.add_template_global(style_nonce)
+    app.add_template_global(script_nonce)
