@@ -19,6 +19,7 @@ from newsletter import create_app
 from newsletter.celery_app import beat_schedule
 from newsletter.db.models import Delivery, Edition, SendWindow, Subscriber
 from newsletter.digests import ledger, planning, sending, windows
+from newsletter.errors import ConfigError
 from newsletter.extensions import db
 from newsletter.mail.backends import MemoryBackend
 from newsletter.mail.message import OutgoingMessage
@@ -471,3 +472,10 @@ def test_digest_send_without_a_broker_sends_what_is_due_and_says_what_waits(
     result = app.test_cli_runner().invoke(args=["digest", "send", "--frequency", "daily"])
     assert "Resuming edition" in result.output
     assert to(outbox) == ["site@example.org", "ny@example.org"]
+
+
+def test_the_setting_is_true_or_false(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="NEWSLETTER_SEND_IN_READER_TIME: must be true or false"):
+        create_app({**base_config("sqlite://", tmp_path), "SEND_IN_READER_TIME": "yes"})
+    monkeypatch.setenv("NEWSLETTER_SEND_IN_READER_TIME", "true")
+    assert create_app(base_config("sqlite://", tmp_path)).config["SEND_IN_READER_TIME"] is True
