@@ -49,3 +49,8 @@ def local_date(value: datetime) -> str:
 def local_iso_date(value: datetime) -> str:
     """The same day as ``local_date``, as a machine reads it ("2026-12-04", for <time>)."""
     return value.astimezone(site_zone()).date().isoformat()
+
+
+def local_time(value: datetime) -> str:
+    """A stored (UTC) moment by the site's clock, to the minute: "04 Dec 2026, 14:03"."""
+    return value.astimezone(site_zone()).strftime("%d %b %Y, %H:%M")

@@ -170,6 +170,11 @@ def recent_articles(limit: int = 20, topic: str | None = None) -> list[Article]:
     return list(db.session.scalars(query))
 
 
+def article(article_id: int) -> Article | None:
+    """One stored article by its id."""
+    return db.session.get(Article, article_id)
+
+
 def stray_categories() -> dict[str, int]:
     """Stored articles per category that is no configured topic: no reader can pick them."""
     rows = db.session.execute(

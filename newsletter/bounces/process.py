@@ -254,3 +254,16 @@ def bounce_counts(edition_id: int) -> dict[str, int]:
         .group_by(BounceEvent.kind)
     )
     return {kind: int(number) for kind, number in rows}
+
+
+def edition_events(edition_id: int, limit: int = 50) -> list[BounceEvent]:
+    """The newest bounce events and complaints about an edition's deliveries."""
+    return list(
+        db.session.scalars(
+            select(BounceEvent)
+            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+            .where(Delivery.edition_id == edition_id)
+            .order_by(BounceEvent.id.desc())
+            .limit(limit)
+        )
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from email import message_from_bytes, policy
 from pathlib import Path
 from typing import TextIO
 
@@ -20,9 +19,9 @@ from newsletter.db.models import (
     DeliveryState,
     Frequency,
 )
-from newsletter.digests import ledger, planning, sending, windows
-from newsletter.digests.compose import Composer, Reader, message_id
-from newsletter.digests.content import EditionContent, article_view
+from newsletter.digests import ledger, planning, previews, sending, windows
+from newsletter.digests.compose import Reader
+from newsletter.digests.content import EditionContent
 from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
 from newsletter.readers import subscriptions
@@ -49,46 +48,27 @@ frequency_option = click.option(
 @frequency_option
 def preview(email: str | None, output: Path | None, frequency: str) -> None:
     """Render the next digest without sending or recording anything."""
-    articles = planning.choose_articles(frequency, utcnow())
-    if not articles:
+    content = previews.next_content(frequency)
+    if content is None:
         raise click.ClickException(
             f"no new articles for the {frequency} digest; nothing to preview"
         )
-    content = EditionContent(
-        id=0, frequency=frequency, created_at=utcnow(), articles=tuple(map(article_view, articles))
-    )
-    reader = _preview_reader(email, content)
-    message = Composer(content, preview=True).message(reader)
+    message = previews.message(content, _preview_reader(email, content))
+    mail = previews.shown(message)
     if output is None:
-        click.echo(f"Subject: {_part(message.data, 'Subject')}\n")
-        click.echo(_part(message.data, "plain"))
+        click.echo(f"Subject: {mail.subject}\n")
+        click.echo(mail.text)
         return
     if output.suffix.lower() == ".eml":
         size, what = write_bytes(output, message.data), "the mail"
     else:
-        size, what = write_text(output, _part(message.data, "html")), "its HTML part"
+        size, what = write_text(output, mail.html), "its HTML part"
     click.echo(f"Wrote {what} to {output} ({size:,} bytes).")
-
-
-def _part(data: bytes, which: str) -> str:
-    """A header's decoded value, or the text of the plain or html part, of message bytes."""
-    parsed = message_from_bytes(data, policy=policy.default)
-    if which not in ("plain", "html"):
-        return str(parsed[which])
-    body = parsed.get_body((which,))
-    return "" if body is None else str(body.get_content())
 
 
 def _preview_reader(email: str | None, content: EditionContent) -> Reader:
     if email is None:
-        return Reader(
-            0,
-            "preview",
-            "reader@example.com",
-            "Reader",
-            content.topics,
-            message_id("preview", "preview"),
-        )
+        return previews.reader("reader@example.com", "Reader", content.topics)
     try:
         address = normalize(email)
     except InvalidAddress as exc:
@@ -96,13 +76,12 @@ def _preview_reader(email: str | None, content: EditionContent) -> Reader:
     subscriber = subscriptions.by_email(address)
     if subscriber is None:
         raise click.BadParameter(f"no subscriber {address}", param_hint="--email")
-    return Reader(
-        subscriber.id,
-        subscriber.uid,
+    return previews.reader(
         subscriber.email,
         subscriber.name,
-        frozenset(subscriber.topics),
-        message_id("preview", subscriber.uid),
+        subscriber.topics,
+        subscriber_id=subscriber.id,
+        uid=subscriber.uid,
     )
 
 

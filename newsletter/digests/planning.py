@@ -75,14 +75,19 @@ def serialize_planning() -> None:
         db.session.execute(text("UPDATE edition SET state = state WHERE 0 = 1"))
 
 
-def choose_articles(frequency: str, now: datetime) -> list[Article]:
-    """New articles since the previous edition of this frequency, newest first, capped."""
-    previous = db.session.scalar(
+def latest(frequency: str) -> Edition | None:
+    """The newest digest edition of this frequency, finished or not (alerts are no digest)."""
+    return db.session.scalar(
         select(Edition)
         .where(Edition.kind == EditionKind.DIGEST, Edition.frequency == frequency)
         .order_by(Edition.id.desc())
         .limit(1)
     )
+
+
+def choose_articles(frequency: str, now: datetime) -> list[Article]:
+    """New articles since the previous edition of this frequency, newest first, capped."""
+    previous = latest(frequency)
     period = PERIODS[Frequency(frequency)]
     since = previous.covers_until if previous else now - period
     already_sent = exists().where(
@@ -209,6 +214,9 @@ def edition(edition_id: int | None = None) -> Edition | None:
     return db.session.get(Edition, edition_id)
 
 
-def recent(limit: int = 100) -> list[Edition]:
-    """The newest editions first."""
-    return list(db.session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)))
+def recent(limit: int = 100, before_id: int | None = None) -> list[Edition]:
+    """The newest editions first (digests and alerts), older than ``before_id`` when given."""
+    query = select(Edition).order_by(Edition.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Edition.id < before_id)
+    return list(db.session.scalars(query))

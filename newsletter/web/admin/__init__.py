@@ -12,7 +12,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def init_app(app: Flask) -> None:
-    from newsletter.web.admin import auth, pages  # noqa: F401  (they add views to ``bp``)
+    # Imported for the views they add to ``bp``.
+    from newsletter.web.admin import alerts, auth, editions, pages  # noqa: F401
 
     auth.init_app(app)
     app.register_blueprint(bp)
