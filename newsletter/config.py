@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "TOPICS": ["Breaking News", "Politics", "Business", "Analytics", "Technology", "Culture"],
     "TIMEZONE": "UTC",
     "DIGEST_HOUR": 7,
+    # Each reader's digest waits for DIGEST_HOUR in the reader's own time zone.
+    "SEND_IN_READER_TIME": False,
     "DIGEST_WEEKDAY": "monday",
     "DIGEST_MAX_ARTICLES": 20,
     "BATCH_SIZE": 500,
@@ -395,6 +397,7 @@ CHECKS: dict[str, Check] = {
     "TOPICS": _strings,  # and the rules of readers.topics, below
     "TIMEZONE": _text(empty=False),  # looked up below
     "DIGEST_HOUR": _whole(0, 23),
+    "SEND_IN_READER_TIME": _flag,
     "DIGEST_WEEKDAY": _weekday,
     "DIGEST_MAX_ARTICLES": _whole(1),
     "BATCH_SIZE": _whole(1),

@@ -295,6 +295,7 @@ def mail_parts(message: OutgoingMessage) -> tuple[str, str]:
 
 # The real SMTP server and Celery worker fixtures live in their own modules; see their docstrings.
 from tests.support.celery_worker import celery_worker, live_worker, worker_app  # noqa: E402, F401
+from tests.support.clock import clock  # noqa: E402, F401
 from tests.support.smtp_server import (  # noqa: E402, F401
     backend_for,
     smtp_server,

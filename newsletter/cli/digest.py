@@ -19,7 +19,7 @@ from newsletter.db.models import (
     DeliveryState,
     Frequency,
 )
-from newsletter.digests import ledger, planning, previews, sending
+from newsletter.digests import ledger, planning, previews, sending, windows
 from newsletter.digests.compose import Reader
 from newsletter.digests.content import EditionContent
 from newsletter.errors import InvalidAddress
@@ -116,12 +116,14 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
     if queue:
         click.echo(f"Queued {plural(started.batches, 'batch', 'batches')}.")
         if no_wait:
+            _print_waiting(edition_id)
             click.echo(f"Follow it with: newsletter digest status {edition_id}")
             return
         _follow(edition_id)
     else:
         _send_here(edition_id)
     _print_counts(edition_id)
+    _print_waiting(edition_id)
 
 
 def _dry_run(frequency: str) -> None:
@@ -139,8 +141,8 @@ def _dry_run(frequency: str) -> None:
 
 
 def _follow(edition_id: int) -> None:
-    """Show progress until no row is left to send."""
-    total = sum(ledger.counts(edition_id).values())
+    """Show progress until no row is left to send (but those waiting for their hour)."""
+    total = sum(ledger.counts(edition_id).values()) - windows.waiting(edition_id, utcnow()).rows
     started, done_before = time.monotonic(), None
     with click.progressbar(
         length=total,
@@ -183,7 +185,24 @@ def _send_here(edition_id: int) -> None:
             wait = ledger.next_due(edition_id)
             if wait is None:
                 break
+            waiting = windows.waiting(edition_id, utcnow())
+            if waiting.next_opening is not None and wait >= waiting.next_opening:
+                break  # what is left waits for its readers' hour: see _print_waiting
             time.sleep(min(max((wait - utcnow()).total_seconds(), 0.1), 3600))
+
+
+def _print_waiting(edition_id: int) -> None:
+    """Say how many rows wait for their readers' hour (SEND_IN_READER_TIME), and till when."""
+    waiting = windows.waiting(edition_id, utcnow())
+    if waiting.next_opening is None:
+        return
+    click.echo(
+        f"Waiting for their readers' hour: {plural(waiting.rows, 'row')} in "
+        f"{plural(waiting.windows, 'window')}; the next opens at "
+        f"{waiting.next_opening:%Y-%m-%d %H:%M} UTC."
+    )
+    if jobs.in_process():
+        click.echo("Without a broker nothing opens them: run `newsletter digest send` again then.")
 
 
 def _print_counts(edition_id: int) -> None:
@@ -213,6 +232,7 @@ def status(edition_id: int | None) -> None:
     for kind in DeliveryState:
         click.echo(f"  {kind.value:<11} {counts.get(kind, 0):>10,}")
     click.echo(f"  {'total':<11} {sum(counts.values()):>10,}")
+    _print_waiting(edition.id)
     bounced = bounce_counts(edition.id)
     if bounced:
         click.echo(

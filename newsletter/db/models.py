@@ -323,6 +323,25 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     message_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
+class SendWindow(db.Model):  # type: ignore[name-defined,misc]
+    """The ledger rows of an edition that may go out from the same moment (DIGEST_HOUR in
+    their readers' time zones), as the id range planning gave them."""
+
+    __tablename__ = "send_window"
+    # The release finds the windows whose moment has come without reading the ledger.
+    __table_args__ = (Index("ix_send_window_released_at_opens_at", "released_at", "opens_at"),)
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), primary_key=True
+    )
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    first_id: Mapped[int] = mapped_column(BigId)
+    last_id: Mapped[int] = mapped_column(BigId)
+    readers: Mapped[int] = mapped_column(Integer)
+    # When its batches were queued; None while it waits.
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class BounceEvent(db.Model):  # type: ignore[name-defined,misc]
     """One bounce or complaint we acted on (or were alerted by), from a DSN or ARF report."""
 

@@ -45,6 +45,7 @@ from newsletter.db.models import (
 )
 from newsletter.digests.compose import Reader, parse_message_id
 from newsletter.digests.journal import Orphan
+from newsletter.digests.windows import Opened
 from newsletter.extensions import db
 from newsletter.readers import suppression
 from newsletter.readers.addresses import address_hash
@@ -530,13 +531,17 @@ def finish_if_done(edition_id: int) -> bool:
     return True
 
 
-def batches(edition_id: int, size: int) -> list[tuple[int, int]]:
-    """Id ranges covering the edition's unfinished rows, about ``size`` rows each."""
-    low, high = db.session.execute(
-        select(func.min(Delivery.id), func.max(Delivery.id)).where(
-            Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
-        )
-    ).one()
+def batches(
+    edition_id: int, size: int, within: tuple[int, int] | None = None
+) -> list[tuple[int, int]]:
+    """Id ranges covering the edition's unfinished rows (those ``within`` an id range, first
+    and last included, when given), about ``size`` rows each."""
+    query = select(func.min(Delivery.id), func.max(Delivery.id)).where(
+        Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
+    )
+    if within is not None:
+        query = query.where(Delivery.id.between(*within))
+    low, high = db.session.execute(query).one()
     if low is None:
         return []
     return [(start, min(start + size - 1, high)) for start in range(low, high + 1, size)]
@@ -574,7 +579,12 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
 
 
 def unattended(
-    edition_id: int, size: int, stale: datetime, *, queue_idle: bool
+    edition_id: int,
+    size: int,
+    stale: datetime,
+    *,
+    queue_idle: bool,
+    opened: Opened | None = None,
 ) -> list[tuple[int, int]]:
     """Id ranges of the edition's queued rows that no task will take, for recovery to queue.
 
@@ -583,10 +593,19 @@ def unattended(
     queue is idle, an edition with due rows that nobody has held since ``stale`` has lost
     them all (a broker restart, a task thrown away): then every range it has left. An
     edition being sent normally gets nothing, however many of its ranges wait their turn.
+
+    ``opened``: the edition's send windows (``windows.opened``). Rows of a window still
+    closed wait for their readers' hour, not for a lost task, and are left alone (they lie
+    beyond ``opened.through``, so they are not even read); a row whose ``not_before`` is
+    still its window's opening is as untried as a fresh edition's row.
     """
     now = utcnow()
     due = or_(Delivery.not_before.is_(None), Delivery.not_before <= now)
     mine = Delivery.edition_id == edition_id
+    through = None
+    if opened is not None:
+        through = (0, opened.through)
+        mine = and_(mine, Delivery.id <= opened.through)
     if queue_idle:
         edition = db.session.get(Edition, edition_id)
         held = exists().where(
@@ -600,8 +619,10 @@ def unattended(
             and edition.created_at < stale
             and db.session.scalar(select(waiting & ~held))
         ):
-            return batches(edition_id, size)
+            return batches(edition_id, size, through)
     lost = and_(mine, Delivery.state == DeliveryState.QUEUED, Delivery.not_before < stale)
+    if opened is not None:
+        lost = and_(lost, Delivery.not_before.not_in(opened.openings))
     overdue = db.session.execute(
         select(func.min(Delivery.id), func.max(Delivery.id))
         .where(lost)

@@ -54,6 +54,7 @@ def export_data(email: str) -> dict[str, Any]:
         "name": subscriber.name,
         "status": subscriber.status,
         "frequency": subscriber.frequency,
+        "timezone": subscriber.timezone,
         "created_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),

@@ -14,20 +14,25 @@ from newsletter.clock import utcnow
 from newsletter.db.models import CONSENTING, ConsentEvent, Frequency, Status, Subscriber
 from newsletter.errors import InvalidReaderField
 from newsletter.extensions import db
-from newsletter.readers import consent, notices, roster, suppression
+from newsletter.readers import consent, notices, roster, suppression, zones
 from newsletter.readers.consent import Origin
 from newsletter.readers.notices import Notice
 from newsletter.readers.topics import clean as clean_topics
 
 
 def request_signup(
-    email: str, name: str, topics: list[str], frequency: str, origin: Origin
+    email: str,
+    name: str,
+    topics: list[str],
+    frequency: str,
+    origin: Origin,
+    timezone: str | None = None,
 ) -> tuple[int, Notice]:
     """Record a signup request for a normalized address; nothing is activated yet.
 
     A request for an active reader changes nothing (anybody can type an address) and
     asks for a notice instead; any other state gets a confirmation link. The mail goes out
-    when the caller commits.
+    when the caller commits. ``timezone``: the reader's IANA zone, when the form knew it.
     """
     # Most signups are for new addresses: creating the reader first, skipping an address
     # already on the list, needs no look-up and also settles a double click.
@@ -40,11 +45,14 @@ def request_signup(
     # The request's choices live in its log line, and its confirmation link names that line
     # by a random key: only the person who can open that mail can make them the reader's.
     request_key = secrets.token_urlsafe(9)
+    detail: dict[str, object] = {"topics": topics, "frequency": frequency, "name": name}
+    if timezone is not None:
+        detail["timezone"] = timezone
     consent.record(
         subscriber_id,
         consent.Action.SIGNUP,
         origin,
-        {"topics": topics, "frequency": frequency, "name": name, "request": request_key},
+        {**detail, "request": request_key},
         with_wording=True,
     )
     notices.enqueue(subscriber_id, notice, request_key if notice is Notice.CONFIRM else None)
@@ -116,25 +124,26 @@ def confirm(
         return ConfirmOutcome.ALREADY
     if subscriber is None or state is ConfirmLink.STALE:
         return ConfirmOutcome.STALE
-    if chosen is None and request is not None:
-        chosen = _request_choices(subscriber, request)
+    asked = _request_choices(subscriber, request) if request is not None else None
+    if chosen is None:
+        chosen = asked
     if chosen is not None:
         subscriber.name = chosen.name
         subscriber.topics = chosen.topics
         subscriber.frequency = chosen.frequency
+    if asked is not None and asked.timezone is not None:
+        # The confirm page does not ask for it: the browser that signed up told it.
+        subscriber.timezone = asked.timezone
     subscriber.status = Status.ACTIVE
     subscriber.confirm_nonce = None
     subscriber.confirmed_at = utcnow()
     subscriber.unsubscribed_at = None
     # A confirmed, fresh opt-in is the one path that lifts an earlier suppression.
     suppression.lift(subscriber.email)
-    consent.record(
-        subscriber.id,
-        consent.Action.CONFIRM,
-        origin,
-        {"topics": subscriber.topics, "frequency": subscriber.frequency},
-        with_wording=True,
-    )
+    confirmed: dict[str, object] = {"topics": subscriber.topics, "frequency": subscriber.frequency}
+    if subscriber.timezone is not None:
+        confirmed["timezone"] = subscriber.timezone
+    consent.record(subscriber.id, consent.Action.CONFIRM, origin, confirmed, with_wording=True)
     if current_app.config["WELCOME_MAIL"]:
         # Goes when the caller commits: a confirmation rolled back welcomes nobody.
         notices.enqueue(subscriber.id, Notice.WELCOME)
@@ -143,11 +152,13 @@ def confirm(
 
 @dataclass(frozen=True)
 class Choices:
-    """What a reader receives: the name in the greeting, topics and frequency."""
+    """What a reader receives: the name in the greeting, topics and frequency (and the time
+    zone a signup request brought, if any)."""
 
     name: str
     topics: list[str]
     frequency: str
+    timezone: str | None = None
 
 
 def requested(uid: str, request: str | None) -> Choices | None:
@@ -190,6 +201,7 @@ def _request_choices(subscriber: Subscriber, request: str) -> Choices | None:
         cleaned,
         topics if topics is not None else list(subscriber.topics),
         str(frequency) if frequency in {f.value for f in Frequency} else subscriber.frequency,
+        zones.clean(detail.get("timezone")),
     )
 
 
@@ -205,18 +217,22 @@ def update_preferences(
     origin: Origin,
     *,
     alerts: bool | None = None,
+    timezone: str | None = None,
 ) -> None:
-    """Change what and how often a reader receives (``alerts``: None leaves it as it is)."""
+    """Change what and how often a reader receives (``alerts``: None leaves it as it is;
+    ``timezone``: an IANA zone, "" for the site's, None leaves it as it is)."""
     subscriber.topics = topics
     subscriber.frequency = frequency
     if alerts is not None:
         subscriber.alerts = alerts
-    consent.record(
-        subscriber.id,
-        consent.Action.PREFERENCES,
-        origin,
-        {"topics": topics, "frequency": frequency, "alerts": subscriber.alerts},
-    )
+    detail: dict[str, object] = {
+        "topics": topics,
+        "frequency": frequency,
+        "alerts": subscriber.alerts,
+    }
+    if timezone is not None:
+        subscriber.timezone = detail["timezone"] = zones.clean(timezone)
+    consent.record(subscriber.id, consent.Action.PREFERENCES, origin, detail)
 
 
 def receiving(subscriber: Subscriber) -> bool:

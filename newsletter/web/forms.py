@@ -20,7 +20,7 @@ from wtforms.validators import DataRequired, InputRequired, Length
 
 from newsletter.db.models import Frequency
 from newsletter.errors import InvalidAddress, InvalidReaderField
-from newsletter.readers import roster, topics
+from newsletter.readers import roster, topics, zones
 from newsletter.readers.addresses import normalize
 
 
@@ -62,8 +62,17 @@ class ChoicesForm(FlaskForm):
         ]
 
 
+class ZoneField(StringField):
+    """An IANA time zone picked from the page's list (empty: the site's TIMEZONE)."""
+
+    def pre_validate(self, form: Any) -> None:
+        if self.data and zones.clean(self.data) is None:
+            raise ValidationError("Choose a time zone from the list.")
+
+
 class PreferencesForm(ChoicesForm):
     alerts = BooleanField("Breaking-news alerts for my topics, as they happen")
+    timezone = ZoneField("Your time zone")
 
 
 class ConfirmForm(ChoicesForm):
@@ -96,6 +105,9 @@ class SignupForm(PreferencesForm):
     # Bots fill every field; people never see this one.
     website = StringField("Leave this empty", validators=[Length(max=200)])
     started = HiddenField(validators=[Length(max=200)])
+    # Filled in by the page's script from the browser's own zone; anything else (or nothing)
+    # means the site's TIMEZONE, never an error (``zones.clean``).
+    timezone = HiddenField()
 
     normalized_email: str = ""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
+from newsletter.clock import utcnow
 from newsletter.db.models import Subscriber
 from newsletter.errors import TokenError, TokenInvalid
 from newsletter.extensions import csrf, db
-from newsletter.readers import topics
+from newsletter.readers import topics, zones
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import by_uid, receiving, unsubscribe, update_preferences
 from newsletter.tokens import Purpose, load, sign
@@ -86,6 +87,7 @@ def preferences(token: str) -> tuple[str, int]:
                 "topics": subscriber.topics,
                 "frequency": subscriber.frequency,
                 "alerts": subscriber.alerts,
+                "timezone": subscriber.timezone or "",
             },
             meta={"csrf": False},
         )
@@ -102,6 +104,8 @@ def preferences(token: str) -> tuple[str, int]:
             form.frequency.data,
             Origin.from_request("preferences-page"),
             alerts=bool(form.alerts.data),
+            # A page from before the field existed leaves the zone as it was.
+            timezone=(form.timezone.data or "") if "timezone" in request.form else None,
         )
         db.session.commit()
         saved = True
@@ -111,5 +115,9 @@ def preferences(token: str) -> tuple[str, int]:
 def _preferences_page(form: PreferencesForm, subscriber: Subscriber, *, saved: bool) -> str:
     unsubscribe_token = sign(Purpose.UNSUBSCRIBE, {"s": subscriber.uid})
     return render_template(
-        "preferences.html", form=form, saved=saved, unsubscribe_token=unsubscribe_token
+        "preferences.html",
+        form=form,
+        saved=saved,
+        unsubscribe_token=unsubscribe_token,
+        zone_groups=zones.grouped(utcnow(), zones.clean(form.timezone.data)),
     )

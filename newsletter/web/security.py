@@ -1,8 +1,9 @@
 """Headers every answer carries: what a page may load, who may frame it, what may be kept.
 
 The pages load nothing but their own inline style (allowed by a per-request nonce) and
-images; they run no script. Two console pages are the exceptions, each named below: an
-edition's page runs the console's one script (from this origin) to follow its sending, and
+images; they run no script. Three pages are the exceptions, each named below: the signup
+form runs its one script (from this origin) to fill in the reader's time zone, an edition's
+console page runs the console's one script (from this origin) to follow its sending, and
 the preview page frames the mail's HTML, which is served with a policy of its own. Only the
 signup page may be framed by another site, and only by the publisher's EMBED_ORIGINS.
 Pages reached through a signed link (confirm, unsubscribe, preferences) hold a credential in
@@ -31,6 +32,9 @@ TOKEN_PAGES = frozenset(
 FRAMEABLE = frozenset({"signup.subscribe_form", "signup.subscribe", "signup.check_inbox"})
 # Console pages that run a script served by this origin, which fetches from this origin.
 SCRIPTED = frozenset({"admin.edition"})
+# The signup form (shown again after a bad post) runs static/signup.js, served by this
+# origin, which fetches nothing: it puts the browser's time zone in a hidden field.
+SIGNUP_SCRIPTED = frozenset({"signup.subscribe_form", "signup.subscribe"})
 # Console pages that frame a page of this origin (the mail preview).
 FRAMING = frozenset({"admin.preview"})
 # A mail's HTML shown by the console: inline styles as every mail has them, never a script,
@@ -68,6 +72,8 @@ def _policy(frame_ancestors: str, endpoint: str) -> str:
     ]
     if endpoint in SCRIPTED:
         directives += ["script-src 'self'", "connect-src 'self'"]
+    elif endpoint in SIGNUP_SCRIPTED:
+        directives.append("script-src 'self'")
     if endpoint in FRAMING:
         directives.append("frame-src 'self'")
     return "; ".join(directives)

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.errors import TokenError, TokenExpired, TokenInvalid
 from newsletter.extensions import csrf, db, limiter
-from newsletter.readers import topics
+from newsletter.readers import topics, zones
 from newsletter.readers.addresses import address_hash, suggest
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import (
@@ -188,6 +188,7 @@ def subscribe() -> tuple[str, int] | BaseResponse:
             topics=topics.clean(form.topics.data or []),
             frequency=form.frequency.data,
             origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
+            timezone=zones.clean(form.timezone.data),
         )
         db.session.commit()  # and with it, the mail goes
     # The same answer for every address and every outcome: nothing here tells whether an

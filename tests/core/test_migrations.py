@@ -10,7 +10,7 @@ from sqlalchemy import func, inspect, select
 
 from newsletter import create_app
 from newsletter.clock import utcnow
-from newsletter.db.models import Article, Subscriber
+from newsletter.db.models import Article, Delivery, Subscriber
 from newsletter.digests import planning
 from newsletter.extensions import db
 from tests.conftest import base_config
@@ -79,4 +79,41 @@ def test_the_console_tables_and_reader_columns_go_back_out_and_in_with_readers_k
         assert {"operator", "audit_event", "api_token"} <= set(inspect(db.engine).get_table_names())
         # A reader who was on the list before alerts existed gets them, as new readers do.
         assert db.session.scalars(select(Subscriber.alerts)).all() == [True]
+        db.engine.dispose()
+
+
+def test_the_send_windows_go_back_out_and_in_with_the_ledger_kept(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import _fresh_schema
+
+    app = create_app({**base_config(database_url, tmp_path), "SEND_IN_READER_TIME": True})
+    _fresh_schema(app)
+    with app.app_context():
+        db.session.add(
+            Article(
+                guid="urn:m:2",
+                url="https://ledger.example/2",
+                title="Tram line extended",
+                category="Business",
+                topic="business",
+                published_at=utcnow() - timedelta(hours=1),
+            )
+        )
+        reader = Subscriber(
+            email="pat@example.org", status="active", frequency="daily", timezone="Asia/Tokyo"
+        )
+        reader.topics = ["business"]
+        db.session.add(reader)
+        db.session.commit()
+        assert planning.plan("daily") is not None
+        db.session.remove()
+
+        downgrade(revision="0008")
+        assert "send_window" not in set(inspect(db.engine).get_table_names())
+        # The waiting row keeps the moment it may go out.
+        assert db.session.scalars(select(Delivery.not_before)).one() is not None
+        db.session.remove()
+        upgrade()
+        assert "send_window" in set(inspect(db.engine).get_table_names())
         db.engine.dispose()

@@ -405,6 +405,44 @@ def test_signup_confirm_and_unsubscribe_in_a_browser(
     assert welcome["Subject"] == "Welcome to The Daily Ledger"
 
 
+def test_the_signup_page_gives_the_browsers_time_zone_and_preferences_change_it(
+    start_service: Callable[..., LiveService], new_page: Callable[..., Page]
+) -> None:
+    service = start_service(SEND_IN_READER_TIME=True)
+    page = new_page(timezone_id="America/New_York")
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else 0)
+    page.goto(f"{service.url}/subscribe")
+    opened = time.monotonic()
+    # The page's one script, allowed by its nonce, filled in the hidden field.
+    expect(page.locator("input[name=timezone]")).to_have_value("America/New_York")
+    page.get_by_label("Email", exact=True).fill("dee@example.org")
+    tick(page, ["I agree to receive emails from The Daily Ledger"])
+    wait_out_fill_time(opened)
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    [mail] = wait_for_mail(service.outbox)
+    page.goto(link_in(mail, "/confirm/"))
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("heading", name="You're subscribed")).to_be_visible()
+    assert subscriber(service.app, "dee@example.org").timezone == "America/New_York"
+
+    # Preferences: a plain select, no script, the reader's zone chosen; another one saved.
+    welcome = wait_for_mail(service.outbox, 2)[1]
+    assert "(America/New_York time)" in str(welcome.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    preferences = new_page(java_script_enabled=False)
+    preferences.goto(link_in(welcome, "/preferences/"))
+    zone = preferences.get_by_label("Your time zone")
+    expect(zone).to_have_value("America/New_York")
+    expect(preferences.get_by_text("Your digest comes at 07:00 in this time zone.")).to_be_visible()
+    zone.select_option("Asia/Tokyo")
+    preferences.get_by_role("button", name="Save").click()
+    expect(preferences.get_by_text("Saved.", exact=False)).to_be_visible()
+    assert subscriber(service.app, "dee@example.org").timezone == "Asia/Tokyo"
+    screenshot(preferences, "preferences-time-zone.png")
+    assert violations == []
+
+
 def test_embedded_signup_box_from_the_docs(
     start_service: Callable[..., LiveService],
     publisher: Publisher,
@@ -412,7 +450,7 @@ def test_embedded_signup_box_from_the_docs(
 ) -> None:
     service = start_service(EMBED_ORIGINS=[publisher.origin])
     publisher.page = publisher_page(embed_snippet().replace(DOC_SERVICE_URL, service.url))
-    page = new_page()
+    page = new_page(timezone_id="Europe/Berlin")
 
     with page.expect_response(lambda r: "/subscribe/embed-token" in r.url) as token_answer:
         page.goto(f"{publisher.origin}/")
@@ -449,6 +487,11 @@ def test_embedded_signup_box_from_the_docs(
     row = subscriber(service.app, "bo@example.org")
     assert (row.status, row.name, row.topics) == ("pending", "Bo Publisher-Reader", ["business"])
     assert consent_sources(service.app) == [("signup", f"embed:{publisher.origin}")]
+    # The snippet's script passed the browser's time zone along.
+    with service.app.app_context():
+        [detail] = db.session.scalars(select(ConsentEvent.detail)).all()
+        db.session.remove()
+    assert detail["timezone"] == "Europe/Berlin"
 
 
 def test_embedded_box_without_javascript_finishes_on_our_page(
