@@ -31,3 +31,8 @@ def local_date(value: datetime) -> str:
 def local_iso_date(value: datetime) -> str:
     """The same day as ``local_date``, as a machine reads it ("2026-12-04", for <time>)."""
     return value.astimezone(site_zone()).date().isoformat()
+
+
+def local_minute(value: datetime) -> str:
+    """A stored (UTC) moment to the minute in the site's zone, for operators: "2026-12-04 18:27"."""
+    return value.astimezone(site_zone()).strftime("%Y-%m-%d %H:%M")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -247,10 +248,20 @@ def _apply(
 
 def bounce_counts(edition_id: int) -> dict[str, int]:
     """Bounce events of an edition's deliveries by kind (hard, soft, policy, complaint)."""
+    return bounce_counts_of([edition_id]).get(edition_id, {})
+
+
+def bounce_counts_of(edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Bounce events of each of these editions' deliveries by kind, in one statement."""
+    found: dict[int, dict[str, int]] = {edition_id: {} for edition_id in edition_ids}
+    if not edition_ids:
+        return found
     rows = db.session.execute(
-        select(BounceEvent.kind, func.count())
+        select(Delivery.edition_id, BounceEvent.kind, func.count())
         .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-        .where(Delivery.edition_id == edition_id)
-        .group_by(BounceEvent.kind)
+        .where(Delivery.edition_id.in_(edition_ids))
+        .group_by(Delivery.edition_id, BounceEvent.kind)
     )
-    return {kind: int(number) for kind, number in rows}
+    for edition_id, kind, number in rows:
+        found[edition_id][kind] = int(number)
+    return found

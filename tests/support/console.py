@@ -1,0 +1,190 @@
+"""Helpers for the console's tests: operator accounts, signing in, and a list with a past."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from newsletter.clock import utcnow
+from newsletter.db.models import (
+    BounceEvent,
+    ConsentEvent,
+    Delivery,
+    Edition,
+    EditionState,
+    Subscriber,
+    Suppression,
+)
+from newsletter.extensions import db
+from newsletter.operators import accounts
+from newsletter.readers.addresses import address_hash
+
+PASSWORD = "correct-horse-battery-staple"
+OWNER = "owner@ledger.example"
+EDITOR = "editor@ledger.example"
+
+
+def add_operator(app: Flask, email: str, role: str, password: str = PASSWORD) -> int:
+    with app.app_context():
+        operator = accounts.add(email, role, password)
+        db.session.commit()
+        return int(operator.id)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html
+    )
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, email: str, password: str = PASSWORD, **extra: str) -> Any:
+    """Post the sign-in form as a browser would (its CSRF token first); the answer."""
+    page = client.get("/admin/sign-in")
+    data = {"csrf_token": csrf_of(page.get_data(as_text=True)), "email": email}
+    data.update(password=password, **extra)
+    return client.post("/admin/sign-in", data=data)
+
+
+def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None, page: str = "") -> Any:
+    """POST a console form with the CSRF token of ``page`` (default: the dashboard)."""
+    html = client.get(page or "/admin/").get_data(as_text=True)
+    return client.post(path, data={"csrf_token": csrf_of(html), **(data or {})})
+
+
+NAMES = (
+    "Ann Lee", "Bruno Díaz", "Chen Wei", "Dara Okafor", "Elif Kaya", "Femi Adeyemi",
+    "Greta Holm", "Hana Sato", "Ivan Petrov", "Jonas Berg", "Kofi Mensah", "Lena Vogel",
+    "Maria Okafor", "Nils Dahl", "Omar Haddad", "Priya Nair", "Quinn Byrne", "Rosa Marín",
+    "Sami Laine", "Tomás Ruiz", "Uma Rao", "Vera Novak", "Will Hart", "Yara Costa",
+)  # fmt: skip
+
+
+@dataclass
+class History:
+    """What ``seed_history`` wrote, for tests to find their way around it."""
+
+    now: datetime
+    readers: dict[str, int] = field(default_factory=dict)  # address -> id
+    editions: list[int] = field(default_factory=list)  # oldest first
+
+
+def seed_history(app: Flask, days: int = 45, now: datetime | None = None) -> History:
+    """A list with a past: readers joining every day, some leaving, bouncing or
+    complaining, three weekly editions with their outcomes, a reader's consent log."""
+    now = now or utcnow()
+    history = History(now)
+    with app.app_context():
+        number = 0
+        for day in range(days):
+            at = now - timedelta(days=days - day - 1, hours=3)
+            for _ in range(2 + day * 7 % 5):
+                name = NAMES[number % len(NAMES)]
+                email = f"{name.split()[0].lower()}.{number}@example.org"
+                status = "active"
+                confirmed: datetime | None = at + timedelta(minutes=10)
+                unsubscribed = None
+                if number % 9 == 4:
+                    status, unsubscribed = "unsubscribed", at + timedelta(days=3)
+                elif number % 23 == 7:
+                    status = "bounced"
+                elif number % 31 == 11:
+                    status = "complained"
+                elif number % 13 == 5:
+                    status, confirmed = "pending", None
+                if unsubscribed and unsubscribed > now:
+                    status, unsubscribed = "active", None
+                reader = Subscriber(
+                    email=email,
+                    name=name,
+                    status=status,
+                    frequency="weekly" if number % 3 else "daily",
+                    created_at=at,
+                    confirmed_at=confirmed,
+                    unsubscribed_at=unsubscribed,
+                )
+                reader.topics = ["politics", "business"] if number % 2 else ["analytics"]
+                db.session.add(reader)
+                db.session.flush()
+                history.readers[email] = reader.id
+                if status in ("bounced", "complained"):
+                    db.session.add(
+                        Suppression(
+                            address_hash=address_hash(email),
+                            reason=status,
+                            created_at=at + timedelta(days=1),
+                        )
+                    )
+                number += 1
+        readers = list(db.session.scalars(db.select(Subscriber).order_by(Subscriber.id)))
+        for reader in readers:
+            steps = [("signup", reader.created_at, "signup-page")]
+            if reader.confirmed_at:
+                steps.append(("confirm", reader.confirmed_at, "confirm-page"))
+            if reader.unsubscribed_at:
+                steps.append(("unsubscribe", reader.unsubscribed_at, "one-click"))
+            for action, at, source in steps:
+                db.session.add(
+                    ConsentEvent(
+                        subscriber_id=reader.id,
+                        action=action,
+                        occurred_at=at,
+                        source=source,
+                        ip="203.0.113.7",
+                        user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0",
+                        detail={},
+                    )
+                )
+        for week in range(3):
+            created = now - timedelta(days=21 - 7 * week, hours=1)
+            edition = Edition(
+                frequency="weekly",
+                subject=f"The week in news, part {week + 1}",
+                created_at=created,
+                covers_until=created,
+                state=EditionState.DONE,
+                finished_at=created + timedelta(minutes=5),
+            )
+            db.session.add(edition)
+            db.session.flush()
+            history.editions.append(edition.id)
+            for index, reader in enumerate(readers):
+                reader_id, status = reader.id, reader.status
+                # The newest edition went to every confirmed reader, the older ones to fewer.
+                if status == "pending" or (week < 2 and index % (week + 2) == 0):
+                    continue
+                state = "failed" if index % 17 == 3 else "unknown" if index % 29 == 6 else "sent"
+                delivery = Delivery(
+                    edition_id=edition.id,
+                    subscriber_id=reader_id,
+                    state=state,
+                    attempts=1,
+                    sent_at=created + timedelta(minutes=2) if state == "sent" else None,
+                    last_error="550 5.1.1 user unknown" if state == "failed" else None,
+                    message_id=f"<{edition.id}.{reader_id}@ledger.example>",
+                )
+                db.session.add(delivery)
+                db.session.flush()
+                if status in ("bounced", "complained") and state == "sent":
+                    db.session.add(
+                        BounceEvent(
+                            delivery_id=delivery.id,
+                            subscriber_id=reader_id,
+                            kind="hard" if status == "bounced" else "complaint",
+                            status="5.1.1" if status == "bounced" else None,
+                            diagnostic="550 5.1.1 <***@example.org>: no such user"
+                            if status == "bounced"
+                            else "",
+                            source="webhook",
+                            fingerprint=f"{edition.id}-{reader_id}",
+                            received_at=created + timedelta(hours=2),
+                        )
+                    )
+        db.session.commit()
+    return history
