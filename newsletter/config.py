@@ -166,8 +166,13 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     if not app.config["MAIL_OUTBOX"]:
         app.config["MAIL_OUTBOX"] = f"{app.instance_path}/outbox"
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
-    # Behind https the session cookie (it carries the CSRF token) must never go out in clear.
-    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https://"))
+    # Behind https the session cookie (the console's sign-in, the CSRF token) never goes out
+    # in clear; over plain http (make run, debug) a Secure cookie would never come back.
+    chosen = "NEWSLETTER_SESSION_COOKIE_SECURE" in os.environ or (
+        test_config is not None and "SESSION_COOKIE_SECURE" in test_config
+    )
+    if not chosen:
+        app.config["SESSION_COOKIE_SECURE"] = app.config["BASE_URL"].startswith("https://")
     check(app)
     # Beat's crontab and the welcome mail read the day one way: its full name.
     app.config["DIGEST_WEEKDAY"] = weekday(app.config["DIGEST_WEEKDAY"])
