@@ -6,8 +6,8 @@ from __future__ import annotations
 import html
 import re
 import time
-from urllib.parse import parse_qs, urlsplit
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -50,7 +50,7 @@ def example_path(rule: Rule) -> str:
     """The rule's path with a made-up value for each of its arguments."""
     path = rule.rule
     for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__  # noqa: SLF001
+        converter = type(rule._converters[name]).__name__
         value = "1" if converter in ("IntegerConverter", "FloatConverter") else "x"
         path = re.sub(rf"<(?:[^:<>]+:)?{name}>", value, path)
     return path

@@ -86,7 +86,9 @@ def test_an_owner_reads_the_dashboard_finds_a_reader_and_erases_them(
     expect(page.get_by_role("heading", name="Erase this reader?")).to_be_visible()
     page.get_by_label("Type the address to confirm").fill("someone.else@example.org")
     page.get_by_role("button", name="Erase for good").click()
-    expect(page.get_by_text("That is not this reader's address; nothing was erased.")).to_be_visible()
+    expect(
+        page.get_by_text("That is not this reader's address; nothing was erased.")
+    ).to_be_visible()
     page.get_by_label("Type the address to confirm").fill(address)
     page.get_by_role("button", name="Erase for good").click()
     expect(page.get_by_text("The reader's data was erased.")).to_be_visible()

@@ -54,10 +54,14 @@ def reader(uid: str) -> str:
         subscriber.id, int(before) if before else None, DELIVERIES_SHOWN + 1
     )
     names = topics.available()
+    chosen = subscriber.topics
+    # In the site's own order, as the preferences page lists them; retired ones last.
+    shown = [name for slug, name in names.items() if slug in chosen]
+    shown += [slug for slug in chosen if slug not in names]
     return render_template(
         "admin/reader.html",
         reader=subscriber,
-        topic_names=[names.get(slug, slug) for slug in subscriber.topics],
+        topic_names=shown,
         history=consent.history(subscriber.id),
         deliveries=deliveries[:DELIVERIES_SHOWN],
         older=deliveries[DELIVERIES_SHOWN - 1].edition_id
