@@ -116,6 +116,6 @@ def _newest(after: str | None, limit: int) -> Page:
     return Page(found, cursors.encode(["i", rows[limit - 1].id]) if more else None)
 
 
-def _rows(query: Select[Any], limit: int) -> list[Any]:
+def _rows(query: Select[*tuple[Any, ...]], limit: int) -> list[Any]:
     """Up to ``limit`` rows and one more, which tells whether a next page exists."""
     return list(db.session.execute(query.limit(limit + 1)).all())

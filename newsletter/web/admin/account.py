@@ -27,7 +27,7 @@ def account() -> Response | tuple[str, int]:
                 accounts.set_password(me, form.new.data or "")
             except OperatorError as exc:
                 db.session.rollback()
-                form.new.errors = [f"{str(exc)[0].upper()}{str(exc)[1:]}."]
+                form.new.errors = [f"Not changed: {exc}."]
             else:
                 audit.record(actor(), "operator.password", me.email)
                 db.session.commit()

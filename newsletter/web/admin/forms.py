@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from newsletter.db.models import Role, Scope
@@ -13,13 +14,15 @@ from newsletter.operators.accounts import MAX_PASSWORD, MIN_PASSWORD
 from newsletter.operators.api_tokens import NAME_LENGTH
 
 ROLE_CHOICES = [
-    (Role.EDITOR.value, "Editor: previews and sends"),
-    (Role.OWNER.value, "Owner: also erases, exports, manages operators and settings"),
+    SelectChoice(Role.EDITOR.value, "Editor: previews and sends"),
+    SelectChoice(Role.OWNER.value, "Owner: also erases, exports, manages operators and settings"),
 ]
 SCOPE_CHOICES = [
-    (Scope.SUBSCRIBE.value, "subscribe: start a double opt-in, as the signup form does"),
-    (Scope.READ.value, "read: look readers and editions up, export a reader's data"),
-    (Scope.SEND.value, "send: push articles, send editions and alerts, unsubscribe"),
+    SelectChoice(
+        Scope.SUBSCRIBE.value, "subscribe: start a double opt-in, as the signup form does"
+    ),
+    SelectChoice(Scope.READ.value, "read: look readers and editions up, export a reader's data"),
+    SelectChoice(Scope.SEND.value, "send: push articles, send editions and alerts, unsubscribe"),
 ]
 
 
@@ -67,7 +70,7 @@ class OperatorForm(FlaskForm):
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=[(role.value, role.value) for role in Role])
+    role = SelectField("Role", choices=[SelectChoice(role.value, role.value) for role in Role])
 
 
 class PasswordForm(FlaskForm):

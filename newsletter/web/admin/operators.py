@@ -50,7 +50,7 @@ def operator_add() -> Response | tuple[str, int]:
         added = accounts.add(form.email.data or "", form.role.data, form.password.data or "")
     except OperatorError as exc:
         db.session.rollback()
-        form.email.errors = [f"{str(exc)[0].upper()}{str(exc)[1:]}."]
+        form.email.errors = [f"Not added: {exc}."]
         return _page(form, 400)
     audit.record(actor(), "operator.add", added.email, role=added.role)
     db.session.commit()

@@ -41,7 +41,7 @@ def token_create() -> tuple[str, int]:
         token, secret = api_tokens.create(form.name.data or "", form.scope.data)
     except OperatorError as exc:
         db.session.rollback()
-        form.name.errors = [f"{str(exc)[0].upper()}{str(exc)[1:]}."]
+        form.name.errors = [f"Not created: {exc}."]
         return _page(form, 400)
     audit.record(actor(), "api_token.create", f"{token.name}#{token.id}", scope=token.scope)
     db.session.commit()
