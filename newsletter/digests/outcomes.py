@@ -88,7 +88,8 @@ def of_editions(editions: Sequence[Edition]) -> list[Outcomes]:
     """
     ids = [edition.id for edition in editions]
     by_state = ledger.counts_of(ids)
-    bounces = bounce_counts_of(ids)
+    oldest = min((edition.created_at for edition in editions), default=None)
+    bounces = bounce_counts_of(ids, oldest)
     found = []
     for edition in editions:
         until = _next_of_series(edition)

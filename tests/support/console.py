@@ -194,3 +194,33 @@ def seed_history(app: Flask, days: int = 45, now: datetime | None = None) -> His
                     )
         db.session.commit()
     return history
+
+
+def query_plans(app: Flask, call: Any) -> list[str]:
+    """SQLite's plan for every SELECT that ``call()`` runs (inside an app context)."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+        assert engine.dialect.name == "sqlite"
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            call()
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            plans = []
+            for statement, parameters in seen:
+                cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+            return plans
+        finally:
+            raw.close()

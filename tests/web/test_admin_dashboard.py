@@ -13,11 +13,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from newsletter.db.models import BounceEvent, Delivery, Edition, Subscriber, Suppression
+from newsletter.digests import outcomes, planning
 from newsletter.extensions import db
 from newsletter.readers import stats
 from newsletter.readers.stats import Day, Movement
 from newsletter.web.admin import charts
-from tests.support.console import OWNER, add_operator, seed_history, sign_in
+from tests.support.console import OWNER, add_operator, query_plans, seed_history, sign_in
 
 
 @pytest.fixture
@@ -252,3 +253,32 @@ def test_growth_is_counted_by_the_sites_calendar_day(app: Flask) -> None:
         ("2026-12-04", 1, 0, 0),
     ]
     assert moved.active_now == 2
+
+
+def test_the_dashboards_queries_read_indexes_not_the_tables(app: Flask) -> None:
+    """At a million readers the dashboard reads index ranges: readers by the day they joined
+    or left, an edition's rows by state, and only the few who unsubscribed after it."""
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("PostgreSQL plans small tables as sequential scans; SQLite shows the index")
+    seed_history(app)
+
+    def dashboard() -> None:
+        stats.movement(90)
+        outcomes.of_editions(planning.recent(10))
+
+    plans = query_plans(app, dashboard)
+    joined = "\n".join(plans)
+    for index in (
+        "ix_subscriber_confirmed_at",
+        "ix_subscriber_unsubscribed_at",
+        "ix_bounce_event_received_at",
+        "ix_delivery_edition_state_id",  # counting by state: an index, not the rows
+    ):
+        assert index in joined, index
+    # Unsubscribes: the few who left, each looked up in the edition's rows.
+    assert re.search(
+        r"SEARCH delivery USING INDEX \w+ \(edition_id=\? AND subscriber_id=\?\)", joined
+    )
+    for plan in plans:
+        # A full pass over readers or the ledger (a million rows each) is what must not be.
+        assert not re.search(r"^SCAN (subscriber|delivery)\b(?! USING)", plan, re.M), plan

@@ -1,4 +1,4 @@
-"""indexes for the console: readers found by name or address, growth and churn by day
+"""indexes for the console: readers by name or address, growth and churn by day, recent bounces
 
 Revision ID: 0009
 Revises: 0008
@@ -30,9 +30,11 @@ def upgrade():
         op.execute("CREATE INDEX ix_subscriber_name_search ON subscriber (lower(name), id)")
     op.create_index("ix_subscriber_confirmed_at", "subscriber", ["confirmed_at"])
     op.create_index("ix_subscriber_unsubscribed_at", "subscriber", ["unsubscribed_at"])
+    op.create_index("ix_bounce_event_received_at", "bounce_event", ["received_at"])
 
 
 def downgrade():
+    op.drop_index("ix_bounce_event_received_at", table_name="bounce_event")
     op.drop_index("ix_subscriber_unsubscribed_at", table_name="subscriber")
     op.drop_index("ix_subscriber_confirmed_at", table_name="subscriber")
     if op.get_bind().dialect.name == "postgresql":
