@@ -191,13 +191,19 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def movement(days: int, now: datetime | None = None, zone: ZoneInfo | None = None) -> Movement:
+def movement(
+    days: int,
+    now: datetime | None = None,
+    zone: ZoneInfo | None = None,
+    active: int | None = None,
+) -> Movement:
     """The list's growth and churn on each of the last ``days`` days (today included).
 
     Counted in SQL, grouped by day (three indexed range scans), whatever the list's size.
     Joining counts each reader's latest confirmation and leaving their latest unsubscribe,
     as ``count_readers`` does; bounces and complaints count the addresses suppressed for
-    them (a reader who had already unsubscribed is not suppressed again).
+    them (a reader who had already unsubscribed is not suppressed again). ``active`` is
+    today's count of active readers, when the caller has it already.
     """
     now = now or utcnow()
     zone = zone or site_zone()
@@ -253,5 +259,6 @@ def movement(days: int, now: datetime | None = None, zone: ZoneInfo | None = Non
                 counts.get(Status.COMPLAINED, 0),
             )
         )
-    active = readers_by_status()[Status.ACTIVE]
+    if active is None:
+        active = readers_by_status()[Status.ACTIVE]
     return Movement(series, active)

@@ -81,53 +81,58 @@ class History:
     editions: list[int] = field(default_factory=list)  # oldest first
 
 
-def seed_history(app: Flask, days: int = 45, now: datetime | None = None) -> History:
-    """A list with a past: readers joining every day, some leaving, bouncing or
-    complaining, three weekly editions with their outcomes, a reader's consent log."""
+def seed_history(
+    app: Flask, days: int = 45, now: datetime | None = None, base: int = 360
+) -> History:
+    """A list with a past: ``base`` readers who joined over the last year, then readers
+    joining every day of the last ``days``; some leave, bounce or complain. Three weekly
+    editions with their outcomes, and every reader's consent log."""
     now = now or utcnow()
     history = History(now)
+    earlier = [now - timedelta(days=60 + n * 37 % 300, hours=n % 24) for n in range(base)]
+    recent = [
+        now - timedelta(days=days - day - 1, hours=3)
+        for day in range(days)
+        for _ in range(2 + day * 7 % 5)
+    ]
     with app.app_context():
-        number = 0
-        for day in range(days):
-            at = now - timedelta(days=days - day - 1, hours=3)
-            for _ in range(2 + day * 7 % 5):
-                name = NAMES[number % len(NAMES)]
-                email = f"{name.split()[0].lower()}.{number}@example.org"
-                status = "active"
-                confirmed: datetime | None = at + timedelta(minutes=10)
-                unsubscribed = None
-                if number % 9 == 4:
-                    status, unsubscribed = "unsubscribed", at + timedelta(days=3)
-                elif number % 23 == 7:
-                    status = "bounced"
-                elif number % 31 == 11:
-                    status = "complained"
-                elif number % 13 == 5:
-                    status, confirmed = "pending", None
-                if unsubscribed and unsubscribed > now:
-                    status, unsubscribed = "active", None
-                reader = Subscriber(
-                    email=email,
-                    name=name,
-                    status=status,
-                    frequency="weekly" if number % 3 else "daily",
-                    created_at=at,
-                    confirmed_at=confirmed,
-                    unsubscribed_at=unsubscribed,
-                )
-                reader.topics = ["politics", "business"] if number % 2 else ["analytics"]
-                db.session.add(reader)
-                db.session.flush()
-                history.readers[email] = reader.id
-                if status in ("bounced", "complained"):
-                    db.session.add(
-                        Suppression(
-                            address_hash=address_hash(email),
-                            reason=status,
-                            created_at=at + timedelta(days=1),
-                        )
+        for number, at in enumerate(sorted(earlier) + recent):
+            name = NAMES[number % len(NAMES)]
+            email = f"{name.split()[0].lower()}.{number}@example.org"
+            status = "active"
+            confirmed: datetime | None = at + timedelta(minutes=10)
+            unsubscribed = None
+            if number % 9 == 4:
+                status, unsubscribed = "unsubscribed", at + timedelta(days=3)
+            elif number % 23 == 7:
+                status = "bounced"
+            elif number % 31 == 11:
+                status = "complained"
+            elif number % 13 == 5:
+                status, confirmed = "pending", None
+            if unsubscribed and unsubscribed > now:
+                status, unsubscribed = "active", None
+            reader = Subscriber(
+                email=email,
+                name=name,
+                status=status,
+                frequency="weekly" if number % 3 else "daily",
+                created_at=at,
+                confirmed_at=confirmed,
+                unsubscribed_at=unsubscribed,
+            )
+            reader.topics = ["politics", "business"] if number % 2 else ["analytics"]
+            db.session.add(reader)
+            db.session.flush()
+            history.readers[email] = reader.id
+            if status in ("bounced", "complained"):
+                db.session.add(
+                    Suppression(
+                        address_hash=address_hash(email),
+                        reason=status,
+                        created_at=min(at + timedelta(days=1), now),
                     )
-                number += 1
+                )
         readers = list(db.session.scalars(db.select(Subscriber).order_by(Subscriber.id)))
         for reader in readers:
             steps = [("signup", reader.created_at, "signup-page")]

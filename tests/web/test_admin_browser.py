@@ -148,3 +148,19 @@ def test_console_pages_fit_a_phone_and_a_desktop(
     expect(page.get_by_role("heading", name="Deliveries")).to_be_visible()
     fits(page)
     screenshot(page, f"console/reader-{WIDTHS[size]}-{scheme}.png")
+
+    # The other pages need only fit; their pictures are for a person to look at.
+    page.get_by_role("link", name="Erase this reader…").click()
+    fits(page)
+    screenshot(page, f"console/erase-{WIDTHS[size]}-{scheme}.png")
+    for name, heading in (
+        ("Bounces", "Bounces"),
+        ("Operators", "Operators"),
+        ("Audit log", "Audit log"),
+        ("API tokens", "API tokens"),
+        ("Settings", "Settings"),
+    ):
+        page.get_by_role("navigation", name="Console").get_by_role("link", name=name).click()
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        fits(page)
+        screenshot(page, f"console/{name.lower().replace(' ', '-')}-{WIDTHS[size]}-{scheme}.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import render_template, request
 from werkzeug.exceptions import BadRequest
 
+from newsletter.db.models import Status
 from newsletter.digests import outcomes, planning
 from newsletter.readers import stats
 from newsletter.web.admin import bp, charts
@@ -26,7 +27,7 @@ def _window() -> int:
 def dashboard() -> str:
     days = _window()
     by_status = stats.readers_by_status()
-    movement = stats.movement(days)
+    movement = stats.movement(days, active=by_status[Status.ACTIVE])
     series = charts.buckets(movement)
     editions = outcomes.of_editions(planning.recent(EDITIONS_SHOWN))
     return render_template(
