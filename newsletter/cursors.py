@@ -33,6 +33,19 @@ def decode(cursor: str) -> list[Any]:
         key = json.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidCursor("this page link is not valid") from None
-    if not isinstance(key, list):
+    # What a database can hold: no lone surrogates (not UTF-8), no NUL (PostgreSQL).
+    if not isinstance(key, list) or not all(_storable(item) for item in key):
         raise InvalidCursor("this page link is not valid")
     return key
+
+
+def _storable(item: Any) -> bool:
+    if isinstance(item, str):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return item.isprintable()
+    if isinstance(item, int) and not isinstance(item, bool):
+        return abs(item) < 2**63
+    return item is None

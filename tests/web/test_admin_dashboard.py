@@ -144,7 +144,7 @@ def test_the_window_is_chosen_by_link(app: Flask, owner: FlaskClient, days: int)
         assert number(re.search(r'<dd id="joined">([^<]+)<', html)[1]) == confirmed
 
 
-@pytest.mark.parametrize("days", ["7", "abc", "-30", "30.0"])
+@pytest.mark.parametrize("days", ["7", "abc", "-30", "30.0", "³0", "0030"])
 def test_another_window_is_refused_by_name(owner: FlaskClient, days: str) -> None:
     answer = owner.get(f"/admin/?days={days}")
     assert answer.status_code == 400

@@ -305,3 +305,36 @@ def test_searches_are_index_range_scans_read_in_order(app: Flask) -> None:
     for plan in plans:
         assert not re.search(r"^SCAN subscriber$", plan, re.M), plan
         assert "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("q=%00ann", "q: must be text without control characters"),
+        ("q=" + "a" * 400, "q: must be at most 320 characters"),
+        # A cursor holding a lone surrogate, or a NUL: no database could take them.
+        ("q=a&after=WyJhIiwiXHVkODAwIl0", "after: this page link is not valid"),
+        ("q=a&after=WyJhIiwiXHUwMDAwIl0", "after: this page link is not valid"),
+        ("after=WyJpIiw5OTk5OTk5OTk5OTk5OTk5OTk5OTk5XQ", "after: this page link is not valid"),
+    ],
+)
+def test_hostile_search_parameters_get_a_400_naming_them(
+    owner: FlaskClient, query: str, message: str
+) -> None:
+    answer = owner.get(f"/admin/readers?{query}")
+    assert answer.status_code == 400
+    assert message in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("before", ["²", "-1", "1e3", "9" * 30])
+def test_hostile_page_positions_get_a_400_naming_them(
+    app: Flask, owner: FlaskClient, before: str
+) -> None:
+    uid, _ = _reader_with_history(app)
+    for path in (f"/admin/readers/{uid}", "/admin/bounces", "/admin/audit"):
+        answer = owner.get(path, query_string={"before": before})
+        assert answer.status_code == 400, path
+        assert "before: must be" in answer.get_data(as_text=True)
+    huge = "9" * 30
+    assert post(owner, f"/admin/operators/{huge}/remove").status_code == 404
+    assert post(owner, f"/admin/api-tokens/{huge}/revoke").status_code == 404

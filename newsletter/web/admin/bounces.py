@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import render_template, request
-from werkzeug.exceptions import BadRequest
+from flask import render_template
 
 from newsletter.bounces import log as bounce_log
 from newsletter.errors import InvalidAddress
 from newsletter.readers import suppression
 from newsletter.readers.addresses import normalize
-from newsletter.web.admin import bp
+from newsletter.web.admin import bp, params
 from newsletter.web.admin.auth import require
 from newsletter.web.admin.forms import LookupForm
 
 
 def _page(form: LookupForm, found: tuple[str, datetime] | None = None, looked: str = "") -> str:
-    before = request.args.get("before")
-    if before is not None and not before.isdigit():
-        raise BadRequest("before: must be an event number")
-    entries = bounce_log.recent(int(before) if before else None, bounce_log.PAGE + 1)
+    before = params.position("before", "a report number")
+    entries = bounce_log.recent(before, bounce_log.PAGE + 1)
     older = entries[bounce_log.PAGE - 1].id if len(entries) > bounce_log.PAGE else None
     return render_template(
         "admin/bounces.html",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
@@ -10,7 +10,7 @@ from newsletter.db.models import Operator, Role
 from newsletter.errors import OperatorError
 from newsletter.extensions import db
 from newsletter.operators import accounts, audit
-from newsletter.web.admin import bp
+from newsletter.web.admin import bp, params
 from newsletter.web.admin.auth import actor, operator, require
 from newsletter.web.admin.forms import ActionForm, OperatorForm, RoleForm
 
@@ -64,7 +64,7 @@ def _refused(exc: OperatorError) -> Response:
     return redirect(url_for("admin.operators"), 303)
 
 
-@bp.post("/operators/<int:operator_id>/role")
+@bp.post("/operators/<int(max=2147483647):operator_id>/role")
 @require(Role.OWNER)
 def operator_role(operator_id: int) -> Response:
     account = _account(operator_id)
@@ -83,7 +83,7 @@ def operator_role(operator_id: int) -> Response:
     return redirect(url_for("admin.operators"), 303)
 
 
-@bp.post("/operators/<int:operator_id>/remove")
+@bp.post("/operators/<int(max=2147483647):operator_id>/remove")
 @require(Role.OWNER)
 def operator_remove(operator_id: int) -> Response:
     account = _account(operator_id)
@@ -103,10 +103,8 @@ def operator_remove(operator_id: int) -> Response:
 @bp.get("/audit")
 @require(Role.OWNER)
 def audit_log() -> str:
-    before = request.args.get("before")
-    if before is not None and not before.isdigit():
-        raise BadRequest("before: must be an event number")
-    events = audit.recent(AUDIT_PAGE + 1, int(before) if before else None)
+    before = params.position("before", "an event number")
+    events = audit.recent(AUDIT_PAGE + 1, before)
     older = events[AUDIT_PAGE - 1].id if len(events) > AUDIT_PAGE else None
     return render_template(
         "admin/audit.html", events=events[:AUDIT_PAGE], older=older, first_page=before is None

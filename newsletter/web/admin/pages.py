@@ -17,7 +17,7 @@ EDITIONS_SHOWN = 10
 
 def _window() -> int:
     raw = request.args.get("days", str(WINDOWS[0]))
-    if not raw.isdigit() or int(raw) not in WINDOWS:
+    if raw not in {str(window) for window in WINDOWS}:
         raise BadRequest(f"days: must be {', '.join(map(str, WINDOWS[:-1]))} or {WINDOWS[-1]}")
     return int(raw)
 

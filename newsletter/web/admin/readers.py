@@ -8,6 +8,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response as BaseResponse
 
+from newsletter import cursors
 from newsletter.bounces import log as bounce_log
 from newsletter.db.models import Role, Subscriber
 from newsletter.digests import ledger
@@ -17,7 +18,7 @@ from newsletter.operators import audit
 from newsletter.readers import consent, directory, privacy, suppression, topics
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import by_uid
-from newsletter.web.admin import bp
+from newsletter.web.admin import bp, params
 from newsletter.web.admin.auth import actor, operator, require
 from newsletter.web.admin.forms import ActionForm, EraseForm
 
@@ -34,8 +35,8 @@ def _reader(uid: str) -> Subscriber:
 @bp.get("/readers")
 @require()
 def readers() -> str:
-    term = request.args.get("q", "")
-    after = request.args.get("after") or None
+    term = params.text("q", directory.MAX_TERM)
+    after = params.text("after", cursors.MAX_LENGTH) or None
     try:
         page = directory.search(term, after)
     except InvalidCursor as exc:
@@ -47,12 +48,8 @@ def readers() -> str:
 @require()
 def reader(uid: str) -> str:
     subscriber = _reader(uid)
-    before = request.args.get("before")
-    if before is not None and not before.isdigit():
-        raise BadRequest("before: must be an edition number")
-    deliveries = ledger.of_reader(
-        subscriber.id, int(before) if before else None, DELIVERIES_SHOWN + 1
-    )
+    before = params.position("before", "an edition number")
+    deliveries = ledger.of_reader(subscriber.id, before, DELIVERIES_SHOWN + 1)
     names = topics.available()
     chosen = subscriber.topics
     # In the site's own order, as the preferences page lists them; retired ones last.
@@ -100,7 +97,8 @@ def reader_erase(uid: str) -> BaseResponse | tuple[str, int]:
             form.confirm.errors = ["That is not this reader's address; nothing was erased."]
         else:
             who = operator().email
-            erasure = privacy.erase(subscriber.email, Origin(source=f"console:{who}"), by=who)
+            origin = Origin(source=f"console:{who}"[:120])
+            erasure = privacy.erase(subscriber.email, origin, by=who)
             audit.record(actor(), "reader.erase", f"reader:{uid}", removed=erasure.removed)
             db.session.commit()
             flash(

@@ -49,7 +49,7 @@ def token_create() -> tuple[str, int]:
     return _page(TokenForm(formdata=None), 201, secret)
 
 
-@bp.post("/api-tokens/<int:token_id>/revoke")
+@bp.post("/api-tokens/<int(max=2147483647):token_id>/revoke")
 @require(Role.OWNER)
 def token_revoke(token_id: int) -> Response:
     if not ActionForm().validate():
