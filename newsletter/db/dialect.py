@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, event, func
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, event, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -79,19 +79,13 @@ def byte_order(expr: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnE
 
 
 def starting_with(
-    expr: ColumnElement[str] | InstrumentedAttribute[str], prefix: str
+    expr: ColumnElement[str] | InstrumentedAttribute[str], prefix: str | ColumnElement[str]
 ) -> ColumnElement[bool]:
     """``expr`` begins with ``prefix``, as a range an index on ``byte_order(expr)`` serves
     (LIKE would be case-insensitive on SQLite, and unindexed on PostgreSQL outside "C")."""
     ordered = byte_order(expr)
-    return and_(ordered >= prefix, ordered < prefix + _LAST)
-
-
-def lowered(text: str) -> str:
-    """``text`` lowercased as the database's lower() does: SQLite folds ASCII letters only."""
-    if on_postgresql():
-        return text.lower()
-    return "".join(ch.lower() if ch.isascii() else ch for ch in text)
+    start = prefix if isinstance(prefix, ColumnElement) else literal(prefix, String)
+    return and_(ordered >= start, ordered < start.concat(_LAST))
 
 
 def local_day(

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, not_, select, tuple_
+from sqlalchemy import Select, String, func, literal, not_, select, tuple_
 
 from newsletter import cursors
-from newsletter.db.dialect import byte_order, lowered, starting_with
+from newsletter.db.dialect import byte_order, starting_with
 from newsletter.db.models import Subscriber
 from newsletter.errors import InvalidCursor
 from newsletter.extensions import db
@@ -85,8 +85,11 @@ def search(term: str, after: str | None = None, limit: int = PAGE) -> Page:
     room = limit - len(found)
     name = func.lower(Subscriber.name)
     ordered = byte_order(name)
+    # The term lowered by the database, as the names in its index are (SQLite folds only
+    # ASCII letters, PostgreSQL by its own locale).
     query = select(*_COLUMNS, name.label("lowered")).where(
-        starting_with(name, lowered(term)), not_(starting_with(Subscriber.email, address))
+        starting_with(name, func.lower(literal(term, String))),
+        not_(starting_with(Subscriber.email, address)),
     )
     if key[1] is not None:
         if not isinstance(key[1], str) or not isinstance(key[2], int):

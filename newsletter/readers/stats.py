@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, literal_column, select
 
 from newsletter.clock import site_zone, utcnow
 from newsletter.db.dialect import local_day
@@ -217,33 +217,34 @@ def movement(
             day = _as_date(row[0])
             found.setdefault(day, {})[kind or row[1]] = int(row[-1])
 
-    joined_day = local_day(Subscriber.confirmed_at, zone, now)
+    # Grouped by position: the day's expression carries the zone as a parameter, and
+    # PostgreSQL need not see two copies of a parameter as one expression.
+    first_column: ColumnElement[Any] = literal_column("1")
+    second_column: ColumnElement[Any] = literal_column("2")
     add(
         db.session.execute(
-            select(joined_day, func.count())
+            select(local_day(Subscriber.confirmed_at, zone, now), func.count())
             .where(Subscriber.confirmed_at >= since)
-            .group_by(joined_day)
+            .group_by(first_column)
         ),
         "joined",
     )
-    left_day = local_day(Subscriber.unsubscribed_at, zone, now)
     add(
         db.session.execute(
-            select(left_day, func.count())
+            select(local_day(Subscriber.unsubscribed_at, zone, now), func.count())
             .where(Subscriber.unsubscribed_at >= since, Subscriber.confirmed_at.is_not(None))
-            .group_by(left_day)
+            .group_by(first_column)
         ),
         "unsubscribed",
     )
-    suppressed_day = local_day(Suppression.created_at, zone, now)
     add(
         db.session.execute(
-            select(suppressed_day, Suppression.reason, func.count())
+            select(local_day(Suppression.created_at, zone, now), Suppression.reason, func.count())
             .where(
                 Suppression.created_at >= since,
                 Suppression.reason.in_([Status.BOUNCED, Status.COMPLAINED]),
             )
-            .group_by(suppressed_day, Suppression.reason)
+            .group_by(first_column, second_column)
         )
     )
     series = []
