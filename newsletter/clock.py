@@ -51,6 +51,6 @@ def local_iso_date(value: datetime) -> str:
     return value.astimezone(site_zone()).date().isoformat()
 
 
-def local_time(value: datetime) -> str:
-    """A stored (UTC) moment by the site's clock, to the minute: "04 Dec 2026, 14:03"."""
-    return value.astimezone(site_zone()).strftime("%d %b %Y, %H:%M")
+def local_minute(value: datetime) -> str:
+    """A stored (UTC) moment to the minute in the site's zone, for operators: "2026-12-04 18:27"."""
+    return value.astimezone(site_zone()).strftime("%Y-%m-%d %H:%M")

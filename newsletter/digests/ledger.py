@@ -638,12 +638,79 @@ def unattended(
 
 def counts(edition_id: int) -> dict[str, int]:
     """Deliveries of an edition by state."""
+    return counts_of([edition_id]).get(edition_id, {})
+
+
+def counts_of(edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Deliveries of each of these editions by state, in one statement."""
+    found: dict[int, dict[str, int]] = {edition_id: {} for edition_id in edition_ids}
+    if not edition_ids:
+        return found
     rows = db.session.execute(
-        select(Delivery.state, func.count())
-        .where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.state)
+        select(Delivery.edition_id, Delivery.state, func.count())
+        .where(Delivery.edition_id.in_(edition_ids))
+        .group_by(Delivery.edition_id, Delivery.state)
     )
-    return {state: int(number) for state, number in rows}
+    for edition_id, state, number in rows:
+        found[edition_id][state] = int(number)
+    return found
+
+
+def unsubscribed_between(edition_id: int, start: datetime, end: datetime | None) -> int:
+    """Readers this edition was sent to whose latest unsubscribe falls in [start, end).
+
+    Read from the few readers who unsubscribed in the window (an index on unsubscribed_at),
+    each looked up in this edition's rows (the unique index), never from the edition's
+    million rows. The state is compared as an expression so that no planner (SQLite's,
+    without statistics) prefers the index on (edition, state), which holds them all.
+    """
+    left = select(Subscriber.id).where(Subscriber.unsubscribed_at >= start)
+    if end is not None:
+        left = left.where(Subscriber.unsubscribed_at < end)
+    query = select(func.count()).where(
+        Delivery.edition_id == edition_id,
+        Delivery.subscriber_id.in_(left.scalar_subquery()),
+        func.lower(Delivery.state) == DeliveryState.SENT,
+    )
+    return int(db.session.scalar(query) or 0)
+
+
+class ReaderDelivery(NamedTuple):
+    """One of a reader's deliveries, with its edition's subject and kind."""
+
+    edition_id: int
+    subject: str
+    kind: str
+    created_at: datetime
+    state: str
+    attempts: int
+    sent_at: datetime | None
+    last_error: str | None
+
+
+def of_reader(
+    subscriber_id: int, before_edition: int | None = None, limit: int = 50
+) -> list[ReaderDelivery]:
+    """A reader's deliveries, newest edition first, ``limit`` at a time."""
+    query = (
+        select(
+            Delivery.edition_id,
+            Edition.subject,
+            Edition.kind,
+            Edition.created_at,
+            Delivery.state,
+            Delivery.attempts,
+            Delivery.sent_at,
+            Delivery.last_error,
+        )
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.edition_id.desc())
+        .limit(limit)
+    )
+    if before_edition is not None:
+        query = query.where(Delivery.edition_id < before_edition)
+    return [ReaderDelivery(*row) for row in db.session.execute(query)]
 
 
 def next_due(

@@ -6,13 +6,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from newsletter.clock import local_date, local_iso_date, local_time
+    from newsletter.clock import local_date, local_iso_date
     from newsletter.web import archive, bounces, errors, health, manage, requests, security, signup
 
     requests.init_app(app)
     app.add_template_filter(local_date, "local_date")
     app.add_template_filter(local_iso_date, "local_iso_date")
-    app.add_template_filter(local_time, "local_time")
 
     app.register_blueprint(signup.bp)
     app.register_blueprint(manage.bp)

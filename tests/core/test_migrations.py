@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from newsletter import create_app
 from newsletter.clock import utcnow
@@ -116,4 +116,40 @@ def test_the_send_windows_go_back_out_and_in_with_the_ledger_kept(
         db.session.remove()
         upgrade()
         assert "send_window" in set(inspect(db.engine).get_table_names())
+        db.engine.dispose()
+
+
+def test_the_console_indexes_go_back_out_and_in_again(database_url: str, tmp_path: Path) -> None:
+    from tests.conftest import _fresh_schema
+
+    app = create_app(base_config(database_url, tmp_path))
+    _fresh_schema(app)
+    added = {
+        "ix_subscriber_name_search",
+        "ix_subscriber_confirmed_at",
+        "ix_subscriber_unsubscribed_at",
+    }
+
+    def indexes(table: str) -> set[str]:
+        # Read from the catalogue: the inspector skips expression indexes on SQLite.
+        if db.engine.dialect.name == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+        else:
+            query = "SELECT indexname FROM pg_indexes WHERE tablename = :t"
+        with db.engine.connect() as conn:
+            return set(conn.execute(text(query), {"t": table}).scalars())
+
+    with app.app_context():
+        db.session.add(Subscriber(email="pat@example.org", name="Pat", status="active"))
+        db.session.commit()
+        db.session.remove()
+        assert added <= indexes("subscriber")
+        assert "ix_bounce_event_received_at" in indexes("bounce_event")
+        downgrade(revision="0009")
+        assert not (added | {"ix_subscriber_email_search"}) & indexes("subscriber")
+        assert "ix_bounce_event_received_at" not in indexes("bounce_event")
+        assert db.session.scalar(select(func.count()).select_from(Subscriber.__table__)) == 1
+        db.session.remove()
+        upgrade()
+        assert added <= indexes("subscriber")
         db.engine.dispose()

@@ -12,8 +12,22 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def init_app(app: Flask) -> None:
-    # Imported for the views they add to ``bp``.
-    from newsletter.web.admin import alerts, auth, editions, pages  # noqa: F401
+    # Each module adds its views to ``bp``.
+    from newsletter.clock import local_minute
+    from newsletter.web.admin import (  # noqa: F401
+        account,
+        alerts,
+        auth,
+        bounces,
+        editions,
+        errors,
+        operators,
+        pages,
+        readers,
+        settings,
+        tokens,
+    )
 
+    app.add_template_filter(local_minute, "local_minute")
     auth.init_app(app)
     app.register_blueprint(bp)
