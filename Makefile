@@ -12,6 +12,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 LOCK := requirements.lock
+# The console's first owner, created by `make run` when no owner exists yet.
+OWNER_EMAIL ?= owner@example.com
 
 .PHONY: run test wheel-check lint bench lock audit clean translations compile-translations
 
@@ -27,6 +29,8 @@ run: $(STAMP)
 # old (samples/dated_feed.py): a digest takes only the last day's or week's articles.
 	$(BIN)/python samples/dated_feed.py instance/sample-feed.xml
 	FLASK_DEBUG=1 $(BIN)/newsletter articles fetch --feed instance/sample-feed.xml
+# The first run creates an owner for the console and prints its password once.
+	FLASK_DEBUG=1 $(BIN)/newsletter operators first-owner $(OWNER_EMAIL)
 	@echo "Signup page: http://127.0.0.1:5000/subscribe   Mail: instance/outbox/*.eml"
 	FLASK_DEBUG=1 $(BIN)/newsletter run --host 127.0.0.1 --port 5000
 

@@ -168,16 +168,19 @@ ARTICLES: tuple[tuple[str, str, str, str], ...] = (
 # ---- setup
 
 
-def load_data(url: str, subscribers: int, now: datetime) -> dict[str, Any]:
-    """N active daily readers and their topics with COPY, and the edition's articles."""
+def load_data(
+    url: str, subscribers: int, now: datetime, zones: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """N active daily readers and their topics with COPY, and the edition's articles;
+    with ``zones``, the readers spread evenly over those time zones."""
     import psycopg
 
     started = time.perf_counter()
     topic_rows = 0
     with psycopg.connect(support.libpq_url(url)) as conn, conn.cursor() as cur:
         with cur.copy(
-            "COPY subscriber (id, uid, email, name, status, frequency, created_at, confirmed_at)"
-            " FROM STDIN"
+            "COPY subscriber (id, uid, email, name, status, frequency, created_at, confirmed_at,"
+            " timezone) FROM STDIN"
         ) as copy:
             for i in range(1, subscribers + 1):
                 name = NAMES[i % len(NAMES)]
@@ -192,6 +195,7 @@ def load_data(url: str, subscribers: int, now: datetime) -> dict[str, Any]:
                         "daily",
                         created,
                         created,
+                        zones[i % len(zones)] if zones else None,
                     )
                 )
         with cur.copy("COPY subscriber_topic (subscriber_id, topic) FROM STDIN") as copy:

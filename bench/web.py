@@ -14,13 +14,17 @@ readers; then serves ``bench/trivial_app.py`` the same way. wrk measures, one af
   session cookie taken from one real GET; written to the database and the consent log, and
   the confirmation mail handed to the Redis broker as in production; no worker runs, the
   queue is flushed afterwards. ``--signup-mail memory`` sends it in-process instead),
+- ``POST /api/v1/subscriptions`` (the same signup through the JSON API, with a bearer token
+  of scope subscribe: the token looked up, the body checked, the same double opt-in, and the
+  act written to the audit log too),
 - ``POST /unsubscribe/<token>`` with ``List-Unsubscribe=One-Click`` (RFC 8058), cycling
   through the readers' signed tokens; a reader met a second time is already unsubscribed,
   which the endpoint answers the same way.
 
 Prints requests/s, the ratio to the trivial view, latency and the count of unexpected answers
-(anything but a 2xx, or for a signup anything but its 303 to the answer's page) and socket
-errors, checks the database (each 303 signup wrote a reader), and writes
+(anything but a 2xx, or for a signup anything but its 303 to the answer's page, for the API's
+anything but its 202) and socket errors, checks the database (each 303 or 202 signup wrote a
+reader), and writes
 ``bench/results/web-<timestamp>.json``. Exit status 0 when every answer was the expected
 one, 1 if not (or on a failure), 2 when wrk, gunicorn or a service is missing.
 """
@@ -91,6 +95,16 @@ function request()
 end
 """
 
+LUA_API_SUBSCRIBE = r"""
+counter = 0
+function request()
+  counter = counter + 1
+  local body = '{"email": "a' .. run .. 't' .. id .. 'n' .. counter .. '@' .. domain .. '", '
+    .. fields .. '}'
+  return wrk.format("POST", "/api/v1/subscriptions", headers, body)
+end
+"""
+
 LUA_UNSUBSCRIBE = r"""
 counter = 0
 function request()
@@ -143,8 +157,14 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return found
 
 
-# A signup answers 303 to its answer's page (post/redirect/get); every other endpoint a 2xx.
-EXPECTED_STATUS = {"signup": "303"}
+# A signup answers 303 to its answer's page (post/redirect/get), the API's signup 202; every
+# other endpoint a 2xx.
+EXPECTED_STATUS = {"signup": "303", "api_signup": "202"}
+# The body of an API signup but for its address, as a CMS would send it.
+API_SIGNUP_FIELDS = (
+    '"name": "Bench Reader", "topics": ["technology", "analytics"], '
+    '"frequency": "weekly", "consent": true'
+)
 
 
 def unexpected(key: str, statuses: dict[str, int]) -> int:
@@ -204,6 +224,7 @@ class WebBench:
             "MAIL_BACKEND": "memory",
             "SIGNUP_MIN_SECONDS": 0,
             "RATELIMIT_SIGNUP": "100000000 per minute",
+            "API_RATE_LIMIT": "100000000 per minute",
             "RATELIMIT_STORAGE_URI": "memory://",
             **self.args.overrides,
         }
@@ -251,7 +272,8 @@ class WebBench:
         }
         support.migrate(settings)
         tokens = self._load_readers(settings)
-        say(f"  migrated; {len(tokens):,} active readers with unsubscribe tokens")
+        api_token = self._api_token(settings)
+        say(f"  migrated; {len(tokens):,} active readers with unsubscribe tokens; an API token")
         load = support.background_load(1.0, self.db_name)
         self.result["background_cpu_per_second"] = load
         busy = sum(v for k, v in load.items() if k not in support.SERVICES)
@@ -282,6 +304,16 @@ class WebBench:
             ]
         )
         self._measure("signup", "POST /subscribe (signup)", port, signup)
+        api_signup = "\n".join(
+            [
+                f"fields = {lua_string(API_SIGNUP_FIELDS)}",
+                f"domain = {lua_string(SIGNUP_DOMAIN)}",
+                "headers = {['Content-Type'] = 'application/json', "
+                f"['Authorization'] = {lua_string('Bearer ' + api_token)}}}",
+                LUA_API_SUBSCRIBE,
+            ]
+        )
+        self._measure("api_signup", "POST /api/v1/subscriptions (API)", port, api_signup)
         unsubscribe = "\n".join(
             [
                 "tokens = {" + ",\n".join(lua_string(t) for t in tokens) + "}",
@@ -294,7 +326,9 @@ class WebBench:
         self._measure("unsubscribe", "POST /unsubscribe/<token> (one-click)", port, unsubscribe)
         support.stop(self.server, grace=10)
         self.server = None
-        self._check_database(self.result["endpoints"]["signup"]["run"])
+        self._check_database(
+            self.result["endpoints"]["signup"]["run"], self.result["endpoints"]["api_signup"]["run"]
+        )
         return self._report()
 
     def _load_readers(self, settings: dict[str, Any]) -> list[str]:
@@ -342,6 +376,20 @@ class WebBench:
             db.session.remove()
             db.engine.dispose()
         return tokens
+
+    def _api_token(self, settings: dict[str, Any]) -> str:
+        """A token of scope subscribe, as ``newsletter api-tokens create`` makes it."""
+        from newsletter import create_app
+        from newsletter.extensions import db
+        from newsletter.operators import api_tokens
+
+        app = create_app(settings)
+        with app.app_context():
+            _, secret = api_tokens.create("Bench CMS", "subscribe")
+            db.session.commit()
+            db.session.remove()
+            db.engine.dispose()
+        return secret
 
     def _serve(self, target: list[str], port: int, settings: dict[str, Any], probe: str) -> None:
         command = [
@@ -482,8 +530,9 @@ class WebBench:
             f"{figures['statuses']}, socket errors {errors}"
         )
 
-    def _check_database(self, run: str) -> None:
-        """Each 303 signup must have written a reader: otherwise the bench measured a shortcut."""
+    def _check_database(self, run: str, api_run: str) -> None:
+        """Each 303 (or, through the API, 202) signup must have written a reader: otherwise the
+        bench measured a shortcut."""
         from sqlalchemy import create_engine, text
 
         assert self.database_url is not None
@@ -493,6 +542,10 @@ class WebBench:
                 signed_up = conn.execute(
                     text("SELECT count(*) FROM subscriber WHERE email LIKE :pattern"),
                     {"pattern": f"r{run}t%@{SIGNUP_DOMAIN}"},
+                ).scalar_one()
+                api_signed_up = conn.execute(
+                    text("SELECT count(*) FROM subscriber WHERE email LIKE :pattern"),
+                    {"pattern": f"a{api_run}t%@{SIGNUP_DOMAIN}"},
                 ).scalar_one()
                 unsubscribed = conn.execute(
                     text(
@@ -506,15 +559,19 @@ class WebBench:
         finally:
             engine.dispose()
         ok_signups = self.result["endpoints"]["signup"]["statuses"].get("303", 0)
+        ok_api_signups = self.result["endpoints"]["api_signup"]["statuses"].get("202", 0)
         self.result["database_check"] = {
             "signups_answered_303": ok_signups,
             "subscribers_written": int(signed_up),
+            "api_signups_answered_202": ok_api_signups,
+            "api_subscribers_written": int(api_signed_up),
             "readers_unsubscribed": int(unsubscribed),
             "unsubscribe_requests": self.result["endpoints"]["unsubscribe"].get("requests"),
             "consent_events": {action: int(n) for action, n in consent},
         }
         say(
-            f"  database: {signed_up:,} signups written for {ok_signups:,} answers 303; "
+            f"  database: {signed_up:,} signups written for {ok_signups:,} answers 303, "
+            f"{api_signed_up:,} through the API for {ok_api_signups:,} answers 202; "
             f"{unsubscribed:,} readers unsubscribed; consent log {dict(consent)}"
         )
 
@@ -572,13 +629,15 @@ class WebBench:
             )
         check = self.result.get("database_check", {})
         # Requests in flight when wrk stops are still served, but not counted by wrk.
-        if check and not (
-            check["signups_answered_303"]
-            <= check["subscribers_written"]
-            <= check["signups_answered_303"] + self.args.connections
+        for answered, written in (
+            ("signups_answered_303", "subscribers_written"),
+            ("api_signups_answered_202", "api_subscribers_written"),
         ):
-            say("  WARNING: answered signups and readers written differ (taken for a bot?)")
-            clean = False
+            if check and not (
+                check[answered] <= check[written] <= check[answered] + self.args.connections
+            ):
+                say(f"  WARNING: {answered} and {written} differ (taken for a bot?)")
+                clean = False
         self.result["status"] = "ok" if clean else "errors"
         path = self._write()
         say(f"Result: {path}  [{self.result['status']}]")
@@ -624,7 +683,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        choices=("trivial", "subscribe_form", "signup", "unsubscribe"),
+        choices=("trivial", "subscribe_form", "signup", "api_signup", "unsubscribe"),
         help="record one gunicorn worker with py-spy during this endpoint's run",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")

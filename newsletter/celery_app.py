@@ -16,9 +16,10 @@ from newsletter.db.models import Frequency
 
 def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
     """Digests at the configured local hour, feeds every quarter hour, recovery every
-    RECOVER_EVERY_SECONDS (a minute)."""
+    RECOVER_EVERY_SECONDS (a minute), and with SEND_IN_READER_TIME the send windows each
+    minute."""
     hour = int(app.config["DIGEST_HOUR"])
-    return {
+    schedule: dict[str, dict[str, Any]] = {
         "daily-digest": {
             "task": jobs.SCHEDULED_DIGEST,
             "schedule": crontab(hour=hour, minute=0),
@@ -35,6 +36,13 @@ def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
             "schedule": float(app.config["RECOVER_EVERY_SECONDS"]),
         },
     }
+    if app.config["SEND_IN_READER_TIME"]:
+        # At the start of every minute, so a window opens on its readers' hour, not after it.
+        schedule["release-send-windows"] = {
+            "task": jobs.RELEASE_WINDOWS,
+            "schedule": crontab(minute="*"),
+        }
+    return schedule
 
 
 def celery_init_app(app: Flask) -> Celery[Any]:

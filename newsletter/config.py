@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "TOPICS": ["Breaking News", "Politics", "Business", "Analytics", "Technology", "Culture"],
     "TIMEZONE": "UTC",
     "DIGEST_HOUR": 7,
+    # Each reader's digest waits for DIGEST_HOUR in the reader's own time zone.
+    "SEND_IN_READER_TIME": False,
     "DIGEST_WEEKDAY": "monday",
     "DIGEST_MAX_ARTICLES": 20,
     "BATCH_SIZE": 500,
@@ -81,7 +83,11 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_SIGNUP": "10 per minute; 100 per hour",
     "RATELIMIT_RESEND": "5 per hour",
+    # The console's sign-in: attempts per IP, and per account (whatever address is typed).
+    "RATELIMIT_SIGN_IN": "10 per minute; 60 per hour",
+    "RATELIMIT_SIGN_IN_ACCOUNT": "5 per minute; 20 per hour",
     "RATELIMIT_HEADERS_ENABLED": True,
+    "ADMIN_IDLE_MINUTES": 30,  # a console session unused this long ends
     "WTF_CSRF_TIME_LIMIT": None,  # the session carries the token; the form-age check is separate
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -93,6 +99,9 @@ DEFAULTS: dict[str, Any] = {
     "SOFT_BOUNCE_WINDOW_DAYS": 30,
     "BOUNCE_WEBHOOK_TOKEN": None,  # unset: the webhook answers 404
     "BOUNCE_MAX_BYTES": 2 * 1024 * 1024,  # per message, webhook body and CLI input alike
+    # The JSON API (/api/v1): calls per token, and the largest body it reads.
+    "API_RATE_LIMIT": "600 per minute",
+    "API_MAX_BYTES": 1024 * 1024,
 }
 
 LIST_SETTINGS = ("SECRET_KEY_FALLBACKS", "TOPICS", "EMBED_ORIGINS", "FEEDS", "LANGUAGES")
@@ -123,6 +132,9 @@ VERBATIM = (
     "CONSENT_TEXT",
     "RATELIMIT_SIGNUP",
     "RATELIMIT_RESEND",
+    "API_RATE_LIMIT",
+    "RATELIMIT_SIGN_IN",
+    "RATELIMIT_SIGN_IN_ACCOUNT",
     "VERP_DOMAIN",
     "VERP_LOCAL",
     "BOUNCE_WEBHOOK_TOKEN",
@@ -181,8 +193,13 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     if not app.config["MAIL_OUTBOX"]:
         app.config["MAIL_OUTBOX"] = f"{app.instance_path}/outbox"
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
-    # Behind https the session cookie (it carries the CSRF token) must never go out in clear.
-    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https://"))
+    # Behind https the session cookie (the console's sign-in, the CSRF token) never goes out
+    # in clear; over plain http (make run, debug) a Secure cookie would never come back.
+    chosen = "NEWSLETTER_SESSION_COOKIE_SECURE" in os.environ or (
+        test_config is not None and "SESSION_COOKIE_SECURE" in test_config
+    )
+    if not chosen:
+        app.config["SESSION_COOKIE_SECURE"] = app.config["BASE_URL"].startswith("https://")
     check(app)
     # Beat's crontab and the welcome mail read the day one way: its full name.
     app.config["DIGEST_WEEKDAY"] = weekday(app.config["DIGEST_WEEKDAY"])
@@ -426,6 +443,7 @@ CHECKS: dict[str, Check] = {
     "TOPICS": _strings,  # and the rules of readers.topics, below
     "TIMEZONE": _text(empty=False),  # looked up below
     "DIGEST_HOUR": _whole(0, 23),
+    "SEND_IN_READER_TIME": _flag,
     "DIGEST_WEEKDAY": _weekday,
     "DIGEST_MAX_ARTICLES": _whole(1),
     "BATCH_SIZE": _whole(1),
@@ -447,6 +465,9 @@ CHECKS: dict[str, Check] = {
     "RATELIMIT_STORAGE_URI": _url(),
     "RATELIMIT_SIGNUP": _rate_limits,
     "RATELIMIT_RESEND": _rate_limits,
+    "RATELIMIT_SIGN_IN": _rate_limits,
+    "RATELIMIT_SIGN_IN_ACCOUNT": _rate_limits,
+    "ADMIN_IDLE_MINUTES": _whole(1),
     "RATELIMIT_HEADERS_ENABLED": _flag,
     "WELCOME_MAIL": _flag,
     "WTF_CSRF_TIME_LIMIT": _whole(1, optional=True),
@@ -459,6 +480,8 @@ CHECKS: dict[str, Check] = {
     "SOFT_BOUNCE_WINDOW_DAYS": _number(0, above=True),
     "BOUNCE_WEBHOOK_TOKEN": _text(optional=True),
     "BOUNCE_MAX_BYTES": _whole(1),
+    "API_RATE_LIMIT": _rate_limits,
+    "API_MAX_BYTES": _whole(1),
 }
 
 
@@ -482,6 +505,49 @@ def _shown(key: str, value: Any) -> str:
     if key in URL_SETTINGS:
         return f", not {_masked(value)!r}"
     return f", not {value!r}"
+
+
+# Words that mark a setting as a secret, for settings added later too.
+_SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY$")
+
+
+def effective(app: Flask) -> list[tuple[str, str, bool]]:
+    """Every setting as the console shows it: (name, value with secrets masked, whether it
+    came from the environment). A secret shows only whether it is set."""
+    shown = []
+    for key in DEFAULTS:
+        value = app.config.get(key)
+        if key in SECRETS or _SECRET_WORDS.search(key):
+            if isinstance(value, list):
+                text = f"{len(value)} set (hidden)" if value else "none"
+            else:
+                text = "set (hidden)" if value else "unset"
+        elif isinstance(value, list):
+            text = ", ".join(_masked(item) for item in value) if value else "none"
+        elif value is None:
+            text = "unset"
+        elif isinstance(value, str):
+            text = _masked(value)
+        elif isinstance(value, Mapping):
+            text = json.dumps(_masked_mapping(value), default=str)
+        else:
+            text = json.dumps(value) if isinstance(value, bool) else str(value)
+        shown.append((key, text, f"NEWSLETTER_{key}" in os.environ))
+    return shown
+
+
+def _masked_mapping(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Engine options and the like: secrets in them (connect_args' password) hidden."""
+    return {
+        key: "***"
+        if _SECRET_WORDS.search(str(key).upper())
+        else _masked_mapping(item)
+        if isinstance(item, Mapping)
+        else _masked(item)
+        if isinstance(item, str)
+        else item
+        for key, item in value.items()
+    }
 
 
 def problems(app: Flask) -> list[ConfigError]:

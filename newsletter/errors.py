@@ -141,3 +141,7 @@ class OperatorError(NewsletterError):
 
 class NotAllowed(NewsletterError):
     """The caller (an operator's role, an API token's scope) may not do this."""
+
+
+class InvalidCursor(NewsletterError):
+    """A page cursor (where a listing continues) that this service did not issue."""

@@ -31,6 +31,7 @@ SIGNUP_MAIL = "newsletter.tasks.send_signup_mail"
 DIGEST_BATCH = "newsletter.tasks.send_digest_batch"
 SCHEDULED_DIGEST = "newsletter.tasks.send_scheduled_digest"
 RECOVER_DELIVERIES = "newsletter.tasks.recover_deliveries"
+RELEASE_WINDOWS = "newsletter.tasks.release_send_windows"
 FETCH_FEEDS = "newsletter.tasks.fetch_feeds"
 
 QUEUE = "newsletter"

@@ -61,6 +61,12 @@ def recover_deliveries() -> dict[str, int]:
     return {**sending.recover(), "forgotten_keys": notices.forget_sent()}
 
 
+@shared_task(name=jobs.RELEASE_WINDOWS)
+def release_send_windows() -> int:
+    """Beat's entry, each minute with SEND_IN_READER_TIME: queue the windows whose hour came."""
+    return sending.release_windows()
+
+
 @shared_task(name=jobs.FETCH_FEEDS)
 def fetch_feeds() -> dict[str, int]:
     """Fetch every configured feed; one bad feed is logged and never stops the others."""

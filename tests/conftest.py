@@ -293,8 +293,11 @@ def mail_parts(message: OutgoingMessage) -> tuple[str, str]:
     return text, html
 
 
-# The real SMTP server and Celery worker fixtures live in their own modules; see their docstrings.
+# The real SMTP server, Celery worker and browser fixtures live in their own modules; see
+# their docstrings.
+from tests.support.browser import browser, new_page, start_service  # noqa: E402, F401
 from tests.support.celery_worker import celery_worker, live_worker, worker_app  # noqa: E402, F401
+from tests.support.clock import clock  # noqa: E402, F401
 from tests.support.smtp_server import (  # noqa: E402, F401
     backend_for,
     smtp_server,

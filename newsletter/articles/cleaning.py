@@ -217,7 +217,10 @@ def parse_published(value: str) -> datetime:
         ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC
+        raise InvalidArticle("published", f"{value!r} is out of range") from None
 
 
 def _stable_guid(guid: str) -> str:

@@ -98,6 +98,20 @@ def upsert_articles(records: Iterable[ArticleRecord]) -> tuple[int, int]:
     return added, skipped
 
 
+def ids_by_guid(guids: Iterable[str]) -> dict[str, int]:
+    """The stored articles' ids for these guids (those not stored are left out)."""
+    wanted = list(guids)
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), INSERT_CHUNK):
+        rows = db.session.execute(
+            select(Article.guid, Article.id).where(
+                Article.guid.in_(wanted[start : start + INSERT_CHUNK])
+            )
+        )
+        found.update({guid: article_id for guid, article_id in rows})
+    return found
+
+
 def default_category() -> str:
     """The section an untagged feed entry is filed under: the first configured topic."""
     return str(current_app.config["TOPICS"][0])
@@ -168,6 +182,11 @@ def recent_articles(limit: int = 20, topic: str | None = None) -> list[Article]:
     if topic:
         query = query.where(Article.topic == topic)
     return list(db.session.scalars(query))
+
+
+def article(article_id: int) -> Article | None:
+    """One stored article by its id."""
+    return db.session.get(Article, article_id)
 
 
 def stray_categories() -> dict[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -247,10 +248,47 @@ def _apply(
 
 def bounce_counts(edition_id: int) -> dict[str, int]:
     """Bounce events of an edition's deliveries by kind (hard, soft, policy, complaint)."""
-    rows = db.session.execute(
-        select(BounceEvent.kind, func.count())
+    return bounce_counts_of([edition_id]).get(edition_id, {})
+
+
+def bounce_counts_of(
+    edition_ids: Sequence[int], since: datetime | None = None
+) -> dict[int, dict[str, int]]:
+    """Bounce events of each of these editions' deliveries by kind, in one statement.
+
+    ``since`` (the oldest edition's creation: no report about a mail comes before it) lets
+    the statement read only recent reports, through their index on received_at, instead of
+    every row of the editions in the ledger.
+    """
+    found: dict[int, dict[str, int]] = {edition_id: {} for edition_id in edition_ids}
+    if not edition_ids:
+        return found
+    query = (
+        select(Delivery.edition_id, BounceEvent.kind, func.count())
         .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-        .where(Delivery.edition_id == edition_id)
-        .group_by(BounceEvent.kind)
+        .group_by(Delivery.edition_id, BounceEvent.kind)
     )
-    return {kind: int(number) for kind, number in rows}
+    if since is None:
+        query = query.where(Delivery.edition_id.in_(edition_ids))
+    else:
+        # As an expression, so that SQLite's planner (without statistics) starts from the
+        # recent reports rather than from the editions' rows, which are many more.
+        query = query.where(
+            BounceEvent.received_at >= since, (Delivery.edition_id + 0).in_(edition_ids)
+        )
+    for edition_id, kind, number in db.session.execute(query):
+        found[edition_id][kind] = int(number)
+    return found
+
+
+def edition_events(edition_id: int, limit: int = 50) -> list[BounceEvent]:
+    """The newest bounce events and complaints about an edition's deliveries."""
+    return list(
+        db.session.scalars(
+            select(BounceEvent)
+            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+            .where(Delivery.edition_id == edition_id)
+            .order_by(BounceEvent.id.desc())
+            .limit(limit)
+        )
+    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from email import message_from_bytes, policy
 from pathlib import Path
 from typing import TextIO
 
@@ -21,9 +19,9 @@ from newsletter.db.models import (
     DeliveryState,
     Frequency,
 )
-from newsletter.digests import ledger, planning, sending
-from newsletter.digests.compose import Composer, Reader, message_id
-from newsletter.digests.content import EditionContent, article_view
+from newsletter.digests import ledger, planning, previews, sending, windows
+from newsletter.digests.compose import Reader
+from newsletter.digests.content import EditionContent
 from newsletter.errors import InvalidAddress
 from newsletter.extensions import db
 from newsletter.readers import subscriptions
@@ -54,53 +52,34 @@ frequency_option = click.option(
 )
 def preview(email: str | None, output: Path | None, frequency: str, language: str | None) -> None:
     """Render the next digest without sending or recording anything."""
-    if language is not None and i18n.supported(language) is None:
+    chosen = None if language is None else i18n.supported(language)
+    if language is not None and chosen is None:
         raise click.BadParameter(
             f"{language!r} is not one of LANGUAGES ({', '.join(i18n.offered())})",
             param_hint="--language",
         )
-    articles = planning.choose_articles(frequency, utcnow())
-    if not articles:
+    content = previews.next_content(frequency)
+    if content is None:
         raise click.ClickException(
             f"no new articles for the {frequency} digest; nothing to preview"
         )
-    content = EditionContent(
-        id=0, frequency=frequency, created_at=utcnow(), articles=tuple(map(article_view, articles))
-    )
-    reader = _preview_reader(email, content)
-    if language is not None:
-        reader = replace(reader, language=i18n.supported(language))
-    message = Composer(content, preview=True).message(reader)
+    message = previews.message(content, _preview_reader(email, content, chosen))
+    mail = previews.shown(message)
     if output is None:
-        click.echo(f"Subject: {_part(message.data, 'Subject')}\n")
-        click.echo(_part(message.data, "plain"))
+        click.echo(f"Subject: {mail.subject}\n")
+        click.echo(mail.text)
         return
     if output.suffix.lower() == ".eml":
         size, what = write_bytes(output, message.data), "the mail"
     else:
-        size, what = write_text(output, _part(message.data, "html")), "its HTML part"
+        size, what = write_text(output, mail.html), "its HTML part"
     click.echo(f"Wrote {what} to {output} ({size:,} bytes).")
 
 
-def _part(data: bytes, which: str) -> str:
-    """A header's decoded value, or the text of the plain or html part, of message bytes."""
-    parsed = message_from_bytes(data, policy=policy.default)
-    if which not in ("plain", "html"):
-        return str(parsed[which])
-    body = parsed.get_body((which,))
-    return "" if body is None else str(body.get_content())
-
-
-def _preview_reader(email: str | None, content: EditionContent) -> Reader:
+def _preview_reader(email: str | None, content: EditionContent, language: str | None) -> Reader:
+    """The reader a preview is written to; ``language``, when given, overrides theirs."""
     if email is None:
-        return Reader(
-            0,
-            "preview",
-            "reader@example.com",
-            "Reader",
-            content.topics,
-            message_id("preview", "preview"),
-        )
+        return previews.reader("reader@example.com", "Reader", content.topics, language=language)
     try:
         address = normalize(email)
     except InvalidAddress as exc:
@@ -108,14 +87,13 @@ def _preview_reader(email: str | None, content: EditionContent) -> Reader:
     subscriber = subscriptions.by_email(address)
     if subscriber is None:
         raise click.BadParameter(f"no subscriber {address}", param_hint="--email")
-    return Reader(
-        subscriber.id,
-        subscriber.uid,
+    return previews.reader(
         subscriber.email,
         subscriber.name,
-        frozenset(subscriber.topics),
-        message_id("preview", subscriber.uid),
-        language=subscriber.language,
+        subscriber.topics,
+        subscriber_id=subscriber.id,
+        uid=subscriber.uid,
+        language=language or subscriber.language,
     )
 
 
@@ -150,12 +128,14 @@ def send(frequency: str, dry_run: bool, no_wait: bool) -> None:
     if queue:
         click.echo(f"Queued {plural(started.batches, 'batch', 'batches')}.")
         if no_wait:
+            _print_waiting(edition_id)
             click.echo(f"Follow it with: newsletter digest status {edition_id}")
             return
         _follow(edition_id)
     else:
         _send_here(edition_id)
     _print_counts(edition_id)
+    _print_waiting(edition_id)
 
 
 def _dry_run(frequency: str) -> None:
@@ -173,8 +153,8 @@ def _dry_run(frequency: str) -> None:
 
 
 def _follow(edition_id: int) -> None:
-    """Show progress until no row is left to send."""
-    total = sum(ledger.counts(edition_id).values())
+    """Show progress until no row is left to send (but those waiting for their hour)."""
+    total = sum(ledger.counts(edition_id).values()) - windows.waiting(edition_id, utcnow()).rows
     started, done_before = time.monotonic(), None
     with click.progressbar(
         length=total,
@@ -217,7 +197,24 @@ def _send_here(edition_id: int) -> None:
             wait = ledger.next_due(edition_id)
             if wait is None:
                 break
+            waiting = windows.waiting(edition_id, utcnow())
+            if waiting.next_opening is not None and wait >= waiting.next_opening:
+                break  # what is left waits for its readers' hour: see _print_waiting
             time.sleep(min(max((wait - utcnow()).total_seconds(), 0.1), 3600))
+
+
+def _print_waiting(edition_id: int) -> None:
+    """Say how many rows wait for their readers' hour (SEND_IN_READER_TIME), and till when."""
+    waiting = windows.waiting(edition_id, utcnow())
+    if waiting.next_opening is None:
+        return
+    click.echo(
+        f"Waiting for their readers' hour: {plural(waiting.rows, 'row')} in "
+        f"{plural(waiting.windows, 'window')}; the next opens at "
+        f"{waiting.next_opening:%Y-%m-%d %H:%M} UTC."
+    )
+    if jobs.in_process():
+        click.echo("Without a broker nothing opens them: run `newsletter digest send` again then.")
 
 
 def _print_counts(edition_id: int) -> None:
@@ -247,6 +244,7 @@ def status(edition_id: int | None) -> None:
     for kind in DeliveryState:
         click.echo(f"  {kind.value:<11} {counts.get(kind, 0):>10,}")
     click.echo(f"  {'total':<11} {sum(counts.values()):>10,}")
+    _print_waiting(edition.id)
     bounced = bounce_counts(edition.id)
     if bounced:
         click.echo(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, event
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, event, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -62,3 +64,41 @@ def in_param(column: ColumnElement[Any], name: str, postgresql: bool) -> ColumnE
     if postgresql:
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+# The largest code point: every text starting with a prefix sorts below prefix + this.
+_LAST = "\U0010ffff"
+
+
+def byte_order(expr: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[str]:
+    """``expr`` compared and sorted by its UTF-8 bytes, the order the search indexes keep
+    (migration 0009): SQLite's default, PostgreSQL's "C" collation."""
+    if on_postgresql():
+        return expr.collate("C")
+    return cast(ColumnElement[str], expr)
+
+
+def starting_with(
+    expr: ColumnElement[str] | InstrumentedAttribute[str], prefix: str | ColumnElement[str]
+) -> ColumnElement[bool]:
+    """``expr`` begins with ``prefix``, as a range an index on ``byte_order(expr)`` serves
+    (LIKE would be case-insensitive on SQLite, and unindexed on PostgreSQL outside "C")."""
+    ordered = byte_order(expr)
+    start = prefix if isinstance(prefix, ColumnElement) else literal(prefix, String)
+    return and_(ordered >= start, ordered < start.concat(_LAST))
+
+
+def local_day(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], zone: ZoneInfo, now: datetime
+) -> ColumnElement[Any]:
+    """The calendar day of a stored moment in the time zone ``zone``.
+
+    PostgreSQL converts each moment by the zone's rules; SQLite shifts by the zone's offset
+    at ``now``, so on the days around a change of the clocks a moment within an hour of
+    midnight may fall on the neighbouring day.
+    """
+    if on_postgresql():
+        return func.date(func.timezone(zone.key, column))
+    offset = now.astimezone(zone).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    return func.date(column, f"{minutes:+d} minutes")

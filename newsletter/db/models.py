@@ -148,8 +148,10 @@ class Subscriber(db.Model):  # type: ignore[name-defined,misc]
     # confirm link replayed after an unsubscribe cannot subscribe the reader again.
     confirm_nonce: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Indexed for the console's growth and churn by day. The search indexes, on lower(name)
+    # and email in byte order, are spelled per database in migration 0009.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
     # Breaking-news alerts for the reader's topics, on unless the reader turned them off.
     alerts: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # The reader's language (a code of LANGUAGES) and IANA time zone; None means the site's.
@@ -323,6 +325,25 @@ class Delivery(db.Model):  # type: ignore[name-defined,misc]
     message_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
+class SendWindow(db.Model):  # type: ignore[name-defined,misc]
+    """The ledger rows of an edition that may go out from the same moment (DIGEST_HOUR in
+    their readers' time zones), as the id range planning gave them."""
+
+    __tablename__ = "send_window"
+    # The release finds the windows whose moment has come without reading the ledger.
+    __table_args__ = (Index("ix_send_window_released_at_opens_at", "released_at", "opens_at"),)
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), primary_key=True
+    )
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    first_id: Mapped[int] = mapped_column(BigId)
+    last_id: Mapped[int] = mapped_column(BigId)
+    readers: Mapped[int] = mapped_column(Integer)
+    # When its batches were queued; None while it waits.
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class BounceEvent(db.Model):  # type: ignore[name-defined,misc]
     """One bounce or complaint we acted on (or were alerted by), from a DSN or ARF report."""
 
@@ -346,7 +367,8 @@ class BounceEvent(db.Model):  # type: ignore[name-defined,misc]
     source: Mapped[str] = mapped_column(String(120))  # "webhook", "cli:<file>"
     # sha256 of the report's Message-ID (or bytes): the same report is never counted twice.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Indexed for the console's recent editions: their reports all came after them.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class SentNotice(db.Model):  # type: ignore[name-defined,misc]

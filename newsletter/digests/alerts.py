@@ -33,11 +33,17 @@ from newsletter.readers import topics
 
 
 class AlertRefused(NewsletterError):
-    """The alert cannot be sent: no such article or topic, or this one was sent already."""
+    """The alert cannot be sent: no such article or topic, or this one was sent already.
 
-    def __init__(self, message: str, edition_id: int | None = None) -> None:
+    ``field`` names what was wrong ("article_id" or "topic"); ``edition_id`` the earlier alert.
+    """
+
+    def __init__(
+        self, message: str, edition_id: int | None = None, *, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.edition_id = edition_id
+        self.field = field
 
 
 def recipients(topic: str) -> Select[Any]:
@@ -61,7 +67,7 @@ def audience(topic: str) -> int:
 def _topic(topic: str | None, article: Article) -> str:
     slug = topic or article.topic
     if slug not in topics.available():
-        raise AlertRefused(f"{slug!r} is not one of the site's topics")
+        raise AlertRefused(f"{slug!r} is not one of the site's topics", field="topic")
     return slug
 
 
@@ -86,7 +92,7 @@ def plan(article_id: int, topic: str | None = None) -> Edition:
     article = db.session.get(Article, article_id)
     if article is None:
         db.session.rollback()
-        raise AlertRefused(f"there is no article {article_id}")
+        raise AlertRefused(f"there is no article {article_id}", field="article_id")
     slug = _topic(topic, article)
     earlier = previous(article_id, slug)
     if earlier is not None:

@@ -45,6 +45,7 @@ from newsletter.db.models import (
 )
 from newsletter.digests.compose import Reader, parse_message_id
 from newsletter.digests.journal import Orphan
+from newsletter.digests.windows import Opened
 from newsletter.extensions import db
 from newsletter.readers import suppression
 from newsletter.readers.addresses import address_hash
@@ -532,13 +533,17 @@ def finish_if_done(edition_id: int) -> bool:
     return True
 
 
-def batches(edition_id: int, size: int) -> list[tuple[int, int]]:
-    """Id ranges covering the edition's unfinished rows, about ``size`` rows each."""
-    low, high = db.session.execute(
-        select(func.min(Delivery.id), func.max(Delivery.id)).where(
-            Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
-        )
-    ).one()
+def batches(
+    edition_id: int, size: int, within: tuple[int, int] | None = None
+) -> list[tuple[int, int]]:
+    """Id ranges covering the edition's unfinished rows (those ``within`` an id range, first
+    and last included, when given), about ``size`` rows each."""
+    query = select(func.min(Delivery.id), func.max(Delivery.id)).where(
+        Delivery.edition_id == edition_id, Delivery.state == DeliveryState.QUEUED
+    )
+    if within is not None:
+        query = query.where(Delivery.id.between(*within))
+    low, high = db.session.execute(query).one()
     if low is None:
         return []
     return [(start, min(start + size - 1, high)) for start in range(low, high + 1, size)]
@@ -576,7 +581,12 @@ def recover(lease_seconds: float | None = None) -> dict[str, int]:
 
 
 def unattended(
-    edition_id: int, size: int, stale: datetime, *, queue_idle: bool
+    edition_id: int,
+    size: int,
+    stale: datetime,
+    *,
+    queue_idle: bool,
+    opened: Opened | None = None,
 ) -> list[tuple[int, int]]:
     """Id ranges of the edition's queued rows that no task will take, for recovery to queue.
 
@@ -585,10 +595,19 @@ def unattended(
     queue is idle, an edition with due rows that nobody has held since ``stale`` has lost
     them all (a broker restart, a task thrown away): then every range it has left. An
     edition being sent normally gets nothing, however many of its ranges wait their turn.
+
+    ``opened``: the edition's send windows (``windows.opened``). Rows of a window still
+    closed wait for their readers' hour, not for a lost task, and are left alone (they lie
+    beyond ``opened.through``, so they are not even read); a row whose ``not_before`` is
+    still its window's opening is as untried as a fresh edition's row.
     """
     now = utcnow()
     due = or_(Delivery.not_before.is_(None), Delivery.not_before <= now)
     mine = Delivery.edition_id == edition_id
+    through = None
+    if opened is not None:
+        through = (0, opened.through)
+        mine = and_(mine, Delivery.id <= opened.through)
     if queue_idle:
         edition = db.session.get(Edition, edition_id)
         held = exists().where(
@@ -602,8 +621,10 @@ def unattended(
             and edition.created_at < stale
             and db.session.scalar(select(waiting & ~held))
         ):
-            return batches(edition_id, size)
+            return batches(edition_id, size, through)
     lost = and_(mine, Delivery.state == DeliveryState.QUEUED, Delivery.not_before < stale)
+    if opened is not None:
+        lost = and_(lost, Delivery.not_before.not_in(opened.openings))
     overdue = db.session.execute(
         select(func.min(Delivery.id), func.max(Delivery.id))
         .where(lost)
@@ -619,12 +640,79 @@ def unattended(
 
 def counts(edition_id: int) -> dict[str, int]:
     """Deliveries of an edition by state."""
+    return counts_of([edition_id]).get(edition_id, {})
+
+
+def counts_of(edition_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Deliveries of each of these editions by state, in one statement."""
+    found: dict[int, dict[str, int]] = {edition_id: {} for edition_id in edition_ids}
+    if not edition_ids:
+        return found
     rows = db.session.execute(
-        select(Delivery.state, func.count())
-        .where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.state)
+        select(Delivery.edition_id, Delivery.state, func.count())
+        .where(Delivery.edition_id.in_(edition_ids))
+        .group_by(Delivery.edition_id, Delivery.state)
     )
-    return {state: int(number) for state, number in rows}
+    for edition_id, state, number in rows:
+        found[edition_id][state] = int(number)
+    return found
+
+
+def unsubscribed_between(edition_id: int, start: datetime, end: datetime | None) -> int:
+    """Readers this edition was sent to whose latest unsubscribe falls in [start, end).
+
+    Read from the few readers who unsubscribed in the window (an index on unsubscribed_at),
+    each looked up in this edition's rows (the unique index), never from the edition's
+    million rows. The state is compared as an expression so that no planner (SQLite's,
+    without statistics) prefers the index on (edition, state), which holds them all.
+    """
+    left = select(Subscriber.id).where(Subscriber.unsubscribed_at >= start)
+    if end is not None:
+        left = left.where(Subscriber.unsubscribed_at < end)
+    query = select(func.count()).where(
+        Delivery.edition_id == edition_id,
+        Delivery.subscriber_id.in_(left.scalar_subquery()),
+        func.lower(Delivery.state) == DeliveryState.SENT,
+    )
+    return int(db.session.scalar(query) or 0)
+
+
+class ReaderDelivery(NamedTuple):
+    """One of a reader's deliveries, with its edition's subject and kind."""
+
+    edition_id: int
+    subject: str
+    kind: str
+    created_at: datetime
+    state: str
+    attempts: int
+    sent_at: datetime | None
+    last_error: str | None
+
+
+def of_reader(
+    subscriber_id: int, before_edition: int | None = None, limit: int = 50
+) -> list[ReaderDelivery]:
+    """A reader's deliveries, newest edition first, ``limit`` at a time."""
+    query = (
+        select(
+            Delivery.edition_id,
+            Edition.subject,
+            Edition.kind,
+            Edition.created_at,
+            Delivery.state,
+            Delivery.attempts,
+            Delivery.sent_at,
+            Delivery.last_error,
+        )
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.edition_id.desc())
+        .limit(limit)
+    )
+    if before_edition is not None:
+        query = query.where(Delivery.edition_id < before_edition)
+    return [ReaderDelivery(*row) for row in db.session.execute(query)]
 
 
 def next_due(

@@ -8,9 +8,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, exists, func, insert, literal, or_, select, text
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
 
-from newsletter.clock import utcnow
+from newsletter.clock import site_zone, utcnow
 from newsletter.db.dialect import on_postgresql
 from newsletter.db.models import (
     Article,
@@ -24,7 +36,9 @@ from newsletter.db.models import (
     Status,
     Subscriber,
     SubscriberTopic,
+    UTCDateTime,
 )
+from newsletter.digests import windows
 from newsletter.digests.compose import message_id_column
 from newsletter.extensions import db
 
@@ -33,7 +47,7 @@ PERIODS = {Frequency.DAILY: timedelta(days=1), Frequency.WEEKLY: timedelta(days=
 
 def unfinished(frequency: str) -> Edition | None:
     """The edition of this frequency still being sent, if any (a second send resumes it)."""
-    return db.session.scalar(
+    found: Edition | None = db.session.scalar(
         select(Edition)
         .where(
             Edition.kind == EditionKind.DIGEST,
@@ -43,6 +57,13 @@ def unfinished(frequency: str) -> Edition | None:
         .order_by(Edition.id.desc())
         .limit(1)
     )
+    if found is not None and windows.enabled():
+        # Sent in readers' time, an edition waits up to a day for its last windows: one
+        # planned on an earlier day of the site must not hold the next one back.
+        zone = site_zone()
+        if found.covers_until.astimezone(zone).date() < utcnow().astimezone(zone).date():
+            return None
+    return found
 
 
 def serialize_planning() -> None:
@@ -54,14 +75,19 @@ def serialize_planning() -> None:
         db.session.execute(text("UPDATE edition SET state = state WHERE 0 = 1"))
 
 
-def choose_articles(frequency: str, now: datetime) -> list[Article]:
-    """New articles since the previous edition of this frequency, newest first, capped."""
-    previous = db.session.scalar(
+def latest(frequency: str) -> Edition | None:
+    """The newest digest edition of this frequency, finished or not (alerts are no digest)."""
+    return db.session.scalar(
         select(Edition)
         .where(Edition.kind == EditionKind.DIGEST, Edition.frequency == frequency)
         .order_by(Edition.id.desc())
         .limit(1)
     )
+
+
+def choose_articles(frequency: str, now: datetime) -> list[Article]:
+    """New articles since the previous edition of this frequency, newest first, capped."""
+    previous = latest(frequency)
     period = PERIODS[Frequency(frequency)]
     since = previous.covers_until if previous else now - period
     already_sent = exists().where(
@@ -130,25 +156,55 @@ def plan(frequency: str, now: datetime | None = None) -> Edition | None:
     ]
     db.session.add(edition)
     db.session.flush()
-    readers = (
-        recipients(frequency, articles)
-        .add_columns(
-            literal(DeliveryState.QUEUED.value),
-            literal(0),
-            message_id_column(edition.id),
-            literal(edition.id),
-        )
-        .order_by(Subscriber.id)
+    readers = recipients(frequency, articles).add_columns(
+        literal(DeliveryState.QUEUED.value),
+        literal(0),
+        message_id_column(edition.id),
+        literal(edition.id),
     )
+    columns = ["subscriber_id", "state", "attempts", "message_id", "edition_id"]
+    if windows.enabled():
+        readers = _in_reader_time(readers, frequency, now)
+        columns.append("not_before")
+    else:
+        readers = readers.order_by(Subscriber.id)
     # One INSERT ... SELECT: the ledger of a million readers never passes through Python.
-    db.session.execute(
-        insert(Delivery).from_select(
-            ["subscriber_id", "state", "attempts", "message_id", "edition_id"], readers
-        )
-    )
+    db.session.execute(insert(Delivery).from_select(columns, readers))
+    if windows.enabled():
+        windows.record(edition.id)
     edition.planning_seconds = time.perf_counter() - started
     db.session.commit()
     return edition
+
+
+def _in_reader_time(readers: Select[Any], frequency: str, now: datetime) -> Select[Any]:
+    """``readers`` with the moment each may be sent (their window's opening), numbered in
+    the order of those moments so that each window is one id range.
+
+    The openings are worked out per zone (a few dozen), not per reader: the readers are
+    joined to a small table of (zone, opening) in the same statement.
+    """
+    names = db.session.scalars(
+        select(Subscriber.timezone)
+        .where(Subscriber.status == Status.ACTIVE, Subscriber.frequency == frequency)
+        .distinct()
+    )
+    found = windows.openings(names, now)
+    site = literal(found.site, UTCDateTime)
+    if not found.by_zone:
+        return readers.add_columns(site).order_by(Subscriber.id)
+    rows = [
+        select(literal(name, String(64)).label("zone"), literal(at, UTCDateTime).label("opens"))
+        for name, at in sorted(found.by_zone.items())
+    ]
+    slots = (union_all(*rows) if len(rows) > 1 else rows[0]).cte("slot")
+    # Readers without a zone, or with one the database no longer knows, go at the site's.
+    opens = func.coalesce(slots.c.opens, site)
+    return (
+        readers.outerjoin(slots, slots.c.zone == Subscriber.timezone)
+        .add_columns(opens)
+        .order_by(opens, Subscriber.id)
+    )
 
 
 def edition(edition_id: int | None = None) -> Edition | None:
@@ -158,6 +214,9 @@ def edition(edition_id: int | None = None) -> Edition | None:
     return db.session.get(Edition, edition_id)
 
 
-def recent(limit: int = 100) -> list[Edition]:
-    """The newest editions first."""
-    return list(db.session.scalars(select(Edition).order_by(Edition.id.desc()).limit(limit)))
+def recent(limit: int = 100, before_id: int | None = None) -> list[Edition]:
+    """The newest editions first (digests and alerts), older than ``before_id`` when given."""
+    query = select(Edition).order_by(Edition.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Edition.id < before_id)
+    return list(db.session.scalars(query))

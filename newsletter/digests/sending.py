@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import jobs
 from newsletter.clock import utcnow
-from newsletter.digests import alerts, journal, ledger, planning
+from newsletter.digests import alerts, journal, ledger, planning, windows
 from newsletter.digests.compose import Composer, Reader
 from newsletter.digests.content import load_content
 from newsletter.errors import (
@@ -298,8 +298,13 @@ def run_batch(edition_id: int, first_id: int, last_id: int) -> dict[str, int]:
 
 
 def dispatch(edition_id: int) -> int:
-    """Queue a batch task for each id range of the edition's waiting rows."""
-    ranges = ledger.batches(edition_id, int(current_app.config["BATCH_SIZE"]))
+    """Queue a batch task for each id range of the edition's waiting rows (sent in readers'
+    time: of the rows whose window is open)."""
+    size = int(current_app.config["BATCH_SIZE"])
+    now = utcnow()
+    windows.release_due(now, edition_id)
+    opened = windows.opened(edition_id, now)
+    ranges = ledger.batches(edition_id, size, None if opened is None else (0, opened.through))
     for first_id, last_id in ranges:
         jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id)
     db.session.commit()
@@ -360,16 +365,37 @@ def send_scheduled(frequency: str) -> int | None:
     return started.edition_id
 
 
+def release_windows() -> int:
+    """Queue the batches of every send window whose moment has come; returns how many
+    windows opened."""
+    size = int(current_app.config["BATCH_SIZE"])
+    released = windows.release_due(utcnow())
+    for edition_id, first_id, last_id in released:
+        for first, last in ledger.batches(edition_id, size, (first_id, last_id)):
+            jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first, last)
+    db.session.commit()
+    return len(released)
+
+
 def recover() -> dict[str, int]:
     """Reclaim rows of vanished workers, and queue again the ranges no task will take."""
     replayed = replay_orphans()
     found = ledger.recover()
+    # A window whose moment passed while beat was away opens now.
+    release_windows()
     config = current_app.config
-    stale = utcnow() - timedelta(seconds=float(config["LEASE_SECONDS"]))
+    now = utcnow()
+    stale = now - timedelta(seconds=float(config["LEASE_SECONDS"]))
     idle = jobs.waiting() == 0
     queued = 0
     for edition_id in ledger.sending_editions():
-        ranges = ledger.unattended(edition_id, int(config["BATCH_SIZE"]), stale, queue_idle=idle)
+        ranges = ledger.unattended(
+            edition_id,
+            int(config["BATCH_SIZE"]),
+            stale,
+            queue_idle=idle,
+            opened=windows.opened(edition_id, now),
+        )
         for first_id, last_id in ranges:
             jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id)
         queued += len(ranges)

@@ -99,6 +99,14 @@ def listing() -> list[Operator]:
     return list(db.session.scalars(select(Operator).order_by(Operator.email)))
 
 
+def check(operator: Operator, password: str) -> bool:
+    """Whether ``password`` is this operator's (asked again before a new one is set)."""
+    try:
+        return bool(_hasher.verify(operator.password_hash, password[:MAX_PASSWORD]))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def authenticate(email: str, password: str) -> Operator | None:
     """The active operator with this address and password, or None (the same for any miss)."""
     try:

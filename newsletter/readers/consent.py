@@ -125,6 +125,17 @@ def record(
     )
 
 
+def history(subscriber_id: int) -> list[tuple[ConsentEvent, str | None]]:
+    """A reader's consent log, oldest first, each line with the wording it agreed to."""
+    rows = db.session.execute(
+        select(ConsentEvent, ConsentWording.text)
+        .outerjoin(ConsentWording, ConsentWording.version == ConsentEvent.consent_version)
+        .where(ConsentEvent.subscriber_id == subscriber_id)
+        .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+    )
+    return [(event, wording) for event, wording in rows]
+
+
 def _stored_wording(language: str | None) -> str:
     """The current wording's version, its text stored on first use."""
     version, text = wording(language)

@@ -16,6 +16,7 @@ from newsletter.clock import utcnow
 from newsletter.config import WEEKDAYS
 from newsletter.db.dialect import upsert
 from newsletter.db.models import SentNotice, Status, Subscriber
+from newsletter.digests import windows
 from newsletter.errors import OutcomeUnknown, TransientMailError
 from newsletter.extensions import db
 from newsletter.mail import render
@@ -131,19 +132,27 @@ def _reader_links(subscriber: Subscriber) -> dict[str, str]:
 
 
 def _schedule(subscriber: Subscriber) -> dict[str, object]:
-    """What the welcome says the reader will get, and when, by the site's own clock."""
+    """What the welcome says the reader will get, and when: by the site's own clock, or
+    with SEND_IN_READER_TIME by the reader's."""
     config = current_app.config
     names = topics.available()
     theirs = set(subscriber.topics)
     chosen = [name for slug, name in names.items() if slug in theirs]  # the forms' order
+    zone = str(config["TIMEZONE"])
+    # 0 is Monday; its name in the mail's language is found when the mail is rendered.
+    weekday = WEEKDAYS.index(str(config["DIGEST_WEEKDAY"]))
+    if windows.enabled() and subscriber.timezone is not None:
+        zone = subscriber.timezone
+        if windows.day_later(zone, utcnow()):
+            # Their hour comes before the site's: the weekly edition reaches them next day.
+            weekday = (weekday + 1) % 7
     return {
         "topic_names": chosen,
         "every_topic": len(chosen) == len(names),
         "frequency": subscriber.frequency,
         "hour": f"{int(config['DIGEST_HOUR']):02d}:00",
-        # Its name in the mail's language, found when the mail is rendered.
-        "weekday": WEEKDAYS.index(str(config["DIGEST_WEEKDAY"])),
-        "timezone": str(config["TIMEZONE"]),
+        "weekday": weekday,
+        "timezone": zone,
     }
 
 

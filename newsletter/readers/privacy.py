@@ -10,8 +10,6 @@ from sqlalchemy import Column, Table, delete, select
 
 from newsletter.clock import utcnow
 from newsletter.db.models import (
-    ConsentEvent,
-    ConsentWording,
     Delivery,
     Edition,
     Subscriber,
@@ -55,6 +53,7 @@ def export_data(email: str) -> dict[str, Any]:
         "status": subscriber.status,
         "frequency": subscriber.frequency,
         "language": subscriber.language,  # None: the site's
+        "timezone": subscriber.timezone,
         "created_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
@@ -63,12 +62,7 @@ def export_data(email: str) -> dict[str, Any]:
     }
     names = topics.available()
     held["topics"] = [{"slug": slug, "name": names.get(slug, slug)} for slug in subscriber.topics]
-    events = db.session.execute(
-        select(ConsentEvent, ConsentWording.text)
-        .outerjoin(ConsentWording, ConsentWording.version == ConsentEvent.consent_version)
-        .where(ConsentEvent.subscriber_id == subscriber.id)
-        .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
-    )
+    events = consent.history(subscriber.id)
     held["consent_history"] = [
         {
             "action": event.action,
@@ -138,12 +132,13 @@ class Erasure:
     removed: dict[str, int]
 
 
-def erase(email: str, origin: Origin) -> Erasure:
+def erase(email: str, origin: Origin, by: str | None = None) -> Erasure:
     """Delete a normalized address's personal data and suppress its hash (GDPR art. 17).
 
     Runs in the caller's transaction. Whether or not the address was on the list, its hash
     is suppressed with reason "erased", so no import or operator can mail it again; the
-    reader's own double opt-in through the signup form is the one way back.
+    reader's own double opt-in through the signup form is the one way back. ``by`` names
+    who asked (a console operator); by default the login running the command.
     """
     subscriber_id = db.session.scalar(select(Subscriber.id).where(Subscriber.email == email))
     removed: dict[str, int] = {}
@@ -172,6 +167,6 @@ def erase(email: str, origin: Origin) -> Erasure:
         None,
         consent.Action.ERASE,
         Origin(source=origin.source),
-        {"operator": operator(), "subscriber": erasure.subscriber, **removed},
+        {"operator": by or operator(), "subscriber": erasure.subscriber, **removed},
     )
     return erasure

@@ -15,7 +15,7 @@ from newsletter.clock import utcnow
 from newsletter.db.models import CONSENTING, ConsentEvent, Frequency, Status, Subscriber
 from newsletter.errors import InvalidReaderField
 from newsletter.extensions import db
-from newsletter.readers import consent, notices, roster, suppression
+from newsletter.readers import consent, notices, roster, suppression, zones
 from newsletter.readers.consent import Origin
 from newsletter.readers.notices import Notice
 from newsletter.readers.topics import clean as clean_topics
@@ -28,6 +28,7 @@ def request_signup(
     frequency: str,
     origin: Origin,
     language: str | None = None,
+    timezone: str | None = None,
 ) -> tuple[int, Notice]:
     """Record a signup request for a normalized address; nothing is activated yet.
 
@@ -35,6 +36,7 @@ def request_signup(
     asks for a notice instead; any other state gets a confirmation link, in the request's
     ``language`` (one of LANGUAGES; None: the site's). The mail goes out when the caller
     commits. The consent wording recorded is the one of the page answering the request.
+    ``timezone``: the reader's IANA zone, when the form knew it.
     """
     # Most signups are for new addresses: creating the reader first, skipping an address
     # already on the list, needs no look-up and also settles a double click.
@@ -55,6 +57,8 @@ def request_signup(
     }
     if language is not None:
         detail["language"] = language
+    if timezone is not None:
+        detail["timezone"] = timezone
     consent.record(subscriber_id, consent.Action.SIGNUP, origin, detail, with_wording=True)
     if notice is Notice.CONFIRM:
         notices.enqueue(subscriber_id, notice, request_key, language)
@@ -128,14 +132,18 @@ def confirm(
         return ConfirmOutcome.ALREADY
     if subscriber is None or state is ConfirmLink.STALE:
         return ConfirmOutcome.STALE
-    if chosen is None and request is not None:
-        chosen = _request_choices(subscriber, request)
+    asked = _request_choices(subscriber, request) if request is not None else None
+    if chosen is None:
+        chosen = asked
     if chosen is not None:
         subscriber.name = chosen.name
         subscriber.topics = chosen.topics
         subscriber.frequency = chosen.frequency
         if chosen.language is not None:
             subscriber.language = chosen.language
+    if asked is not None and asked.timezone is not None:
+        # The confirm page does not ask for it: the browser that signed up told it.
+        subscriber.timezone = asked.timezone
     subscriber.status = Status.ACTIVE
     subscriber.confirm_nonce = None
     subscriber.confirmed_at = utcnow()
@@ -145,6 +153,8 @@ def confirm(
     detail: dict[str, object] = {"topics": subscriber.topics, "frequency": subscriber.frequency}
     if subscriber.language is not None:
         detail["language"] = subscriber.language
+    if subscriber.timezone is not None:
+        detail["timezone"] = subscriber.timezone
     consent.record(
         subscriber.id,
         consent.Action.CONFIRM,
@@ -162,12 +172,13 @@ def confirm(
 @dataclass(frozen=True)
 class Choices:
     """What a reader receives: the name in the greeting, topics, frequency and language
-    (None: as it is)."""
+    (None: as it is), and the time zone a signup request brought, if any."""
 
     name: str
     topics: list[str]
     frequency: str
     language: str | None = None
+    timezone: str | None = None
 
 
 def requested(uid: str, request: str | None) -> Choices | None:
@@ -212,6 +223,7 @@ def _request_choices(subscriber: Subscriber, request: str) -> Choices | None:
         topics if topics is not None else list(subscriber.topics),
         str(frequency) if frequency in {f.value for f in Frequency} else subscriber.frequency,
         language or subscriber.language,
+        zones.clean(detail.get("timezone")),
     )
 
 
@@ -228,9 +240,10 @@ def update_preferences(
     *,
     alerts: bool | None = None,
     language: str | None = None,
+    timezone: str | None = None,
 ) -> None:
     """Change what and how often a reader receives (``alerts``, ``language``: None leaves
-    it as it is)."""
+    it as it is; ``timezone``: an IANA zone, "" for the site's, None leaves it as it is)."""
     subscriber.topics = topics
     subscriber.frequency = frequency
     if alerts is not None:
@@ -244,6 +257,8 @@ def update_preferences(
     }
     if subscriber.language is not None:
         detail["language"] = subscriber.language
+    if timezone is not None:
+        subscriber.timezone = detail["timezone"] = zones.clean(timezone)
     consent.record(subscriber.id, consent.Action.PREFERENCES, origin, detail)
 
 

@@ -8,6 +8,7 @@ lifted only by that reader's own confirmed opt-in.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -29,6 +30,16 @@ def reason(email: str) -> str | None:
     return db.session.scalar(
         select(Suppression.reason).where(Suppression.address_hash == address_hash(email))
     )
+
+
+def lookup(email: str) -> tuple[str, datetime] | None:
+    """Why and since when a normalized address must not be mailed, or None."""
+    row = db.session.execute(
+        select(Suppression.reason, Suppression.created_at).where(
+            Suppression.address_hash == address_hash(email)
+        )
+    ).first()
+    return (row.reason, row.created_at) if row is not None else None
 
 
 def _add(hashes: Sequence[str], why: str, *, overwrite: bool = False) -> set[str]:

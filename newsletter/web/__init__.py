@@ -1,4 +1,4 @@
-"""The web side: blueprints for readers and the error pages."""
+"""The web side: blueprints for readers, the console, the API and the error pages."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(archive.bp)
     app.register_blueprint(bounces.bp)
-    from newsletter.web import admin
+    from newsletter.web import admin, api
 
     admin.init_app(app)
+    api.init_app(app)
     errors.init_app(app)
     security.init_app(app)

@@ -1,15 +1,20 @@
-"""Error pages: every client error gets a readable page, never a stack trace."""
+"""Error pages: every client error gets a readable page, never a stack trace.
+
+Under /api/ the same errors are problem+json instead (``web.api.problems``).
+"""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, render_template
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
 from newsletter.i18n import gettext
 from newsletter.i18n import lazy_gettext as _l
+from newsletter.web.api import problems, under_api
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,9 @@ MESSAGES = {
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError) -> tuple[str, int]:
+    def csrf_error(exc: CSRFError) -> ResponseReturnValue:
+        if under_api():
+            return problems.response(BadRequest(exc.description))
         return render_template(
             "error.html",
             title=gettext("Please try again"),
@@ -45,10 +52,12 @@ def init_app(app: Flask) -> None:
         ), 400
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int, list[tuple[str, str]]]:
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         code = exc.code or 500
         if code >= 500:
             log.error("server error: %s", exc)
+        if under_api():
+            return problems.response(exc)
         # Keep the headers the error carries (Allow on a 405, Retry-After), not its body's type.
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return (
@@ -62,7 +71,9 @@ def init_app(app: Flask) -> None:
         )
 
     @app.errorhandler(InternalServerError)
-    def server_error(exc: InternalServerError) -> tuple[str, int]:
+    def server_error(exc: InternalServerError) -> ResponseReturnValue:
+        if under_api():
+            return problems.response(exc)
         return render_template(
             "error.html",
             title=gettext("Something went wrong"),

@@ -27,7 +27,7 @@ from newsletter.db.models import Frequency
 from newsletter.errors import InvalidAddress, InvalidReaderField
 from newsletter.i18n import gettext
 from newsletter.i18n import lazy_gettext as _l
-from newsletter.readers import roster, topics
+from newsletter.readers import roster, topics, zones
 from newsletter.readers.addresses import normalize
 
 
@@ -104,8 +104,17 @@ class ChoicesForm(ReaderForm):
             self.language.data = i18n.current()  # the page's, as Accept-Language or ?lang chose
 
 
+class ZoneField(StringField):
+    """An IANA time zone picked from the page's list (empty: the site's TIMEZONE)."""
+
+    def pre_validate(self, form: Any) -> None:
+        if self.data and zones.clean(self.data) is None:
+            raise ValidationError(gettext("Choose a time zone from the list."))
+
+
 class PreferencesForm(ChoicesForm):
     alerts = BooleanField(_l("Breaking-news alerts for my topics, as they happen"))
+    timezone = ZoneField(_l("Your time zone"))
 
 
 class ConfirmForm(ChoicesForm):
@@ -144,6 +153,9 @@ class SignupForm(PreferencesForm):
     # Bots fill every field; people never see this one.
     website = StringField(_l("Leave this empty"), validators=[Length(max=200)])
     started = HiddenField(validators=[Length(max=200)])
+    # Filled in by the page's script from the browser's own zone; anything else (or nothing)
+    # means the site's TIMEZONE, never an error (``zones.clean``).
+    timezone = HiddenField()
 
     normalized_email: str = ""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from newsletter import i18n
+from newsletter.clock import utcnow
 from newsletter.db.models import Subscriber
 from newsletter.errors import TokenError, TokenInvalid
 from newsletter.extensions import csrf, db
 from newsletter.i18n import gettext
-from newsletter.readers import topics
+from newsletter.readers import topics, zones
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import by_uid, receiving, unsubscribe, update_preferences
 from newsletter.tokens import Purpose, load, sign
@@ -97,6 +98,7 @@ def preferences(token: str) -> tuple[str, int]:
                 "frequency": subscriber.frequency,
                 "alerts": subscriber.alerts,
                 "language": i18n.reader_language(subscriber.language),
+                "timezone": subscriber.timezone or "",
             },
             meta={"csrf": False},
         )
@@ -114,6 +116,8 @@ def preferences(token: str) -> tuple[str, int]:
             Origin.from_request("preferences-page"),
             alerts=bool(form.alerts.data),
             language=form.language.chosen() if i18n.several() else None,
+            # A page from before the field existed leaves the zone as it was.
+            timezone=(form.timezone.data or "") if "timezone" in request.form else None,
         )
         db.session.commit()
         saved = True
@@ -125,5 +129,9 @@ def preferences(token: str) -> tuple[str, int]:
 def _preferences_page(form: PreferencesForm, subscriber: Subscriber, *, saved: bool) -> str:
     unsubscribe_token = sign(Purpose.UNSUBSCRIBE, {"s": subscriber.uid})
     return render_template(
-        "preferences.html", form=form, saved=saved, unsubscribe_token=unsubscribe_token
+        "preferences.html",
+        form=form,
+        saved=saved,
+        unsubscribe_token=unsubscribe_token,
+        zone_groups=zones.grouped(utcnow(), zones.clean(form.timezone.data)),
     )

@@ -1,10 +1,13 @@
 """Headers every answer carries: what a page may load, who may frame it, what may be kept.
 
 The pages load nothing but their own inline style (allowed by a per-request nonce) and
-images; they run no script. Only the signup page may be framed, and only by the
-publisher's EMBED_ORIGINS. Pages reached through a signed link (confirm, unsubscribe,
-preferences) hold a credential in their URL and a reader's choices in their body: no cache
-may keep them.
+images; they run no script. Three pages are the exceptions, each named below: the signup
+form runs its one script (from this origin) to fill in the reader's time zone, an edition's
+console page runs the console's one script (from this origin) to follow its sending, and
+the preview page frames the mail's HTML, which is served with a policy of its own. Only the
+signup page may be framed by another site, and only by the publisher's EMBED_ORIGINS.
+Pages reached through a signed link (confirm, unsubscribe, preferences) hold a credential in
+their URL and a reader's choices in their body: no cache may keep them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,27 @@ TOKEN_PAGES = frozenset(
 )
 # Endpoints a publisher's page may show in a frame.
 FRAMEABLE = frozenset({"signup.subscribe_form", "signup.subscribe", "signup.check_inbox"})
+# Console pages that run a script served by this origin, which fetches from this origin.
+SCRIPTED = frozenset({"admin.edition"})
+# The signup form (shown again after a bad post) runs static/signup.js, served by this
+# origin, which fetches nothing: it puts the browser's time zone in a hidden field.
+SIGNUP_SCRIPTED = frozenset({"signup.subscribe_form", "signup.subscribe"})
+# Console pages that frame a page of this origin (the mail preview).
+FRAMING = frozenset({"admin.preview"})
+# A mail's HTML shown by the console: inline styles as every mail has them, never a script,
+# sandboxed, and framed only by the console.
+MAIL_PREVIEWS = frozenset({"admin.preview_html"})
+MAIL_PREVIEW_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "style-src 'unsafe-inline'",
+        "img-src https: data:",
+        "form-action 'none'",
+        "base-uri 'none'",
+        "sandbox",
+        "frame-ancestors 'self'",
+    )
+)
 
 
 def style_nonce() -> str:
@@ -37,32 +61,40 @@ def style_nonce() -> str:
     return nonce
 
 
-def _policy(frame_ancestors: str) -> str:
-    return "; ".join(
-        (
-            "default-src 'none'",
-            f"style-src 'nonce-{style_nonce()}'",
-            "img-src 'self' https: data:",
-            "form-action 'self'",
-            "base-uri 'none'",
-            f"frame-ancestors {frame_ancestors}",
-        )
-    )
+def _policy(frame_ancestors: str, endpoint: str) -> str:
+    directives = [
+        "default-src 'none'",
+        f"style-src 'nonce-{style_nonce()}'",
+        "img-src 'self' https: data:",
+        "form-action 'self'",
+        "base-uri 'none'",
+        f"frame-ancestors {frame_ancestors}",
+    ]
+    if endpoint in SCRIPTED:
+        directives += ["script-src 'self'", "connect-src 'self'"]
+    elif endpoint in SIGNUP_SCRIPTED:
+        directives.append("script-src 'self'")
+    if endpoint in FRAMING:
+        directives.append("frame-src 'self'")
+    return "; ".join(directives)
 
 
 def _headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     endpoint = request.endpoint or ""
-    if endpoint in FRAMEABLE:
+    if endpoint in MAIL_PREVIEWS:
+        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        policy = MAIL_PREVIEW_POLICY
+    elif endpoint in FRAMEABLE:
         origins = " ".join(current_app.config["EMBED_ORIGINS"])
-        frame_ancestors = f"'self' {origins}".strip()
+        policy = _policy(f"'self' {origins}".strip(), endpoint)
     else:
-        frame_ancestors = "'none'"
         # For browsers that predate frame-ancestors; it cannot name several origins, so the
         # frameable pages rely on the policy alone.
         headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Content-Security-Policy", _policy(frame_ancestors))
+        policy = _policy("'none'", endpoint)
+    headers.setdefault("Content-Security-Policy", policy)
     if endpoint in TOKEN_PAGES:
         headers["Cache-Control"] = "no-store"
         headers["Referrer-Policy"] = "no-referrer"

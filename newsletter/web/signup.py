@@ -23,7 +23,7 @@ from newsletter import i18n
 from newsletter.errors import TokenError, TokenExpired, TokenInvalid
 from newsletter.extensions import csrf, db, limiter
 from newsletter.i18n import gettext
-from newsletter.readers import topics
+from newsletter.readers import topics, zones
 from newsletter.readers.addresses import address_hash, suggest
 from newsletter.readers.consent import Origin, wording
 from newsletter.readers.subscriptions import (
@@ -101,8 +101,9 @@ def speak_as(uid: str) -> None:
         i18n.use(language_of(uid))
 
 
-def _mail_allowed(email: str) -> bool:
-    """At most CONFIRM_MAILS_PER_DAY signup mails per address per day (stops list bombing)."""
+def mail_allowed(email: str) -> bool:
+    """At most CONFIRM_MAILS_PER_DAY signup mails per address per day (stops list bombing),
+    whether they are asked for through this form, a publisher's box or the API."""
     per_day = int(current_app.config["CONFIRM_MAILS_PER_DAY"])
     item = parse(f"{per_day} per day")
     return bool(limiter.limiter.hit(item, "signup-mail", address_hash(email)))
@@ -194,7 +195,7 @@ def subscribe() -> tuple[str, int] | BaseResponse:
     # one address must not grow the consent log or rewrite a pending reader's choices.
     # The form's choice, else the page's (a box on a publisher's page passes ?lang=).
     language = (form.language.chosen() or i18n.current()) if i18n.several() else None
-    if not _looks_automated(form) and _mail_allowed(form.normalized_email):
+    if not _looks_automated(form) and mail_allowed(form.normalized_email):
         request_signup(
             email=form.normalized_email,
             name=form.name.data.strip() if form.name.data else "",
@@ -202,6 +203,7 @@ def subscribe() -> tuple[str, int] | BaseResponse:
             frequency=form.frequency.data,
             origin=Origin.from_request(f"embed:{embedded}" if embedded else "signup-page"),
             language=language,
+            timezone=zones.clean(form.timezone.data),
         )
         db.session.commit()  # and with it, the mail goes
     # The same answer for every address and every outcome: nothing here tells whether an
@@ -394,7 +396,7 @@ def resend(token: str) -> tuple[str, int]:
         uid, nonce, request_key = _confirm_parts(payload)
     except TokenError as exc:
         return _token_problem(exc, token)
-    resend_confirmation(uid, nonce, _mail_allowed, request_key)
+    resend_confirmation(uid, nonce, mail_allowed, request_key)
     db.session.commit()
     speak_as(uid)
     return render_template("check_inbox.html"), 200

@@ -1,4 +1,5 @@
-"""The benchmarks still run end to end: bench/digest.py (and bench/web.py) on a small scale.
+"""The benchmarks still run end to end: bench/digest.py (and bench/web.py, bench/planning.py)
+on a small scale.
 
 No speed is asserted; only that the harness works and that the digest run delivered
 exactly one message per reader through real workers to a real SMTP sink.
@@ -109,8 +110,25 @@ def test_web_bench_smoke(tmp_path: Path) -> None:
     assert completed.returncode == 0, log
     result = json.loads(output.read_text())
     endpoints = result["endpoints"]
-    assert set(endpoints) == {"trivial", "subscribe_form", "signup", "unsubscribe"}
+    assert set(endpoints) == {"trivial", "subscribe_form", "signup", "api_signup", "unsubscribe"}
     for figures in endpoints.values():
         assert figures["requests_per_second"] > 0, log
         assert figures["unexpected"] == 0, log
     assert result["database_check"]["subscribers_written"] >= 1, log
+    assert result["database_check"]["api_subscribers_written"] >= 1, log
+
+
+def test_planning_bench_smoke(tmp_path: Path) -> None:
+    _require_postgres_and_redis()
+    output = tmp_path / "planning.json"
+    completed = _run(
+        [sys.executable, str(BENCH / "planning.py"), "-n", "500", "--output", str(output)],
+        timeout=300,
+    )
+    log = f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+    assert completed.returncode == 0, log
+    result = json.loads(output.read_text())
+    assert result["status"] == "ok", log
+    # 24 zones, some of which share a moment: as many windows as distinct moments.
+    assert 1 < result["reader_time"]["windows"] <= 24, log
+    assert result["reader_time"]["rows"] == result["baseline"]["rows"] == 500, log

@@ -18,6 +18,10 @@ WRITERS = {
     "consent_event": ("ConsentEvent", "readers/consent.py"),
     "suppression": ("Suppression", "readers/suppression.py"),
     "subscriber": ("Subscriber", "readers/roster.py"),
+    # Who may run the console, what they did, and which systems may call the API.
+    "operator": ("Operator", "operators/accounts.py"),
+    "audit_event": ("AuditEvent", "operators/audit.py"),
+    "api_token": ("ApiToken", "operators/api_tokens.py"),
 }
 
 
@@ -26,7 +30,7 @@ def inserts(source: str, table: str, model: str) -> list[str]:
     patterns = [
         rf"INSERT\s+INTO\s+{table}\b",  # SQL text
         rf"\b(?:insert|upsert)\(\s*{model}\b",  # Core or dialect INSERT of the model
-        rf"(?<![\w.]){model}\(",  # an ORM object, added to the session
+        rf"(?-i:(?<![\w.]){model}\()",  # an ORM object (the class's own spelling)
     ]
     return [m.group(0) for p in patterns for m in re.finditer(p, source, re.IGNORECASE)]
 

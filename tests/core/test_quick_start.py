@@ -71,6 +71,14 @@ def test_make_run_loads_a_sample_that_a_preview_and_a_weekly_send_find(
     weekly = runner.invoke(args=["digest", "send", "--frequency", "weekly", "--dry-run"])
     assert "a weekly edition of 14 articles" in weekly.output, weekly.output
 
+    # The console's first owner: created and shown once; a second run only says where to go.
+    assert "FLASK_DEBUG=1 $(BIN)/newsletter operators first-owner $(OWNER_EMAIL)" in lines
+    owner = runner.invoke(args=["operators", "first-owner", "owner@example.com"])
+    assert owner.exit_code == 0, owner.output
+    assert re.search(r"email +owner@example.com\n +password \S{12,}", owner.output), owner.output
+    again = runner.invoke(args=["operators", "first-owner", "owner@example.com"])
+    assert "password" not in again.output and "/admin/sign-in" in again.output
+
 
 # ---- .ci/system-packages, with a fake dpkg-query, apt-get, debconf-set-selections and id
 

@@ -171,3 +171,44 @@ def test_a_preview_can_be_read_in_any_offered_language(app: Flask, runner: Flask
     wrong = runner.invoke(args=["digest", "preview", "--language", "fr"])
     assert wrong.exit_code == 2
     assert "'fr' is not one of LANGUAGES (en, de)" in wrong.output
+
+
+@THREE
+def test_an_alert_reaches_each_reader_in_their_language(
+    app: Flask, outbox: list[OutgoingMessage]
+) -> None:
+    from newsletter.articles import store
+    from newsletter.digests import sending
+
+    url = add_article(app, "Deich bricht oberhalb der Stadt", "Politics", author="Jana Becker")
+    _readers(
+        app,
+        ("pat@example.com", "Pat", ("breaking-news",), None),
+        ("lea@example.de", "Lea", ("breaking-news",), "de"),
+        ("sara@example.org", "سارة", ("breaking-news",), "ar"),
+    )
+    with app.app_context():
+        sending.start_alert(store.recent_articles(1)[0].id, "breaking-news")
+    mails = _mails(outbox)
+    assert len(mails) == 3
+    assert mails["pat@example.com"]["Subject"] == (
+        "Breaking: Deich bricht oberhalb der Stadt | The Daily Ledger"
+    )
+
+    lea = mails["lea@example.de"]
+    assert lea["Subject"] == "Eilmeldung: Deich bricht oberhalb der Stadt | The Daily Ledger"
+    text, html = text_part(lea), html_part(lea)
+    assert "Hallo Lea," in text
+    assert "EILMELDUNG - POLITICS" in text  # the topic as the publisher named it
+    assert "Deich bricht oberhalb der Stadt" in text and url in text
+    assert "Eilmeldungen ausschalten oder Themen ändern: " in text
+    assert '<html lang="de" dir="ltr" ' in html
+    assert re.search(r"<h2[^>]*>Eilmeldung (&middot;|·) Politics</h2>", html)
+    assert ">Artikel lesen</a>" in html
+    assert english_in(text) == [] and english_in(html) == []
+
+    sara = mails["sara@example.org"]
+    assert sara["Subject"] == "عاجل: Deich bricht oberhalb der Stadt | The Daily Ledger"
+    assert 'dir="rtl"' in html_part(sara)
+    assert "أوقف التنبيهات أو غيّر موضوعاتك" in text_part(sara)
+    assert english_in(text_part(sara)) == [] and english_in(html_part(sara)) == []

@@ -1,11 +1,12 @@
 """Every mail the service sends, opened in a real Chromium as a phone and a desktop would.
 
-The confirmation, the "already subscribed" notice and a digest are produced the way readers
-get them (the signup form, ``articles fetch`` and ``articles import``, ``digest send``) and
-their HTML part is shown at 320, 390 and 1280 px, in a light and a dark colour scheme, and
-as the Outlook apps' dark mode marks it. Nothing may stick out sideways, and every visible
-piece of text, links included, must reach a contrast of 4.5:1 against what is behind it
-(WCAG 2.2 AA, 1.4.3). Screenshots go to test-artifacts/ for a person to look at.
+The confirmation, the "already subscribed" notice, a digest and a breaking-news alert are
+produced the way readers get them (the signup form, ``articles fetch`` and ``articles
+import``, ``digest send``, ``sending.start_alert``) and their HTML part is shown at 320, 390
+and 1280 px, in a light and a dark colour scheme, and as the Outlook apps' dark mode marks it.
+Nothing may stick out sideways, and every visible piece of text, links included, must reach a
+contrast of 4.5:1 against what is behind it (WCAG 2.2 AA, 1.4.3). Screenshots go to
+test-artifacts/ for a person to look at.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from flask_migrate import upgrade
 from sqlalchemy import select
 
 from newsletter import create_app
+from newsletter.articles import store
 from newsletter.db.models import Subscriber
+from newsletter.digests import sending
 from newsletter.extensions import db, limiter
 from newsletter.mail.backends import MemoryBackend
 from tests.conftest import base_config, link_from, path_of, signup
@@ -133,6 +136,12 @@ def mails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert len(MemoryBackend.outbox) == 4, "no digest sent"
     digest = MemoryBackend.outbox[3]
     with app.app_context():
+        # The imported story, picture and long link included, as a breaking-news alert.
+        [story] = [a for a in store.recent_articles(50) if a.title.startswith("How the valley")]
+        sending.start_alert(story.id, "breaking-news")
+    assert len(MemoryBackend.outbox) == 5, "no alert sent"
+    alert = MemoryBackend.outbox[4]
+    with app.app_context():
         db.session.remove()
         db.engine.dispose()
     found = {
@@ -140,6 +149,7 @@ def mails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "welcome": _html(welcome),
         "already-subscribed": _html(notice),
         "digest": _html(digest),
+        "alert": _html(alert),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     for name, html in found.items():
@@ -271,7 +281,7 @@ def screenshot(page: Page, name: str) -> None:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("mail", ["confirm", "welcome", "already-subscribed", "digest"])
+@pytest.mark.parametrize("mail", ["confirm", "welcome", "already-subscribed", "digest", "alert"])
 def test_every_mail_fits_the_screen_and_its_text_is_readable(
     mails: dict[str, str],
     open_mail: Callable[[str, int, str], Page],

@@ -26,6 +26,7 @@ from tests.conftest import (
     path_of,
     with_config,
 )
+from tests.support.catalog import english_in
 
 THREE = with_config(LANGUAGES=["en", "de", "ar"])
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
@@ -292,6 +293,80 @@ def test_preferences_change_the_language_of_the_pages_and_mails_that_follow(
     # A signup request for the address, now active, is answered in the reader's language.
     _sign_up(client, headers=GERMAN)
     assert _subject(outbox[-1]) == "أنت مشترك بالفعل في The Daily Ledger"
+
+
+@with_config(LANGUAGES=["en", "de", "ar"], SEND_IN_READER_TIME=True, DIGEST_HOUR=6)
+def test_preferences_ask_language_zone_and_alerts_in_the_readers_language(
+    app: Flask, client: FlaskClient
+) -> None:
+    uid = add_subscriber(app, "leser@example.de", topics=("politics",))
+    _set_language(app, "leser@example.de", "de")
+    link = "/preferences/" + make_token(app, Purpose.PREFERENCES, {"s": uid})
+    page = _text(client.get(link))
+    # Both features' fields are on the one form, every word of ours in German.
+    assert 'name="language"' in page and 'name="timezone"' in page and 'name="alerts"' in page
+    assert "<legend>Zeitzone</legend>" in page
+    assert '<label for="timezone">Ihre Zeitzone</label>' in page
+    assert '<option value="">Die Zeitzone des Newsletters (UTC)</option>' in page
+    assert "Ihre Ausgabe kommt um 06:00 Uhr in dieser Zeitzone." in page
+    assert "Eilmeldungen zu meinen Themen, sobald es sie gibt" in page
+    assert "<legend>Eilmeldungen</legend>" in page
+    assert english_in(page) == []
+
+    wrong = client.post(
+        link, data={"topics": ["politics"], "frequency": "daily", "timezone": "Mars/Olympus"}
+    )
+    assert wrong.status_code == 400
+    assert "Wählen Sie eine Zeitzone aus der Liste." in _text(wrong)
+
+    saved = client.post(
+        link,
+        data={
+            "topics": ["politics"],
+            "frequency": "daily",
+            "language": "ar",
+            "timezone": "Africa/Cairo",
+            "alerts": "y",
+        },
+    )
+    assert saved.status_code == 200
+    assert "تصلك نشرتك في الساعة 06:00 بتوقيت هذه المنطقة الزمنية." in _text(saved)
+    reader = _reader(app, "leser@example.de")
+    assert (reader.language, reader.timezone, reader.alerts) == ("ar", "Africa/Cairo", True)
+    [event] = _events(app)
+    assert (event.detail["language"], event.detail["timezone"]) == ("ar", "Africa/Cairo")
+
+
+@with_config(LANGUAGES=["en", "de"])
+def test_preferences_say_the_sites_clock_in_the_readers_language(
+    app: Flask, client: FlaskClient
+) -> None:
+    uid = add_subscriber(app, "leser@example.de")
+    _set_language(app, "leser@example.de", "de")
+    page = _text(client.get("/preferences/" + make_token(app, Purpose.PREFERENCES, {"s": uid})))
+    assert (
+        "Die Ausgaben werden für alle Leserinnen und Leser um 07:00 Uhr (Zeitzone UTC) verschickt."
+        in page
+    )
+
+
+@with_config(LANGUAGES=["en", "de", "ar"], SEND_IN_READER_TIME=True)
+def test_a_german_signup_keeps_the_browsers_zone_and_the_welcome_says_its_hour(
+    app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
+    form = _text(client.get("/subscribe", headers=GERMAN))
+    # The zone's hidden field and its script sit beside the language choice.
+    assert 'name="timezone" type="hidden"' in form and 'name="language"' in form
+    assert '<script defer src="/static/signup.js">' in form
+    _sign_up(client, headers=GERMAN, timezone="America/New_York")
+    confirm = path_of(link_from(outbox[0], "/confirm/"))
+    page = _text(client.get(confirm))
+    client.post(confirm, data=form_fields(page))
+    reader = _reader(app)
+    assert (reader.language, reader.timezone) == ("de", "America/New_York")
+    text, html = mail_parts(outbox[1])
+    assert "gegen 07:00 Uhr (Zeitzone America/New_York)" in text
+    assert "(Zeitzone America/New_York)" in html
 
 
 @THREE

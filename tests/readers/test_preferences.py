@@ -100,9 +100,34 @@ def test_saving_changes_topics_and_frequency_and_logs_it(
         "preferences-page",
         "192.0.2.44",
     )
-    assert event.detail == {"topics": ["politics", "business"], "frequency": "daily"}
+    # The alerts box was left unticked: a browser sends nothing for it, so alerts are off.
+    assert event.detail == {
+        "topics": ["politics", "business"],
+        "frequency": "daily",
+        "alerts": False,
+    }
     assert client.get(link).status_code == 200
     assert _checked(client.get(link).get_data(as_text=True), "topics") == {"politics", "business"}
+
+
+def _alerts(app: Flask) -> bool:
+    with app.app_context():
+        return bool(db.session.scalars(select(Subscriber)).one().alerts)
+
+
+def test_alerts_are_on_until_the_reader_turns_them_off_and_back_on(
+    app: Flask, client: FlaskClient, link: str
+) -> None:
+    assert _alerts(app) is True
+    assert _checked(client.get(link).get_data(as_text=True), "alerts") == {"y"}
+
+    _save(client, link, topics=["politics"], frequency="daily")  # box unticked
+    assert _alerts(app) is False
+    assert _checked(client.get(link).get_data(as_text=True), "alerts") == set()
+
+    _save(client, link, topics=["politics"], frequency="daily", alerts="y")
+    assert _alerts(app) is True
+    assert [event.detail["alerts"] for event in _events(app)] == [False, True]
 
 
 RULE = "None ticked means every topic."

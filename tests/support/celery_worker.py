@@ -31,7 +31,8 @@ Attributes: ``smtp``, ``database_url``, ``broker_url``, ``nodename``, ``environ`
 process was given), ``process``; methods: ``app_config()`` (settings for ``create_app`` in
 the test process), ``log()`` (the worker's output so far), ``ping()``, ``wait_idle()``,
 ``reset()``, ``start()``, ``stop()``, ``children()`` (a prefork pool's processes: start
-one with ``pool="prefork"``, two children; ``beat=True`` embeds beat). Tasks the worker
+one with ``pool="prefork"``, two children; ``beat=True`` embeds beat; ``clock_file`` makes
+its app read the time a ``FakeClock`` writes, tests/support/clock.py). Tasks the worker
 already holds (a retry waiting for its countdown) survive ``reset()``; rows they name are
 usually gone by then.
 """
@@ -86,10 +87,13 @@ class CeleryWorker:
         extra_env: Mapping[str, str] | None = None,
         pool: str = "solo",
         beat: bool = False,
+        clock_file: Path | None = None,
     ) -> None:
         self.database_url = database_url
         self.pool = pool
         self.beat = beat
+        # The worker's app reads the time from this file (tests/support/clock.py), if given.
+        self.clock_file = clock_file
         self.smtp = smtp
         self.broker_url = broker_url
         self.log_file = log_file
@@ -138,7 +142,7 @@ class CeleryWorker:
         command = [
             sys.executable,
             "-m",
-            "celery",
+            "celery" if self.clock_file is None else "tests.support.clocked",
             # worker.py also holds the Flask app as ``app``, which ``-A worker`` would pick
             # before ``celery``; name the Celery app explicitly.
             "--app=worker:celery",
@@ -154,11 +158,14 @@ class CeleryWorker:
             "--without-heartbeat",
         ]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = self.environ
+        if self.clock_file is not None:
+            env = {**env, "TEST_CLOCK_FILE": str(self.clock_file)}
         with self.log_file.open("wb") as log:
             self.process = subprocess.Popen(
                 command,
                 cwd=PROJECT_ROOT,
-                env=self.environ,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

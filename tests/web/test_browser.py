@@ -7,6 +7,7 @@ Screenshots of the pages go to test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -20,119 +21,27 @@ from typing import Any, Literal
 
 import pytest
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import select
-from werkzeug.serving import BaseWSGIServer, make_server
 
-from newsletter import create_app
 from newsletter.db.models import ConsentEvent, Subscriber
-from newsletter.extensions import db, limiter
+from newsletter.extensions import db
 from newsletter.tokens import Purpose, sign
 from newsletter.urls import external_url
-from tests.support import services
+from tests.support.browser import MIN_SECONDS, LiveService, screenshot, serve, stop
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 EMBED_DOC = ROOT / "docs" / "embed.md"
 DOC_SERVICE_URL = "https://newsletter.example.com"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
-MIN_SECONDS = 1.0
-WAIT = 10_000  # milliseconds a page or element may take to appear
 
-# Playwright is only needed here; without it these tests skip (or fail in CI).
-_PLAYWRIGHT_MISSING: ImportError | None = None
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError as exc:  # pragma: no cover
-    _PLAYWRIGHT_MISSING = exc
+# Playwright is only needed here; without it these tests skip (or fail in CI), as the
+# browser fixture (tests/support/browser.py) says.
+with contextlib.suppress(ImportError):
+    from playwright.sync_api import Page, expect
 
 
 # --- servers -------------------------------------------------------------------------------
-
-
-@dataclass
-class LiveService:
-    """The newsletter app served over HTTP on a free loopback port."""
-
-    app: Flask
-    url: str
-    outbox: Path
-
-
-@dataclass
-class _Deferred:
-    """A WSGI app chosen after the server is bound, so BASE_URL can name the real port."""
-
-    target: Any = None
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        return self.target(environ, start_response)
-
-
-def _serve(server: BaseWSGIServer | ThreadingHTTPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
-
-
-def _stop(server: BaseWSGIServer | ThreadingHTTPServer, thread: threading.Thread) -> None:
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
-    """Start the app (file mail backend, migrated SQLite, both in tmp) on a real server."""
-    started: list[tuple[BaseWSGIServer, threading.Thread, Flask]] = []
-
-    def start(scheme: str = "http", **overrides: Any) -> LiveService:
-        deferred = _Deferred()
-        # Over https (a throwaway self-signed certificate) the CSRF check also wants a
-        # same-origin Referer, which only a real browser following the page's policy shows.
-        tls: Literal["adhoc"] | None = "adhoc" if scheme == "https" else None
-        server = make_server("127.0.0.1", 0, deferred, threaded=True, ssl_context=tls)
-        url = f"{scheme}://127.0.0.1:{server.server_port}"
-        outbox = tmp_path / "outbox"
-        app = create_app(
-            {
-                # Not TESTING: the production path, where the confirmation mail is sent after
-                # the reader's answer has gone out.
-                "SECRET_KEY": "browser-test-secret-key-0123456789abcdef",
-                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'newsletter.db'}",
-                "MAIL_BACKEND": "file",
-                "MAIL_OUTBOX": str(outbox),
-                "BASE_URL": url,
-                "SIGNUP_MIN_SECONDS": MIN_SECONDS,
-                "BROKER_URL": None,
-                "RATELIMIT_STORAGE_URI": "memory://",
-                **overrides,
-            }
-        )
-        with app.app_context():
-            upgrade()
-        limiter.reset()
-        deferred.target = app
-        started.append((server, _serve(server), app))
-        return LiveService(app=app, url=url, outbox=outbox)
-
-    yield start
-    for server, thread, app in started:
-        _stop(server, thread)
-        with app.app_context():
-            db.engine.dispose()
 
 
 @dataclass
@@ -165,11 +74,11 @@ class Publisher:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = _serve(self.server)
+        self.thread = serve(self.server)
 
     def stop(self) -> None:
         if self.server is not None and self.thread is not None:
-            _stop(self.server, self.thread)
+            stop(self.server, self.thread)
 
 
 @pytest.fixture
@@ -198,45 +107,6 @@ def publisher_page(snippet: str) -> str:
         "<p>The vote was unanimous.</p></article>\n"
         f"<aside>\n{snippet}</aside>\n</body>\n</html>\n"
     )
-
-
-# --- the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if _PLAYWRIGHT_MISSING is not None:
-        services.unavailable("Playwright", _PLAYWRIGHT_MISSING)
-    services.require_executable("Chromium", "chromium", CHROMIUM)
-    with sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as exc:
-            services.unavailable("Chromium", exc, f"check that {CHROMIUM} --headless runs")
-        expect.set_options(timeout=WAIT)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    contexts = []
-
-    def make(**options: Any) -> Page:
-        defaults = {"viewport": {"width": 1024, "height": 768}, "ignore_https_errors": True}
-        context = browser.new_context(**{**defaults, **options})
-        context.set_default_timeout(WAIT)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 # --- reading the outbox and the database ---------------------------------------------------
@@ -405,6 +275,44 @@ def test_signup_confirm_and_unsubscribe_in_a_browser(
     assert welcome["Subject"] == "Welcome to The Daily Ledger"
 
 
+def test_the_signup_page_gives_the_browsers_time_zone_and_preferences_change_it(
+    start_service: Callable[..., LiveService], new_page: Callable[..., Page]
+) -> None:
+    service = start_service(SEND_IN_READER_TIME=True)
+    page = new_page(timezone_id="America/New_York")
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else 0)
+    page.goto(f"{service.url}/subscribe")
+    opened = time.monotonic()
+    # The page's one script, allowed by its nonce, filled in the hidden field.
+    expect(page.locator("input[name=timezone]")).to_have_value("America/New_York")
+    page.get_by_label("Email", exact=True).fill("dee@example.org")
+    tick(page, ["I agree to receive emails from The Daily Ledger"])
+    wait_out_fill_time(opened)
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    [mail] = wait_for_mail(service.outbox)
+    page.goto(link_in(mail, "/confirm/"))
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("heading", name="You're subscribed")).to_be_visible()
+    assert subscriber(service.app, "dee@example.org").timezone == "America/New_York"
+
+    # Preferences: a plain select, no script, the reader's zone chosen; another one saved.
+    welcome = wait_for_mail(service.outbox, 2)[1]
+    assert "(America/New_York time)" in str(welcome.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    preferences = new_page(java_script_enabled=False)
+    preferences.goto(link_in(welcome, "/preferences/"))
+    zone = preferences.get_by_label("Your time zone")
+    expect(zone).to_have_value("America/New_York")
+    expect(preferences.get_by_text("Your digest comes at 07:00 in this time zone.")).to_be_visible()
+    zone.select_option("Asia/Tokyo")
+    preferences.get_by_role("button", name="Save").click()
+    expect(preferences.get_by_text("Saved.", exact=False)).to_be_visible()
+    assert subscriber(service.app, "dee@example.org").timezone == "Asia/Tokyo"
+    screenshot(preferences, "preferences-time-zone.png")
+    assert violations == []
+
+
 def test_embedded_signup_box_from_the_docs(
     start_service: Callable[..., LiveService],
     publisher: Publisher,
@@ -412,7 +320,7 @@ def test_embedded_signup_box_from_the_docs(
 ) -> None:
     service = start_service(EMBED_ORIGINS=[publisher.origin])
     publisher.page = publisher_page(embed_snippet().replace(DOC_SERVICE_URL, service.url))
-    page = new_page()
+    page = new_page(timezone_id="Europe/Berlin")
 
     with page.expect_response(lambda r: "/subscribe/embed-token" in r.url) as token_answer:
         page.goto(f"{publisher.origin}/")
@@ -449,6 +357,11 @@ def test_embedded_signup_box_from_the_docs(
     row = subscriber(service.app, "bo@example.org")
     assert (row.status, row.name, row.topics) == ("pending", "Bo Publisher-Reader", ["business"])
     assert consent_sources(service.app) == [("signup", f"embed:{publisher.origin}")]
+    # The snippet's script passed the browser's time zone along.
+    with service.app.app_context():
+        [detail] = db.session.scalars(select(ConsentEvent.detail)).all()
+        db.session.remove()
+    assert detail["timezone"] == "Europe/Berlin"
 
 
 def test_embedded_box_without_javascript_finishes_on_our_page(

@@ -6,7 +6,6 @@ catalog. Arabic: pages and mails written right to left that fit a phone. Screens
 and 1280 px, light and dark, go to test-artifacts/i18n/.
 """
 
-# ruff: noqa: F811  (the browser fixtures come from test_browser and are parameters here)
 from __future__ import annotations
 
 import contextlib
@@ -20,18 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import ARTIFACTS, LiveService
 from tests.support.catalog import english_in
-from tests.web.test_browser import (  # noqa: F401  (fixtures used by name)
-    ARTIFACTS,
-    LiveService,
-    browser,
-    link_in,
-    new_page,
-    start_service,
-    subscriber,
-    wait_for_mail,
-    wait_out_fill_time,
-)
+from tests.web.test_browser import link_in, subscriber, wait_for_mail, wait_out_fill_time
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,22 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def init_app(app: Flask) -> None:
-    from newsletter.web.admin import auth, pages  # noqa: F401  (they add views to ``bp``)
+    # Each module adds its views to ``bp``.
+    from newsletter.clock import local_minute
+    from newsletter.web.admin import (  # noqa: F401
+        account,
+        alerts,
+        auth,
+        bounces,
+        editions,
+        errors,
+        operators,
+        pages,
+        readers,
+        settings,
+        tokens,
+    )
 
+    app.add_template_filter(local_minute, "local_minute")
     auth.init_app(app)
     app.register_blueprint(bp)

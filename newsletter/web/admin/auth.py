@@ -1,17 +1,37 @@
-"""Signing operators in and out, and what every console view checks first."""
+"""Signing operators in and out, and what every console view checks first.
+
+Sign-in attempts are limited per IP and per typed address (known or not), and a failed
+one gives the same page and status whatever was wrong. A session ends at sign-out, after
+ADMIN_IDLE_MINUTES without a request, and when the account's password changes or the
+account is removed (its session key changes). The session cookie is HttpOnly and
+SameSite=Lax always, and Secure whenever BASE_URL is https (``config.load``).
+"""
 
 from __future__ import annotations
 
+import posixpath
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from newsletter.db.models import Operator, Role
-from newsletter.extensions import client_ip, db
+from newsletter.extensions import client_ip, db, limiter
 from newsletter.operators import accounts, audit
 from newsletter.web.admin import bp
 from newsletter.web.admin.forms import SignInForm
@@ -21,6 +41,11 @@ login_manager.login_view = "admin.sign_in"
 login_manager.login_message = "Please sign in to use the console."
 
 View = TypeVar("View", bound=Callable[..., Any])
+
+# Where a view says who may call it (read by the authorization tests for every route).
+ACCESS = "console_access"
+SEEN = "admin_seen"  # the session's last request, in seconds since the epoch
+MISS = "That email and password do not match an account."
 
 
 class SignedIn(UserMixin):
@@ -74,26 +99,111 @@ def require(role: Role | None = None) -> Callable[[View], View]:
                 abort(403)
             return view(*args, **kwargs)
 
+        setattr(guarded, ACCESS, role.value if role is not None else "signed-in")
         return cast(View, guarded)
 
     return decorate
 
 
+def public(view: View) -> View:
+    """Mark a console view anybody may open (the sign-in page)."""
+    setattr(view, ACCESS, "public")
+    return view
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` when it is a console path of this site, else None (no open redirect)."""
+    if not value or len(value) > 2000 or "\\" in value:
+        return None
+    if any(not ch.isprintable() or ch.isspace() for ch in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return None
+    # "/admin/../x" and "/admin/./../x" leave the console once a browser resolves them.
+    path = posixpath.normpath(parts.path)
+    if path != "/admin" and not path.startswith("/admin/"):
+        return None
+    return value
+
+
+def _idle_seconds() -> float:
+    return float(current_app.config["ADMIN_IDLE_MINUTES"]) * 60
+
+
+@bp.before_request
+def _end_idle_sessions() -> Response | None:
+    """Sign out a session that has been idle too long; note every other request's time."""
+    if not current_user.is_authenticated:
+        return None
+    now = int(time.time())
+    seen = session.get(SEEN)
+    if isinstance(seen, int) and now - seen > _idle_seconds():
+        logout_user()
+        session.pop(SEEN, None)
+        minutes = current_app.config["ADMIN_IDLE_MINUTES"]
+        flash(f"You were signed out after {minutes} minutes without activity.", "notice")
+        target = safe_next(request.full_path.rstrip("?") if request.method == "GET" else None)
+        return redirect(url_for("admin.sign_in", next=target))
+    session[SEEN] = now
+    return None
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Console pages show readers' personal data: no cache keeps them, and a shared one
+    # never answers one operator with another's page.
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Cookie")
+    return response
+
+
+def _typed_account() -> str:
+    """The address a sign-in attempt names, as the per-account limit counts it."""
+    return "account:" + request.form.get("email", "").strip().lower()[:320]
+
+
+def _failed(response: Response) -> bool:
+    """Only failed attempts count towards the limits."""
+    return response.status_code == 401
+
+
+def _ip_limit() -> str:
+    return str(current_app.config["RATELIMIT_SIGN_IN"])
+
+
+def _account_limit() -> str:
+    return str(current_app.config["RATELIMIT_SIGN_IN_ACCOUNT"])
+
+
 @bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_account_limit, key_func=_typed_account, methods=["POST"], deduct_when=_failed)
+@public
 def sign_in() -> Response | tuple[str, int]:
+    target = safe_next(request.args.get("next"))
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(target or url_for("admin.dashboard"))
     form = SignInForm()
     if request.method == "POST" and form.validate():
         found = accounts.authenticate(form.email.data or "", form.password.data or "")
         if found is not None:
             audit.record(audit.Actor(f"operator:{found.email}", client_ip()), "sign_in")
             db.session.commit()
+            # A fresh session: nothing from before signing in is carried into it.
+            session.clear()
             login_user(SignedIn(found))
-            return redirect(url_for("admin.dashboard"))
+            session[SEEN] = int(time.time())
+            return redirect(target or url_for("admin.dashboard"), 303)
         db.session.rollback()
-        # The same words for an unknown account and a wrong password.
-        form.password.errors = ["That email and password do not match an account."]
-        return render_template("admin/sign_in.html", form=form), 401
-    return render_template("admin/sign_in.html", form=form), 200
+        # Recorded whether or not the account exists, so both take the same work.
+        typed = (form.email.data or "").strip().lower()
+        audit.record(audit.Actor("anonymous", client_ip()), "sign_in.failed", typed)
+        db.session.commit()
+        form.password.errors = [MISS]
+        return render_template("admin/sign_in.html", form=form, next=target), 401
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/sign_in.html", form=form, next=target), status
 
 
 @bp.post("/sign-out")
@@ -102,7 +212,15 @@ def sign_out() -> Response:
     audit.record(actor(), "sign_out")
     db.session.commit()
     logout_user()
-    return redirect(url_for("admin.sign_in"))
+    session.pop(SEEN, None)
+    return redirect(url_for("admin.sign_in"), 303)
+
+
+def sign_in_again(operator_row: Operator) -> None:
+    """Keep this session signed in under the account's new session key (its own password
+    change ends every other session, not this one)."""
+    login_user(SignedIn(operator_row))
+    session[SEEN] = int(time.time())
 
 
 def init_app(app: Flask) -> None:
