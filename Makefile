@@ -31,7 +31,7 @@ run: $(STAMP)
 	FLASK_DEBUG=1 $(BIN)/newsletter articles fetch --feed instance/sample-feed.xml
 # The first run creates an owner for the console and prints its password once.
 	FLASK_DEBUG=1 $(BIN)/newsletter operators first-owner $(OWNER_EMAIL)
-	@echo "Signup page: http://127.0.0.1:5000/subscribe   Mail: instance/outbox/*.eml"
+	@echo "Signup page: http://127.0.0.1:5000/subscribe   Console: http://127.0.0.1:5000/admin   Mail: instance/outbox/*.eml"
 	FLASK_DEBUG=1 $(BIN)/newsletter run --host 127.0.0.1 --port 5000
 
 # Without the packages the tests that need them are skipped, each saying what to install.
