@@ -60,6 +60,12 @@ def set_password(operator: Operator, password: str) -> None:
     operator.session_key = new_uid()
 
 
+def end_sessions(operator: Operator) -> None:
+    """End every session of the account, on every device (signing out does this: a copy of
+    the session cookie must not outlive it)."""
+    operator.session_key = new_uid()
+
+
 def set_role(operator: Operator, role: str) -> None:
     if role not in list(Role):
         raise OperatorError(f"the role must be one of {', '.join(Role)}")

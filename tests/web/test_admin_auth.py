@@ -187,6 +187,29 @@ def test_a_signed_in_session_has_safe_cookies_and_its_acts_are_audited(
     assert rows == [(f"operator:{OWNER}", "sign_in"), (f"operator:{OWNER}", "sign_out")]
 
 
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(app: Flask) -> None:
+    add_operator(app, OWNER, "owner")
+    browser, copy = app.test_client(), app.test_client()
+    assert sign_in(browser, OWNER).status_code == 303
+    cookie = browser.get_cookie("session")
+    assert cookie is not None
+    # The cookie as a shared profile, a proxy's log or a HAR file keeps it.
+    copy.set_cookie("session", cookie.value)
+    assert copy.get("/admin/settings").status_code == 200
+    assert post(browser, "/admin/sign-out").status_code == 303
+    replayed = copy.get("/admin/settings")
+    assert replayed.status_code == 302
+    assert replayed.headers["Location"].startswith("/admin/sign-in")
+    assert copy.get("/admin/api-tokens").status_code == 302
+    with app.app_context():
+        detail = db.session.scalar(select(AuditEvent.detail).where(AuditEvent.action == "sign_out"))
+    assert detail == {"sessions": "every session of this account ended"}
+    # Signing in again works, and the page says what signing out does.
+    assert sign_in(browser, OWNER).status_code == 303
+    page = browser.get("/admin/").get_data(as_text=True)
+    assert 'title="Ends every session of your account, on every device"' in page
+
+
 @with_config(BASE_URL="http://127.0.0.1:5000")
 def test_over_plain_http_the_cookie_cannot_be_secure(app: Flask, client: FlaskClient) -> None:
     add_operator(app, OWNER, "owner")

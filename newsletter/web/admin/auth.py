@@ -1,10 +1,11 @@
 """Signing operators in and out, and what every console view checks first.
 
 Sign-in attempts are limited per IP and per typed address (known or not), and a failed
-one gives the same page and status whatever was wrong. A session ends at sign-out, after
-ADMIN_IDLE_MINUTES without a request, and when the account's password changes or the
-account is removed (its session key changes). The session cookie is HttpOnly and
-SameSite=Lax always, and Secure whenever BASE_URL is https (``config.load``).
+one gives the same page and status whatever was wrong. A session ends at sign-out (with
+every other session of the account), after ADMIN_IDLE_MINUTES without a request, and when
+the account's password changes or the account is removed (its session key changes). The
+session cookie is HttpOnly and SameSite=Lax always, and Secure whenever BASE_URL is https
+(``config.load``).
 """
 
 from __future__ import annotations
@@ -209,7 +210,13 @@ def sign_in() -> Response | tuple[str, int]:
 @bp.post("/sign-out")
 @require()
 def sign_out() -> Response:
-    audit.record(actor(), "sign_out")
+    # The session is a signed cookie: forgetting it here would leave any copy of it (a
+    # shared profile, a proxy's log) signed in. A new session key ends them all, on every
+    # device of this account.
+    me = accounts.by_id(operator().operator_id)
+    assert me is not None  # the session was loaded from this very row
+    accounts.end_sessions(me)
+    audit.record(actor(), "sign_out", sessions="every session of this account ended")
     db.session.commit()
     logout_user()
     session.pop(SEEN, None)
