@@ -7,6 +7,7 @@ a send's batches have run when its redirect comes back.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ from newsletter.digests import ledger, planning
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
 from newsletter.tokens import Purpose
-from tests.conftest import make_token
+from tests.conftest import make_token, with_config
 from tests.support.console import (
     EDITOR,
     OWNER,
@@ -276,6 +277,38 @@ def test_an_owner_may_send_as_an_editor_may(
     )
     assert len(outbox) == 2
     assert _audit(app) == [(f"operator:{OWNER}", "edition.send", f"edition:{edition_id}")]
+
+
+@with_config(TESTING=False)
+def test_a_send_goes_out_after_its_answer_even_when_the_server_never_closes_the_answer(
+    app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
+    # As `make run` serves the console: no broker, and a request's tasks run once it is
+    # over. Werkzeug's server skips closing the answer when the browser resets the
+    # connection after a redirect, as Chromium may: the send must go out all the same.
+    _daily_news(app)
+    add_operator(app, EDITOR, "editor")
+    assert sign_in(client, EDITOR).status_code == 303
+    page = _text(client.get("/admin/editions/send?frequency=daily"))
+    fields = hidden_fields(form_posting_to(page, "/admin/editions/send"))
+    # Unbuffered, and never closed: as the server leaves it.
+    answer = client.post("/admin/editions/send", data=fields, buffered=False)
+    assert answer.status_code == 302
+    edition_id = int(answer.headers["Location"].rsplit("/", 1)[1])
+    deadline = time.monotonic() + 20
+    while len(outbox) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(message.recipient for message in outbox) == [
+        "ann@example.org",
+        "bob@example.org",
+    ]
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if ledger.counts(edition_id) == {DeliveryState.SENT: 2}:
+                break
+        time.sleep(0.05)
+    with app.app_context():
+        assert ledger.counts(edition_id) == {DeliveryState.SENT: 2}
 
 
 def test_a_second_submit_of_the_confirmation_sends_nothing_more(
