@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import jobs
 from newsletter.clock import utcnow
-from newsletter.db.models import EditionState
+from newsletter.db.models import EditionKind, EditionState
 from newsletter.digests import alerts, journal, ledger, planning, windows
 from newsletter.digests.compose import Composer, Reader
 from newsletter.digests.content import load_content
@@ -90,6 +90,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     book = journal.Journal.start(token, edition_id, first_id, last_id)
     finished = False
     facts: ledger.Facts = {}
+    alert_topic: str | None = None
     try:
         while True:
             # One transaction records a chunk's outcomes and claims the next chunk.
@@ -111,6 +112,11 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                 composer = composer_for(edition_id)
                 throttle = Throttle.for_app()
                 backend = get_backend()
+                # Decided once a batch, so a digest's chunks cost no more than before.
+                if composer.content.kind == EditionKind.ALERT:
+                    alert_topic = composer.content.topic
+            if alert_topic is not None:
+                facts = alerts.recheck(facts, alert_topic)
             composer.refresh_date()
             outcomes = ledger.Outcomes()
             messages = _messages(composer, throttle, facts, outcomes, result)
