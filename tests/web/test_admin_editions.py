@@ -651,6 +651,29 @@ def test_a_bad_alert_choice_is_a_400_naming_it(
     assert _count(app, Edition) == 0
 
 
+HUGE = "9" * 20  # past any database's integer
+
+
+def test_numbers_past_any_database_integer_are_a_404_or_a_400_naming_them(
+    app: Flask, editor: FlaskClient
+) -> None:
+    _alert_news(app)
+    for path in (f"/admin/editions/{HUGE}", f"/admin/editions/{HUGE}/progress.json"):
+        assert editor.get(path).status_code == 404, path
+    assert editor.post(f"/admin/editions/{HUGE}/resume", data=_csrf(editor)).status_code == 404
+    for before in (HUGE, "-5", " 5", "1_0"):
+        answer = editor.get("/admin/editions", query_string={"before": before})
+        assert answer.status_code == 400, before
+        assert "before: must be an edition number" in _text(answer)
+    confirm = editor.get(f"/admin/alerts/confirm?article={HUGE}&topic=")
+    assert confirm.status_code == 400
+    assert "Number must be between 1 and 2147483647." in _text(confirm)
+    sent = editor.post("/admin/alerts", data={**_csrf(editor), "article": HUGE, "topic": ""})
+    assert sent.status_code == 400
+    assert "Number must be between 1 and 2147483647." in _text(sent)
+    assert _count(app, Edition) == 0
+
+
 # --- who may ------------------------------------------------------------------------------
 
 

@@ -32,8 +32,10 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from werkzeug.wrappers import Response
 
 from newsletter.db.models import Operator, Role
+from newsletter.errors import InvalidAddress
 from newsletter.extensions import client_ip, db, limiter
 from newsletter.operators import accounts, audit
+from newsletter.readers.addresses import normalize
 from newsletter.web.admin import bp
 from newsletter.web.admin.forms import SignInForm
 
@@ -164,6 +166,21 @@ def _typed_account() -> str:
     return "account:" + request.form.get("email", "").strip().lower()[:320]
 
 
+NOT_AN_ADDRESS = "(not an address)"
+
+
+def _typed_address(form: SignInForm) -> str:
+    """What the audit log keeps of a failed sign-in's email box: the address, if it is one.
+
+    Anything else may be a password typed in the wrong box (or a NUL, which PostgreSQL
+    would refuse): a log nobody can clean must not keep it.
+    """
+    try:
+        return normalize(form.email.data or "")
+    except InvalidAddress:
+        return NOT_AN_ADDRESS
+
+
 def _failed(response: Response) -> bool:
     """Only failed attempts count towards the limits."""
     return response.status_code == 401
@@ -173,13 +190,14 @@ def _ip_limit() -> str:
     return str(current_app.config["RATELIMIT_SIGN_IN"])
 
 
-def _account_limit() -> str:
+def account_limit() -> str:
+    """Wrong passwords one account may be tried with (signing in, or asked again)."""
     return str(current_app.config["RATELIMIT_SIGN_IN_ACCOUNT"])
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_account_limit, key_func=_typed_account, methods=["POST"], deduct_when=_failed)
+@limiter.limit(account_limit, key_func=_typed_account, methods=["POST"], deduct_when=_failed)
 @public
 def sign_in() -> Response | tuple[str, int]:
     target = safe_next(request.args.get("next"))
@@ -198,8 +216,7 @@ def sign_in() -> Response | tuple[str, int]:
             return redirect(target or url_for("admin.dashboard"), 303)
         db.session.rollback()
         # Recorded whether or not the account exists, so both take the same work.
-        typed = (form.email.data or "").strip().lower()
-        audit.record(audit.Actor("anonymous", client_ip()), "sign_in.failed", typed)
+        audit.record(audit.Actor("anonymous", client_ip()), "sign_in.failed", _typed_address(form))
         db.session.commit()
         form.password.errors = [MISS]
         return render_template("admin/sign_in.html", form=form, next=target), 401

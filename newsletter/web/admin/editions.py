@@ -38,7 +38,7 @@ from newsletter.errors import MailError, NotResumable
 from newsletter.extensions import db
 from newsletter.operators import audit
 from newsletter.readers import topics
-from newsletter.web.admin import bp
+from newsletter.web.admin import bp, params
 from newsletter.web.admin.auth import actor, operator, require
 from newsletter.web.admin.forms import ActionForm
 from newsletter.web.forms import FREQUENCY_CHOICES
@@ -105,7 +105,7 @@ def _latest_id(frequency: str) -> int:
 @bp.get("/editions")
 @require()
 def editions() -> tuple[str, int]:
-    before = request.args.get("before", type=int)
+    before = params.position("before", "an edition number")
     found = planning.recent(PAGE_SIZE + 1, before_id=before)
     page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
     rows = [(edition, outcomes.of(edition.id)) for edition in page]
