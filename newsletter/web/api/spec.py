@@ -152,9 +152,10 @@ def _paths() -> dict[str, Schema]:
                 "reader_unsubscribe",
                 "Withdraw a reader's consent",
                 (Scope.SEND,),
-                _ok("200", "Unsubscribed (or already gone)", "Unsubscribed"),
+                _ok("202", "The same answer whatever the address's state", "Accepted"),
                 body="Address",
-                more={"404": "NotFound"},
+                description="A token that may mail everyone reads nobody's data: the answer "
+                "is the same for any address, a reader's or not, and in whatever state.",
             )
         },
         "/api/v1/articles": {
