@@ -249,6 +249,12 @@ def test_over_plain_http_the_cookie_cannot_be_secure(app: Flask, client: FlaskCl
         ("//evil.example/admin/", False),
         ("/\\evil.example", False),
         ("/admin/../subscribe", False),
+        # Percent-encoded dots are dots to a browser: these leave the console too.
+        ("/admin/%2e%2e/%2e%2e//evil.example", False),
+        ("/admin/%2E%2E/subscribe", False),
+        ("/admin/.%2e/subscribe", False),
+        ("/admin/readers%2f..%2f..%2fsubscribe", False),
+        ("/admin/readers?q=%2e%2e", True),
         ("/adminx", False),
         ("/subscribe", False),
         ("javascript:alert(1)", False),

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Flask,
@@ -123,8 +123,9 @@ def safe_next(value: str | None) -> str | None:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not parts.path.startswith("/"):
         return None
-    # "/admin/../x" and "/admin/./../x" leave the console once a browser resolves them.
-    path = posixpath.normpath(parts.path)
+    # "/admin/../x" and "/admin/./../x" leave the console once a browser resolves them, and
+    # so does "/admin/%2e%2e/x": browsers read a percent-encoded dot as a dot there.
+    path = posixpath.normpath(unquote(parts.path))
     if path != "/admin" and not path.startswith("/admin/"):
         return None
     return value
