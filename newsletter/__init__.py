@@ -46,12 +46,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     i18n.init_app(app)
 
+    from newsletter import jobs
     from newsletter.celery_app import celery_init_app
 
     # Imported for what they register: the tables (for Alembic) and SQLite's settings.
     from newsletter.db import dialect, models  # noqa: F401
 
     celery_init_app(app)
+    jobs.init_app(app)
 
     from newsletter import web
 

@@ -493,9 +493,15 @@ SECRETS = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "SMTP_PASSWORD", "BOUNCE_WEBHOO
 URL_SETTINGS = ("SQLALCHEMY_DATABASE_URI", "BROKER_URL", "RATELIMIT_STORAGE_URI")
 
 
+# A URL's user and password: up to the last "@" of its authority (a password may hold an
+# "@", as redis-py and urllib read it); failing that, up to the first "@" (SQLAlchemy reads
+# a password holding a "/" so).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)(?:[^/?#]*@|[^@]*@)")
+
+
 def _masked(value: Any) -> str:
     """A URL with its user and password, if any, replaced by ***."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^@]*@", r"\1***@", str(value))
+    return _USERINFO.sub(r"\1***@", str(value))
 
 
 def _shown(key: str, value: Any) -> str:

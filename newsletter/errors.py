@@ -135,6 +135,14 @@ class ConfigErrors(ConfigError):
         return "\n".join(str(error) for error in self.errors)
 
 
+class NotResumable(NewsletterError):
+    """The edition asked to be resumed does not exist or is done: there is nothing to send."""
+
+    def __init__(self, edition_id: int, message: str) -> None:
+        super().__init__(message)
+        self.edition_id = edition_id
+
+
 class OperatorError(NewsletterError):
     """An operator account or API token cannot be created or changed as asked."""
 

@@ -5,18 +5,21 @@ nothing, and a task for a change that was rolled back would act on what never ha
 So ``enqueue`` inside a transaction only notes the task on the session; the session's
 commit sends it and its rollback drops it. Outside a transaction it goes at once.
 
-Without a broker (``NEWSLETTER_BROKER_URL`` unset) tasks run in this process: during a
-web request after the answer has been sent, elsewhere at once. That choice is made here
-and nowhere else.
+Without a broker (``NEWSLETTER_BROKER_URL`` unset) tasks run in this process: those of a
+web request in a thread of the process once the request is over (one thread per queue, so
+a confirmation mail never waits behind an edition), elsewhere at once. That choice is made
+here and nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, after_this_request, current_app, has_request_context
+from flask import Flask, current_app, g, has_request_context
 from kombu.exceptions import ChannelError
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
@@ -39,6 +42,10 @@ QUEUE = "newsletter"
 ROUTES = {SIGNUP_MAIL: {"queue": "signup"}}
 
 _PENDING = "newsletter.jobs.pending"
+# A request's in-process jobs, handed to the queues' threads when the request is over.
+_AFTER_REQUEST = "newsletter_jobs_after_request"
+_THREADS = "newsletter.jobs.threads"
+_threads_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +151,40 @@ def _send(job: Job) -> None:
     if job.countdown:
         raise RuntimeError(f"{job.name}: a delayed task needs a broker")
     if has_request_context() and not job.app.testing:
-        # The reader's answer must not wait on (or time) the mail server.
-        @after_this_request
-        def _later(response: Response) -> Response:
-            response.call_on_close(lambda: _run_here(job))
-            return response
-
+        # The answer must not wait on (or time) the mail server, and its own writes must
+        # not wait on the task's: the task goes to a thread once the request is over.
+        g.setdefault(_AFTER_REQUEST, []).append(job)
         return
     _run_here(job)
+
+
+def _hand_over(error: BaseException | None = None) -> None:
+    """At the end of a request, start its in-process jobs on their queues' threads.
+
+    Not on the answer's close: a WSGI server does not always call it (Werkzeug's skips it
+    when the browser resets the connection after a redirect, as Chromium may), and a send
+    that committed its ledger must go out whatever became of the answer.
+    """
+    for job in g.pop(_AFTER_REQUEST, None) or ():
+        _thread_for(job).submit(_run_logged, job)
+
+
+def _thread_for(job: Job) -> ThreadPoolExecutor:
+    """The app's one thread for the job's queue (made when first needed)."""
+    queue = str(ROUTES.get(job.name, {}).get("queue", QUEUE))
+    with _threads_lock:
+        threads: dict[str, ThreadPoolExecutor] = job.app.extensions.setdefault(_THREADS, {})
+        if queue not in threads:
+            threads[queue] = ThreadPoolExecutor(1, thread_name_prefix=f"newsletter-{queue}")
+        return threads[queue]
+
+
+def _run_logged(job: Job) -> None:
+    # Nothing else would see what goes wrong in a thread of its own.
+    try:
+        _run_here(job)
+    except Exception:
+        log.exception("in-process task %s%r failed", job.name, job.args)
 
 
 def _run_here(job: Job) -> None:
@@ -164,3 +197,7 @@ def _run_here(job: Job) -> None:
             if app.testing:
                 raise
             log.exception("in-process task %s failed", job.name)
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_request(_hand_over)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, event, func, literal
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, event, func, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -36,6 +36,14 @@ def _sqlite_settings(dbapi_connection: Any, connection_record: Any) -> None:
 def on_postgresql() -> bool:
     """Whether the session's database is PostgreSQL (else SQLite)."""
     return bool(db.session.get_bind().dialect.name == "postgresql")
+
+
+def sqlite_write_lock(table: str) -> None:
+    """On SQLite, take the database's one write lock now rather than at the transaction's
+    first write: nothing it reads next can change under it before it ends. (SQLite has no
+    row locks; on PostgreSQL, lock the rows read instead, with SELECT ... FOR UPDATE.)"""
+    if not on_postgresql():
+        db.session.execute(text(f"UPDATE {table} SET id = id WHERE 0 = 1"))
 
 
 def upsert(table: Table | type[Any]) -> postgresql.Insert | sqlite.Insert:

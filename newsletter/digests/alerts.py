@@ -2,7 +2,8 @@
 
 An alert is an edition of its own kind with one article and its own ledger, so it goes out
 exactly as a digest does (batches, journal, recovery, List-Unsubscribe) and never twice:
-an article is alerted to a topic once.
+an article is alerted to a topic once. Like an unsubscribe, a reader's "no more alerts" or
+a topic dropped after planning wins: each chunk is checked again when it is sent (``recheck``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from newsletter.db.models import (
     SubscriberTopic,
 )
 from newsletter.digests.compose import message_id_column
+from newsletter.digests.ledger import Claimed, Facts
 from newsletter.digests.planning import serialize_planning
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
@@ -55,6 +57,33 @@ def recipients(topic: str) -> Select[Any]:
             SubscriberTopic.subscriber_id == Subscriber.id, SubscriberTopic.topic == topic
         ),
     )
+
+
+ALERTS_OFF = "the reader turned alerts off"
+
+
+def recheck(facts: Facts, topic: str) -> Facts:
+    """An alert's claimed chunk checked again as it is sent: a reader who has turned alerts
+    off, or no longer follows the alert's topic, since it was planned is skipped, with the
+    reason (one statement a chunk, for alerts only)."""
+    wanted = {did: claimed.reader for did, claimed in facts.items() if claimed.reader is not None}
+    if not wanted:
+        return facts
+    ids = sorted({reader.subscriber_id for reader in wanted.values()})
+    off = set(
+        db.session.scalars(
+            select(Subscriber.id).where(Subscriber.id.in_(ids), Subscriber.alerts.is_(False))
+        )
+    )
+    checked = dict(facts)
+    for did, reader in wanted.items():
+        if reader.subscriber_id in off:
+            checked[did] = Claimed(facts[did].attempts, None, ALERTS_OFF)
+        elif topic not in reader.topics:
+            checked[did] = Claimed(
+                facts[did].attempts, None, f"the reader no longer follows {topic}"
+            )
+    return checked
 
 
 def audience(topic: str) -> int:

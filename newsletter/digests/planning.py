@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from newsletter.clock import site_zone, utcnow
-from newsletter.db.dialect import on_postgresql
+from newsletter.db.dialect import on_postgresql, sqlite_write_lock
 from newsletter.db.models import (
     Article,
     Delivery,
@@ -71,8 +71,7 @@ def serialize_planning() -> None:
     if on_postgresql():
         db.session.execute(text("SELECT pg_advisory_xact_lock(7245011)"))
     else:
-        # SQLite takes its write lock at the first write of a transaction.
-        db.session.execute(text("UPDATE edition SET state = state WHERE 0 = 1"))
+        sqlite_write_lock("edition")
 
 
 def latest(frequency: str) -> Edition | None:

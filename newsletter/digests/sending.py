@@ -16,12 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import jobs
 from newsletter.clock import utcnow
+from newsletter.db.models import EditionKind, EditionState
 from newsletter.digests import alerts, journal, ledger, planning, windows
 from newsletter.digests.compose import Composer, Reader
 from newsletter.digests.content import load_content
 from newsletter.errors import (
     MailError,
     NotHandedOver,
+    NotResumable,
     OutcomeUnknown,
     RecipientRejected,
     TransientMailError,
@@ -88,6 +90,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     book = journal.Journal.start(token, edition_id, first_id, last_id)
     finished = False
     facts: ledger.Facts = {}
+    alert_topic: str | None = None
     try:
         while True:
             # One transaction records a chunk's outcomes and claims the next chunk.
@@ -109,6 +112,11 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                 composer = composer_for(edition_id)
                 throttle = Throttle.for_app()
                 backend = get_backend()
+                # Decided once a batch, so a digest's chunks cost no more than before.
+                if composer.content.kind == EditionKind.ALERT:
+                    alert_topic = composer.content.topic
+            if alert_topic is not None:
+                facts = alerts.recheck(facts, alert_topic)
             composer.refresh_date()
             outcomes = ledger.Outcomes()
             messages = _messages(composer, throttle, facts, outcomes, result)
@@ -327,33 +335,84 @@ class Started:
 
 
 def start(frequency: str, *, queue: bool = True) -> Started | None:
-    """Resume the unfinished edition of this frequency or plan the next one, and queue its
-    batches (unless ``queue`` is false: the caller sends them). None: nothing new to send.
+    """Resume the unfinished edition of this frequency (``planning.unfinished``) or plan the
+    next one, and queue its batches (unless ``queue`` is false: the caller sends them).
+    None: nothing new to send.
 
-    The CLI's ``digest send``, the console's "Send now" and the API call this one function.
+    The CLI's ``digest send``, the console's "Send now", beat and the API call this one
+    function.
     """
     edition = planning.unfinished(frequency)
     if edition is not None:
-        found = ledger.recover()
-        return _started(edition.id, True, queue, found["requeued"], found["unknown"])
+        return resume(edition.id, queue=queue)
     edition = planning.plan(frequency)
     if edition is None:
         return None
-    return _started(edition.id, False, queue)
+    return _started(edition.id, queue)
+
+
+def resume(edition_id: int, *, queue: bool = True) -> Started:
+    """Take up this edition (or alert) again, never planning another: rows of vanished
+    workers are queued again or marked unknown (``ledger.recover``), and the ranges no task
+    will take are queued (``requeue``; unless ``queue`` is false: the caller sends them).
+
+    Refused (``NotResumable``) when there is no such edition or it is done.
+    """
+    edition = planning.edition(edition_id)
+    if edition is None:
+        raise NotResumable(edition_id, f"there is no edition {edition_id}")
+    if edition.state != EditionState.SENDING:
+        raise NotResumable(
+            edition_id, f"edition {edition_id} is done: every one of its messages has an outcome"
+        )
+    found = ledger.recover()
+    batches = requeue(edition_id) if queue else 0
+    readers = sum(ledger.counts(edition_id).values())
+    return Started(edition_id, readers, True, batches, found["requeued"], found["unknown"])
+
+
+def requeue(edition_id: int) -> int:
+    """Queue the batches of a resumed edition that no task will take; returns how many.
+
+    Without a broker no task waits anywhere but in this process, so every waiting range is
+    queued (``dispatch``); a range a batch here is still sending is found taken. With one,
+    only what the recovery pass would queue (``ledger.unattended``): a resume repeated while
+    the edition is being sent (a CMS retrying, a second click) adds no second set of tasks.
+    """
+    if jobs.in_process():
+        return dispatch(edition_id)
+    return _unattended(edition_id, idle=jobs.waiting() == 0, now=utcnow())
+
+
+def _unattended(edition_id: int, *, idle: bool, now: datetime) -> int:
+    """Queue the edition's ranges no task will take (``ledger.unattended``); how many."""
+    config = current_app.config
+    stale = now - timedelta(seconds=float(config["LEASE_SECONDS"]))
+    ranges = ledger.unattended(
+        edition_id,
+        int(config["BATCH_SIZE"]),
+        stale,
+        queue_idle=idle,
+        opened=windows.opened(edition_id, now),
+    )
+    for first_id, last_id in ranges:
+        jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id)
+    db.session.commit()
+    ledger.finish_if_done(edition_id)
+    return len(ranges)
 
 
 def start_alert(article_id: int, topic: str | None = None, *, queue: bool = True) -> Started:
     """Plan a breaking-news alert (``alerts.plan``) and queue its batches."""
     edition = alerts.plan(article_id, topic)
-    return _started(edition.id, False, queue)
+    return _started(edition.id, queue)
 
 
-def _started(
-    edition_id: int, resumed: bool, queue: bool, requeued: int = 0, unknown: int = 0
-) -> Started:
+def _started(edition_id: int, queue: bool) -> Started:
+    """A freshly planned edition (or alert), its batches queued unless ``queue`` is false."""
     readers = sum(ledger.counts(edition_id).values())
     batches = dispatch(edition_id) if queue else 0
-    return Started(edition_id, readers, resumed, batches, requeued, unknown)
+    return Started(edition_id, readers, False, batches)
 
 
 def send_scheduled(frequency: str) -> int | None:
@@ -383,22 +442,9 @@ def recover() -> dict[str, int]:
     found = ledger.recover()
     # A window whose moment passed while beat was away opens now.
     release_windows()
-    config = current_app.config
     now = utcnow()
-    stale = now - timedelta(seconds=float(config["LEASE_SECONDS"]))
     idle = jobs.waiting() == 0
-    queued = 0
-    for edition_id in ledger.sending_editions():
-        ranges = ledger.unattended(
-            edition_id,
-            int(config["BATCH_SIZE"]),
-            stale,
-            queue_idle=idle,
-            opened=windows.opened(edition_id, now),
-        )
-        for first_id, last_id in ranges:
-            jobs.enqueue(jobs.DIGEST_BATCH, edition_id, first_id, last_id)
-        queued += len(ranges)
-        db.session.commit()
-        ledger.finish_if_done(edition_id)
+    queued = sum(
+        _unattended(edition_id, idle=idle, now=now) for edition_id in ledger.sending_editions()
+    )
     return {**found, "queued": queued, "replayed": sum(replayed.values())}

@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 
 from newsletter.clock import utcnow
+from newsletter.db.dialect import sqlite_write_lock
 from newsletter.db.models import Operator, Role, new_uid
 from newsletter.errors import InvalidAddress, OperatorError
 from newsletter.extensions import db
@@ -60,30 +61,44 @@ def set_password(operator: Operator, password: str) -> None:
     operator.session_key = new_uid()
 
 
+def end_sessions(operator: Operator) -> None:
+    """End every session of the account, on every device (signing out does this: a copy of
+    the session cookie must not outlive it)."""
+    operator.session_key = new_uid()
+
+
 def set_role(operator: Operator, role: str) -> None:
     if role not in list(Role):
         raise OperatorError(f"the role must be one of {', '.join(Role)}")
-    if operator.role == Role.OWNER and role != Role.OWNER and owners() <= 1:
+    if operator.role == Role.OWNER and role != Role.OWNER and _owners_locked() <= 1:
         raise OperatorError("the last owner cannot stop being an owner")
     operator.role = role
 
 
 def disable(operator: Operator) -> None:
     """Close the account (kept for the audit log); its sessions end."""
-    if operator.role == Role.OWNER and operator.disabled_at is None and owners() <= 1:
+    if operator.role == Role.OWNER and operator.disabled_at is None and _owners_locked() <= 1:
         raise OperatorError("the last owner cannot be removed")
     operator.disabled_at = utcnow()
     operator.session_key = new_uid()
 
 
+_ACTIVE_OWNER = (Operator.role == Role.OWNER, Operator.disabled_at.is_(None))
+
+
 def owners() -> int:
     return int(
-        db.session.scalar(
-            select(func.count())
-            .select_from(Operator)
-            .where(Operator.role == Role.OWNER, Operator.disabled_at.is_(None))
-        )
-        or 0
+        db.session.scalar(select(func.count()).select_from(Operator).where(*_ACTIVE_OWNER)) or 0
+    )
+
+
+def _owners_locked() -> int:
+    """The active owners, counted with their rows locked until the caller's transaction
+    ends: two owners removing (or demoting) each other at the same moment are taken one
+    after the other, and the second finds the first's change, so one owner always stays."""
+    sqlite_write_lock("operator")
+    return len(
+        db.session.scalars(select(Operator.id).where(*_ACTIVE_OWNER).with_for_update()).all()
     )
 
 

@@ -65,6 +65,8 @@ def search(term: str, after: str | None = None, limit: int = PAGE) -> Page:
     if not term:
         return _newest(after, limit)
     key = cursors.decode(after) if after else ["a", None]
+    if not key or not isinstance(key[0], str):
+        raise InvalidCursor("this page link is not valid")
     found: list[Found] = []
     address = term.lower()  # addresses are stored lowercased
     if key[0] == "a":

@@ -114,9 +114,10 @@ def preferences(token: str) -> tuple[str, int]:
             topics.clean(form.topics.data or []),
             form.frequency.data,
             Origin.from_request("preferences-page"),
-            alerts=bool(form.alerts.data),
+            alerts=bool(form.alerts.data) if "alerts_shown" in request.form else None,
             language=form.language.chosen() if i18n.several() else None,
-            # A page from before the field existed leaves the zone as it was.
+            # A page from before these fields existed leaves alerts and the zone as they
+            # were: an unticked box sends nothing, so the page marks that it showed one.
             timezone=(form.timezone.data or "") if "timezone" in request.form else None,
         )
         db.session.commit()

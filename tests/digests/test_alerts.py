@@ -21,6 +21,8 @@ from newsletter.digests import alerts, ledger, planning, sending
 from newsletter.digests.content import load_content
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
+from newsletter.readers import subscriptions
+from newsletter.readers.consent import Origin
 from tests.support.digest_helpers import add_article, add_reader, html_part, parse, text_part
 
 SUMMARY = "<p>Water reached the old town <b>before noon</b>.</p>"
@@ -113,6 +115,53 @@ def test_an_alert_is_mailed_once_however_often_its_batches_run(
     assert len(outbox) == 5
     assert sorted(mail.recipient for mail in outbox) == [
         f"reader{number}@example.org" for number in range(5)
+    ]
+
+
+def test_a_reader_who_turns_alerts_off_or_drops_the_topic_after_planning_is_skipped(
+    app: Flask, outbox: list[OutgoingMessage]
+) -> None:
+    add_article(app, "Dam breaks upstream of the city", "Politics", minutes_ago=4)
+    for name in ("off", "moved", "kept"):
+        add_reader(app, f"{name}@example.org", ["politics", "analytics"])
+    with app.app_context():
+        started = sending.start_alert(_newest_article(app), queue=False)  # planned, not sent
+        assert started.readers == 3
+        # Before its batch runs, one reader turns alerts off and one drops politics.
+        origin = Origin(source="preferences-page")
+        off, moved = (subscriptions.by_email(f"{n}@example.org") for n in ("off", "moved"))
+        assert off is not None and moved is not None
+        subscriptions.update_preferences(off, off.topics, "daily", origin, alerts=False)
+        subscriptions.update_preferences(moved, ["analytics"], "daily", origin, alerts=True)
+        db.session.commit()
+        first, last = db.session.execute(
+            select(func.min(Delivery.id), func.max(Delivery.id)).where(
+                Delivery.edition_id == started.edition_id
+            )
+        ).one()
+        result = sending.send_batch(started.edition_id, first, last)
+        assert (result.sent, result.skipped) == (1, 2)
+        rows = dict(
+            db.session.execute(
+                select(Subscriber.email, Delivery.last_error)
+                .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                .where(Delivery.edition_id == started.edition_id, Delivery.state == "skipped")
+            ).all()
+        )
+    assert [mail.recipient for mail in outbox] == ["kept@example.org"]
+    assert rows == {
+        "off@example.org": "the reader turned alerts off",
+        "moved@example.org": "the reader no longer follows politics",
+    }
+    # Both still get their digests: alerts off stops only alerts.
+    outbox.clear()
+    add_article(app, "Water use, street by street", "Analytics")
+    with app.app_context():
+        assert sending.start("daily") is not None
+    assert sorted(mail.recipient for mail in outbox) == [
+        "kept@example.org",
+        "moved@example.org",
+        "off@example.org",
     ]
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from newsletter.db.models import ApiToken, AuditEvent, Operator
+from newsletter.errors import OperatorError
 from newsletter.extensions import db
 from newsletter.operators import accounts, api_tokens
 
@@ -151,3 +154,42 @@ def test_a_token_scope_or_name_that_is_no_choice_is_refused(
     assert bad_name.exit_code != 0 and "printable" in bad_name.output
     with app.app_context():
         assert db.session.scalars(select(ApiToken)).all() == []
+
+
+def test_two_owners_removing_each_other_at_once_leave_one_owner(app: Flask) -> None:
+    with app.app_context():
+        first = accounts.add("ann@example.com", "owner", PASSWORD).id
+        second = accounts.add("bob@example.com", "owner", PASSWORD).id
+        db.session.commit()
+    removing = threading.Event()
+    outcome: dict[str, str] = {}
+
+    def remove(actor: str, target: int, hold: bool) -> None:
+        # Each owner's request in its own session, as two web processes would run them.
+        with app.app_context():
+            try:
+                account = accounts.by_id(target)
+                assert account is not None
+                accounts.disable(account)
+                db.session.flush()
+                if hold:
+                    removing.set()
+                    time.sleep(0.5)  # the other removal comes in meanwhile
+                db.session.commit()
+                outcome[actor] = "removed"
+            except OperatorError as exc:
+                db.session.rollback()
+                outcome[actor] = str(exc)
+            finally:
+                removing.set()
+
+    ann = threading.Thread(target=remove, args=("ann", second, True))
+    ann.start()
+    assert removing.wait(10)
+    remove("bob", first, False)
+    ann.join(10)
+    assert outcome == {"ann": "removed", "bob": "the last owner cannot be removed"}
+    with app.app_context():
+        assert accounts.owners() == 1
+        remaining = accounts.by_id(first)
+        assert remaining is not None and remaining.disabled_at is None

@@ -130,6 +130,19 @@ def test_alerts_are_on_until_the_reader_turns_them_off_and_back_on(
     assert [event.detail["alerts"] for event in _events(app)] == [False, True]
 
 
+def test_a_page_from_before_the_alerts_box_leaves_alerts_as_they_were(
+    app: Flask, client: FlaskClient, link: str
+) -> None:
+    # Such a page has neither the box nor its marker: saving it is no "alerts off".
+    page = client.get(link).get_data(as_text=True)
+    fields = {k: v for k, v in form_fields(page).items() if k != "alerts_shown"}
+    saved = client.post(link, data={**fields, "topics": ["politics"], "frequency": "daily"})
+    assert saved.status_code == 200
+    assert _alerts(app) is True
+    assert _reader(app) == ({"politics"}, "daily")
+    assert [event.detail["alerts"] for event in _events(app)] == [True]
+
+
 RULE = "None ticked means every topic."
 
 

@@ -11,15 +11,26 @@ own, as a production server would run several at once.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from newsletter.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(WSGIRequestHandler):
+    """Werkzeug's handler, saying when a browser dropped a connection (it says nothing)."""
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        where = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}" if environ else ""
+        log.info("the browser dropped the connection of %s: %r", where, error)
 
 
 @dataclass
@@ -43,7 +54,7 @@ class LiveServer:
     def start(cls, make_app: Callable[[str], Flask]) -> LiveServer:
         """Bind 127.0.0.1 on a free port, build the app for that origin and serve it."""
         deferred = _Deferred()
-        server = make_server("127.0.0.1", 0, deferred, threaded=True)
+        server = make_server("127.0.0.1", 0, deferred, threaded=True, request_handler=_Handler)
         url = f"http://127.0.0.1:{server.server_port}"
         deferred.target = app = make_app(url)
         thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.routing import Rule
+from werkzeug.routing.converters import NumberConverter
 
 from newsletter.db.models import AuditEvent
 from newsletter.extensions import db
@@ -50,8 +51,7 @@ def example_path(rule: Rule) -> str:
     """The rule's path with a made-up value for each of its arguments."""
     path = rule.rule
     for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__
-        value = "1" if converter in ("IntegerConverter", "FloatConverter") else "x"
+        value = "1" if isinstance(rule._converters[name], NumberConverter) else "x"
         path = re.sub(rf"<(?:[^:<>]+:)?{name}>", value, path)
     return path
 
@@ -132,7 +132,29 @@ def test_an_unknown_account_and_a_wrong_password_get_the_same_answer(
         failures = db.session.scalars(
             select(AuditEvent.target).where(AuditEvent.action == "sign_in.failed")
         ).all()
-    assert failures == [OWNER, "nobody@ledger.example", "not an address"]
+    # What is not an address may be a password typed in the wrong box: it is not kept.
+    assert failures == [OWNER, "nobody@ledger.example", "(not an address)"]
+
+
+@pytest.mark.parametrize(
+    "typed", ["a\x00@x.example", "ann\x01@ledger.example", "correct horse battery", "x" * 300]
+)
+def test_a_failed_sign_in_keeps_only_an_address_in_the_audit_log(
+    app: Flask, client: FlaskClient, typed: str
+) -> None:
+    add_operator(app, OWNER, "owner")
+    # A NUL would be refused by PostgreSQL in the audit log's row: a 500, not a 401.
+    answer = sign_in(client, typed, PASSWORD)
+    assert answer.status_code == 401
+    assert "That email and password do not match an account." in answer.get_data(as_text=True)
+    assert sign_in(client, " Owner@Ledger.Example ", "wrong-password-here").status_code == 401
+    with app.app_context():
+        failures = db.session.scalars(
+            select(AuditEvent.target)
+            .where(AuditEvent.action == "sign_in.failed")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert failures == ["(not an address)", OWNER]
 
 
 @with_config(RATELIMIT_SIGN_IN_ACCOUNT="3 per minute", RATELIMIT_SIGN_IN="100 per minute")
@@ -187,6 +209,29 @@ def test_a_signed_in_session_has_safe_cookies_and_its_acts_are_audited(
     assert rows == [(f"operator:{OWNER}", "sign_in"), (f"operator:{OWNER}", "sign_out")]
 
 
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(app: Flask) -> None:
+    add_operator(app, OWNER, "owner")
+    browser, copy = app.test_client(), app.test_client()
+    assert sign_in(browser, OWNER).status_code == 303
+    cookie = browser.get_cookie("session")
+    assert cookie is not None
+    # The cookie as a shared profile, a proxy's log or a HAR file keeps it.
+    copy.set_cookie("session", cookie.value)
+    assert copy.get("/admin/settings").status_code == 200
+    assert post(browser, "/admin/sign-out").status_code == 303
+    replayed = copy.get("/admin/settings")
+    assert replayed.status_code == 302
+    assert replayed.headers["Location"].startswith("/admin/sign-in")
+    assert copy.get("/admin/api-tokens").status_code == 302
+    with app.app_context():
+        detail = db.session.scalar(select(AuditEvent.detail).where(AuditEvent.action == "sign_out"))
+    assert detail == {"sessions": "every session of this account ended"}
+    # Signing in again works, and the page says what signing out does.
+    assert sign_in(browser, OWNER).status_code == 303
+    page = browser.get("/admin/").get_data(as_text=True)
+    assert 'title="Ends every session of your account, on every device"' in page
+
+
 @with_config(BASE_URL="http://127.0.0.1:5000")
 def test_over_plain_http_the_cookie_cannot_be_secure(app: Flask, client: FlaskClient) -> None:
     add_operator(app, OWNER, "owner")
@@ -204,6 +249,12 @@ def test_over_plain_http_the_cookie_cannot_be_secure(app: Flask, client: FlaskCl
         ("//evil.example/admin/", False),
         ("/\\evil.example", False),
         ("/admin/../subscribe", False),
+        # Percent-encoded dots are dots to a browser: these leave the console too.
+        ("/admin/%2e%2e/%2e%2e//evil.example", False),
+        ("/admin/%2E%2E/subscribe", False),
+        ("/admin/.%2e/subscribe", False),
+        ("/admin/readers%2f..%2f..%2fsubscribe", False),
+        ("/admin/readers?q=%2e%2e", True),
         ("/adminx", False),
         ("/subscribe", False),
         ("javascript:alert(1)", False),
@@ -282,6 +333,36 @@ def test_the_wrong_current_password_changes_nothing(app: Flask, client: FlaskCli
     with app.app_context():
         owner = accounts.by_email(OWNER)
         assert owner is not None and accounts.check(owner, PASSWORD)
+
+
+@with_config(RATELIMIT_SIGN_IN_ACCOUNT="3 per minute")
+def test_current_password_guesses_are_limited_per_account(app: Flask) -> None:
+    add_operator(app, OWNER, "owner")
+    add_operator(app, EDITOR, "editor")
+    # Whoever holds a copy of the session guesses at the password, from two browsers.
+    laptop, phone, editor = app.test_client(), app.test_client(), app.test_client()
+    for client in (laptop, phone):
+        assert sign_in(client, OWNER).status_code == 303
+    assert sign_in(editor, EDITOR).status_code == 303
+    new = "a-brand-new-passphrase"
+
+    def change(client: FlaskClient, current: str, repeat: str = new) -> Any:
+        data = {"current": current, "new": new, "repeat": repeat}
+        return post(client, "/admin/account", data, page="/admin/account")
+
+    # A form mistake other than the password does not count.
+    assert change(laptop, PASSWORD, "a-different-passphrase").status_code == 400
+    for client in (laptop, phone, laptop):
+        assert change(client, "not-my-password").status_code == 400
+    limited = change(phone, PASSWORD)
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert "Too many wrong passwords." in limited.get_data(as_text=True)
+    with app.app_context():
+        owner = accounts.by_email(OWNER)
+        assert owner is not None and accounts.check(owner, PASSWORD)
+    # Another account is not limited by them, and viewing the page is not limited.
+    assert laptop.get("/admin/account").status_code == 200
+    assert change(editor, PASSWORD).status_code == 303
 
 
 def test_a_session_idle_too_long_ends(app: Flask, client: FlaskClient) -> None:

@@ -7,8 +7,11 @@ a send's batches have run when its redirect comes back.
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -23,12 +26,14 @@ from newsletter.db.models import (
     DeliveryState,
     Edition,
     EditionKind,
+    Subscriber,
 )
-from newsletter.digests import ledger, planning
+from newsletter.digests import ledger, planning, sending
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
 from newsletter.tokens import Purpose
-from tests.conftest import make_token
+from tests.conftest import make_token, with_config
+from tests.support.clock import FakeClock
 from tests.support.console import (
     EDITOR,
     OWNER,
@@ -278,6 +283,38 @@ def test_an_owner_may_send_as_an_editor_may(
     assert _audit(app) == [(f"operator:{OWNER}", "edition.send", f"edition:{edition_id}")]
 
 
+@with_config(TESTING=False)
+def test_a_send_goes_out_after_its_answer_even_when_the_server_never_closes_the_answer(
+    app: Flask, client: FlaskClient, outbox: list[OutgoingMessage]
+) -> None:
+    # As `make run` serves the console: no broker, and a request's tasks run once it is
+    # over. Werkzeug's server skips closing the answer when the browser resets the
+    # connection after a redirect, as Chromium may: the send must go out all the same.
+    _daily_news(app)
+    add_operator(app, EDITOR, "editor")
+    assert sign_in(client, EDITOR).status_code == 303
+    page = _text(client.get("/admin/editions/send?frequency=daily"))
+    fields = hidden_fields(form_posting_to(page, "/admin/editions/send"))
+    # Unbuffered, and never closed: as the server leaves it.
+    answer = client.post("/admin/editions/send", data=fields, buffered=False)
+    assert answer.status_code == 302
+    edition_id = int(answer.headers["Location"].rsplit("/", 1)[1])
+    deadline = time.monotonic() + 20
+    while len(outbox) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(message.recipient for message in outbox) == [
+        "ann@example.org",
+        "bob@example.org",
+    ]
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if ledger.counts(edition_id) == {DeliveryState.SENT: 2}:
+                break
+        time.sleep(0.05)
+    with app.app_context():
+        assert ledger.counts(edition_id) == {DeliveryState.SENT: 2}
+
+
 def test_a_second_submit_of_the_confirmation_sends_nothing_more(
     app: Flask, editor: FlaskClient, outbox: list[OutgoingMessage]
 ) -> None:
@@ -306,16 +343,70 @@ def test_an_unfinished_edition_is_offered_for_resuming_and_resumed_not_planned_a
     page = _text(editor.get("/admin/editions/send?frequency=daily"))
     assert f"The daily edition {edition_id} is still being sent. Resume it?" in page
     assert f"Resume edition {edition_id}</button>" in page
-    fields = hidden_fields(form_posting_to(page, "/admin/editions/send"))
-    first = editor.post("/admin/editions/send", data=fields)
+    action = f"/admin/editions/{edition_id}/resume"
+    fields = hidden_fields(form_posting_to(page, action))
+    first = editor.post(action, data=fields)
     assert _edition_id(first) == edition_id
     with app.app_context():
         assert ledger.counts(edition_id) == {DeliveryState.SENT: 2}
     # The same Resume again (a double click) finds nothing left and plans nothing new.
-    again = editor.post("/admin/editions/send", data=fields)
-    assert "nothing was sent" in _text(editor.get(again.headers["Location"]))
+    again = editor.post(action, data=fields)
+    assert _edition_id(again) == edition_id
+    assert (
+        f"Nothing was sent: edition {edition_id} is done: every one of its messages has an "
+        "outcome." in _text(editor.get(again.headers["Location"]))
+    )
     assert _count(app, Edition) == 1 and len(outbox) == 2
     assert _audit(app) == [(f"operator:{EDITOR}", "edition.resume", f"edition:{edition_id}")]
+    assert editor.post("/admin/editions/99/resume", data=fields).status_code == 404
+    assert editor.post(action).status_code == 400  # no CSRF token: nothing happens
+
+
+@with_config(SEND_IN_READER_TIME=True, TIMEZONE="Australia/Sydney", DIGEST_HOUR=7)
+def test_resume_takes_up_that_edition_and_never_plans_the_next_days_early(
+    app: Flask, editor: FlaskClient, outbox: list[OutgoingMessage], clock: FakeClock
+) -> None:
+    # Beat plans the daily edition at 07:00 in Sydney; a reader in Los Angeles gets it at
+    # 07:00 there, which is 02:00 the next day in Sydney.
+    sydney = ZoneInfo("Australia/Sydney")
+    clock.set(datetime(2026, 12, 4, 7, 0, tzinfo=sydney))
+    add_article(app, "Council approves the new bridge", "Politics", minutes_ago=60)
+    add_reader(app, "syd@example.org", ["politics"])
+    add_reader(app, "la@example.org", ["politics"])
+    with app.app_context():
+        db.session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == "la@example.org")
+            .values(timezone="America/Los_Angeles")
+        )
+        db.session.commit()
+        started = sending.start("daily")
+        assert started is not None
+        edition_id = started.edition_id
+    assert [message.recipient for message in outbox] == ["syd@example.org"]
+
+    # 01:00 the next day in Sydney: the edition still waits for Los Angeles' hour, and a new
+    # article is in. The editor resumes the edition from its page.
+    clock.set(datetime(2026, 12, 5, 1, 0, tzinfo=sydney))
+    add_article(app, "A story of the next day", "Politics", minutes_ago=30)
+    page = f"/admin/editions/{edition_id}"
+    assert "Resume</button>" in _text(editor.get(page))
+    answer = submit(editor, page, f"/admin/editions/{edition_id}/resume")
+    assert _edition_id(answer) == edition_id
+    assert f"Edition {edition_id} resumed" in _text(editor.get(answer.headers["Location"]))
+    assert _count(app, Edition) == 1  # the next day's edition is not planned six hours early
+    assert len(outbox) == 1  # and Los Angeles' row still waits for its hour
+    with app.app_context():
+        assert ledger.counts(edition_id) == {DeliveryState.SENT: 1, DeliveryState.QUEUED: 1}
+
+    # Once Los Angeles' hour has come, resuming sends that edition to its reader there.
+    clock.set(datetime(2026, 12, 4, 7, 0, tzinfo=ZoneInfo("America/Los_Angeles")))
+    answer = submit(editor, page, f"/admin/editions/{edition_id}/resume")
+    assert _edition_id(answer) == edition_id
+    assert [message.recipient for message in outbox] == ["syd@example.org", "la@example.org"]
+    assert "A story of the next day" not in text_part(parse(outbox[1].data))
+    assert _count(app, Edition) == 1
+    assert [action for _, action, _ in _audit(app)] == ["edition.resume", "edition.resume"]
 
 
 def test_sending_with_nothing_new_sends_nothing(app: Flask, editor: FlaskClient) -> None:
@@ -557,6 +648,29 @@ def test_a_bad_alert_choice_is_a_400_naming_it(
     answer = editor.get(f"/admin/alerts/confirm?{query}")
     assert answer.status_code == 400
     assert message in _text(answer)
+    assert _count(app, Edition) == 0
+
+
+HUGE = "9" * 20  # past any database's integer
+
+
+def test_numbers_past_any_database_integer_are_a_404_or_a_400_naming_them(
+    app: Flask, editor: FlaskClient
+) -> None:
+    _alert_news(app)
+    for path in (f"/admin/editions/{HUGE}", f"/admin/editions/{HUGE}/progress.json"):
+        assert editor.get(path).status_code == 404, path
+    assert editor.post(f"/admin/editions/{HUGE}/resume", data=_csrf(editor)).status_code == 404
+    for before in (HUGE, "-5", " 5", "1_0"):
+        answer = editor.get("/admin/editions", query_string={"before": before})
+        assert answer.status_code == 400, before
+        assert "before: must be an edition number" in _text(answer)
+    confirm = editor.get(f"/admin/alerts/confirm?article={HUGE}&topic=")
+    assert confirm.status_code == 400
+    assert "Number must be between 1 and 2147483647." in _text(confirm)
+    sent = editor.post("/admin/alerts", data={**_csrf(editor), "article": HUGE, "topic": ""})
+    assert sent.status_code == 400
+    assert "Number must be between 1 and 2147483647." in _text(sent)
     assert _count(app, Edition) == 0
 
 

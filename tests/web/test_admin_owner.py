@@ -160,6 +160,22 @@ def test_urls_with_credentials_are_masked_wherever_they_are(app: Flask) -> None:
     assert set(shown) == set(config.DEFAULTS)
 
 
+def test_a_url_password_holding_an_at_sign_is_masked_whole(app: Flask) -> None:
+    # redis-py and urllib read the password up to the authority's last "@"; SQLAlchemy reads
+    # one holding a "/" up to the first.
+    app.config["BROKER_URL"] = "redis://:s3cr@tpass@redis.internal:6379/0"
+    app.config["RATELIMIT_STORAGE_URI"] = "redis://limits:l1m@ts@redis.internal:6379/1"
+    app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://news:db/pass@db.internal/news"
+    app.config["FEEDS"] = ["https://reader:f@@dpass@feeds.example/rss?from=@desk"]
+    shown = dict((name, value) for name, value, _ in config.effective(app))
+    assert shown["BROKER_URL"] == "redis://***@redis.internal:6379/0"
+    assert shown["RATELIMIT_STORAGE_URI"] == "redis://***@redis.internal:6379/1"
+    assert shown["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://***@db.internal/news"
+    assert shown["FEEDS"] == "https://***@feeds.example/rss?from=@desk"
+    for secret in ("tpass", "ts@", "dpass", "db/pass"):
+        assert not any(secret in value for value in shown.values()), secret
+
+
 def test_an_api_token_is_shown_once_and_can_be_revoked(app: Flask, owner: FlaskClient) -> None:
     created = post(
         owner, "/admin/api-tokens", {"name": "CMS", "scope": "read"}, "/admin/api-tokens"

@@ -316,6 +316,10 @@ def test_searches_are_index_range_scans_read_in_order(app: Flask) -> None:
         ("q=a&after=WyJhIiwiXHVkODAwIl0", "after: this page link is not valid"),
         ("q=a&after=WyJhIiwiXHUwMDAwIl0", "after: this page link is not valid"),
         ("after=WyJpIiw5OTk5OTk5OTk5OTk5OTk5OTk5OTk5XQ", "after: this page link is not valid"),
+        # Cursors of the search holding an empty list, or no text where its kind should be.
+        ("q=x&after=W10", "after: this page link is not valid"),
+        ("q=x&after=WzFd", "after: this page link is not valid"),
+        ("q=x&after=W251bGxd", "after: this page link is not valid"),
     ],
 )
 def test_hostile_search_parameters_get_a_400_naming_them(
@@ -324,6 +328,16 @@ def test_hostile_search_parameters_get_a_400_naming_them(
     answer = owner.get(f"/admin/readers?{query}")
     assert answer.status_code == 400
     assert message in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("uid", ["%00", "a%00b", "%01", "x%7F", "a" * 33, "a.b"])
+def test_a_reader_address_that_is_no_uid_is_a_404(owner: FlaskClient, uid: str) -> None:
+    # Refused before any query: PostgreSQL refuses a NUL in text, which would be a 500.
+    for path in (f"/admin/readers/{uid}", f"/admin/readers/{uid}/erase"):
+        answer = owner.get(path)
+        assert answer.status_code == 404, path
+        assert "There is no reader here" in answer.get_data(as_text=True)
+    assert post(owner, f"/admin/readers/{uid}/export").status_code == 404
 
 
 @pytest.mark.parametrize("before", ["²", "-1", "1e3", "9" * 30])

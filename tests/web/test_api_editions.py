@@ -11,11 +11,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from newsletter import jobs
 from newsletter.clock import utcnow
 from newsletter.db.models import AuditEvent, Edition
 from newsletter.digests import planning
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
+from tests.conftest import with_config
 from tests.support.api import assert_problem, bad_fields, call
 from tests.support.digest_helpers import add_article, add_reader, parse, text_part
 
@@ -142,6 +144,35 @@ def test_a_second_send_resumes_the_unfinished_edition_rather_than_plan_another(
     assert _editions(app) == 1
     assert _copies(outbox) == {"reader@example.com": 1}
     assert "A later story" not in text_part(parse(outbox[0].data))
+
+
+def _waiting_tasks(app: Flask) -> int:
+    with app.app_context():
+        return jobs.waiting() or 0
+
+
+@with_config(BROKER_URL="memory://", BATCH_SIZE=2)
+def test_repeated_sends_while_an_edition_is_being_sent_queue_no_second_set_of_tasks(
+    app: Flask, client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    # A broker no worker reads (in this process's memory): what is queued can be counted.
+    with app.app_context(), app.extensions["celery"].connection_for_write() as connection:
+        connection.default_channel.queue_purge(jobs.QUEUE)
+    add_article(app, "Parliament votes", "Politics")
+    for number in range(5):
+        add_reader(app, f"reader{number}@example.com", ("politics",))
+    first = call(client, "POST", "/api/v1/editions", tokens["send"], json={"frequency": "daily"})
+    assert first.status_code == 202 and first.get_json()["resumed"] is False
+    assert _waiting_tasks(app) == 3  # five readers, two a batch
+    # A CMS retrying on a timeout: each repeat resumes the edition, and queues nothing more
+    # while its tasks wait for a worker.
+    for _ in range(10):
+        again = call(
+            client, "POST", "/api/v1/editions", tokens["send"], json={"frequency": "daily"}
+        )
+        assert again.status_code == 202 and again.get_json()["resumed"] is True
+    assert _waiting_tasks(app) == 3
+    assert _editions(app) == 1
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from newsletter.db.models import AuditEvent, ConsentEvent, ConsentWording, Subsc
 from newsletter.extensions import db
 from newsletter.mail.message import OutgoingMessage
 from newsletter.readers.addresses import address_hash
-from newsletter.web.api.readers import ACCEPTED
+from newsletter.web.api.readers import ACCEPTED, UNSUBSCRIBED
 from tests.conftest import (
     add_subscriber,
     db_state,
@@ -356,12 +356,8 @@ def test_unsubscribe_withdraws_consent_as_the_apis_act(
     path = "/api/v1/readers/unsubscribe"
 
     response = call(client, "POST", path, secret, json={"email": "reader@example.com"})
-    assert response.status_code == 200
-    assert response.get_json() == {
-        "email": "reader@example.com",
-        "status": "unsubscribed",
-        "withdrawn": True,
-    }
+    assert response.status_code == 202
+    assert response.get_json() == UNSUBSCRIBED
 
     [event] = _events(app, "reader@example.com")
     assert (event.action, event.source) == ("unsubscribe", f"api:Account pages#{token_id}")
@@ -376,8 +372,30 @@ def test_unsubscribe_withdraws_consent_as_the_apis_act(
         assert audit.detail == {"withdrawn": True}
 
     again = call(client, "POST", path, secret, json={"email": "reader@example.com"})
-    assert again.get_json()["withdrawn"] is False
+    assert (again.status_code, again.get_json()) == (202, UNSUBSCRIBED)
     assert len(_events(app, "reader@example.com")) == 1  # nothing more to withdraw, nothing logged
     assert outbox == []
 
-    assert_problem(call(client, "POST", path, secret, json={"email": "nobody@example.com"}), 404)
+
+@pytest.mark.parametrize("state", ["new", "pending", "active", "unsubscribed", "bounced"])
+def test_unsubscribe_gives_the_same_answer_whatever_the_address_is(
+    app: Flask, client: FlaskClient, tokens: dict[str, str], state: str
+) -> None:
+    # A send token mails everyone but reads nobody's data: not even whether an address is a
+    # reader's, nor in what state.
+    if state != "new":
+        add_subscriber(app, "reader@example.com", status=state)
+    path = "/api/v1/readers/unsubscribe"
+    reference = call(client, "POST", path, tokens["send"], json={"email": "other@example.com"})
+
+    response = call(client, "POST", path, tokens["send"], json={"email": "reader@example.com"})
+
+    assert response.status_code == reference.status_code == 202
+    assert response.get_data() == reference.get_data()
+    assert response.get_json() == UNSUBSCRIBED
+    assert _steady(response.headers) == _steady(reference.headers)
+    with app.app_context():
+        withdrawn = db.session.scalars(
+            select(AuditEvent.detail).order_by(AuditEvent.id.desc()).limit(1)
+        ).one()
+    assert withdrawn == {"withdrawn": state in ("pending", "active")}

@@ -23,6 +23,7 @@ from newsletter.readers import topics
 from newsletter.web.admin import bp
 from newsletter.web.admin.auth import actor, require
 
+ID_MAX = 2**31 - 1  # the article ids are 32-bit integers
 # How many of the newest articles the page offers.
 CHOICES = 30
 OWN_TOPIC = ""
@@ -31,7 +32,8 @@ OWN_TOPIC = ""
 class AlertForm(FlaskForm):
     """An article and the topic whose readers get it (empty: the article's own topic)."""
 
-    article = IntegerField("Article", validators=[InputRequired(), NumberRange(min=1)])
+    # At most the largest id the article column holds: a larger one reaches no query.
+    article = IntegerField("Article", validators=[InputRequired(), NumberRange(min=1, max=ID_MAX)])
     topic = SelectField("Topic", choices=[], default=OWN_TOPIC)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,6 +45,8 @@ class AlertForm(FlaskForm):
         self.found: Article | None = None
 
     def validate_article(self, field: IntegerField) -> None:
+        if field.errors:
+            return  # out of range: no query for it
         self.found = store.article(field.data) if field.data is not None else None
         if self.found is None:
             raise ValidationError(f"There is no article {field.data}.")

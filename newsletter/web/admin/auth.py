@@ -1,10 +1,11 @@
 """Signing operators in and out, and what every console view checks first.
 
 Sign-in attempts are limited per IP and per typed address (known or not), and a failed
-one gives the same page and status whatever was wrong. A session ends at sign-out, after
-ADMIN_IDLE_MINUTES without a request, and when the account's password changes or the
-account is removed (its session key changes). The session cookie is HttpOnly and
-SameSite=Lax always, and Secure whenever BASE_URL is https (``config.load``).
+one gives the same page and status whatever was wrong. A session ends at sign-out (with
+every other session of the account), after ADMIN_IDLE_MINUTES without a request, and when
+the account's password changes or the account is removed (its session key changes). The
+session cookie is HttpOnly and SameSite=Lax always, and Secure whenever BASE_URL is https
+(``config.load``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Flask,
@@ -31,8 +32,10 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from werkzeug.wrappers import Response
 
 from newsletter.db.models import Operator, Role
+from newsletter.errors import InvalidAddress
 from newsletter.extensions import client_ip, db, limiter
 from newsletter.operators import accounts, audit
+from newsletter.readers.addresses import normalize
 from newsletter.web.admin import bp
 from newsletter.web.admin.forms import SignInForm
 
@@ -120,8 +123,9 @@ def safe_next(value: str | None) -> str | None:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not parts.path.startswith("/"):
         return None
-    # "/admin/../x" and "/admin/./../x" leave the console once a browser resolves them.
-    path = posixpath.normpath(parts.path)
+    # "/admin/../x" and "/admin/./../x" leave the console once a browser resolves them, and
+    # so does "/admin/%2e%2e/x": browsers read a percent-encoded dot as a dot there.
+    path = posixpath.normpath(unquote(parts.path))
     if path != "/admin" and not path.startswith("/admin/"):
         return None
     return value
@@ -163,6 +167,21 @@ def _typed_account() -> str:
     return "account:" + request.form.get("email", "").strip().lower()[:320]
 
 
+NOT_AN_ADDRESS = "(not an address)"
+
+
+def _typed_address(form: SignInForm) -> str:
+    """What the audit log keeps of a failed sign-in's email box: the address, if it is one.
+
+    Anything else may be a password typed in the wrong box (or a NUL, which PostgreSQL
+    would refuse): a log nobody can clean must not keep it.
+    """
+    try:
+        return normalize(form.email.data or "")
+    except InvalidAddress:
+        return NOT_AN_ADDRESS
+
+
 def _failed(response: Response) -> bool:
     """Only failed attempts count towards the limits."""
     return response.status_code == 401
@@ -172,13 +191,14 @@ def _ip_limit() -> str:
     return str(current_app.config["RATELIMIT_SIGN_IN"])
 
 
-def _account_limit() -> str:
+def account_limit() -> str:
+    """Wrong passwords one account may be tried with (signing in, or asked again)."""
     return str(current_app.config["RATELIMIT_SIGN_IN_ACCOUNT"])
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_account_limit, key_func=_typed_account, methods=["POST"], deduct_when=_failed)
+@limiter.limit(account_limit, key_func=_typed_account, methods=["POST"], deduct_when=_failed)
 @public
 def sign_in() -> Response | tuple[str, int]:
     target = safe_next(request.args.get("next"))
@@ -197,8 +217,7 @@ def sign_in() -> Response | tuple[str, int]:
             return redirect(target or url_for("admin.dashboard"), 303)
         db.session.rollback()
         # Recorded whether or not the account exists, so both take the same work.
-        typed = (form.email.data or "").strip().lower()
-        audit.record(audit.Actor("anonymous", client_ip()), "sign_in.failed", typed)
+        audit.record(audit.Actor("anonymous", client_ip()), "sign_in.failed", _typed_address(form))
         db.session.commit()
         form.password.errors = [MISS]
         return render_template("admin/sign_in.html", form=form, next=target), 401
@@ -209,7 +228,13 @@ def sign_in() -> Response | tuple[str, int]:
 @bp.post("/sign-out")
 @require()
 def sign_out() -> Response:
-    audit.record(actor(), "sign_out")
+    # The session is a signed cookie: forgetting it here would leave any copy of it (a
+    # shared profile, a proxy's log) signed in. A new session key ends them all, on every
+    # device of this account.
+    me = accounts.by_id(operator().operator_id)
+    assert me is not None  # the session was loaded from this very row
+    accounts.end_sessions(me)
+    audit.record(actor(), "sign_out", sessions="every session of this account ended")
     db.session.commit()
     logout_user()
     session.pop(SEEN, None)

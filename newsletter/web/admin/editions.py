@@ -1,8 +1,9 @@
 """The console's editions: the list, the next edition's preview, a test to oneself, sending
 (or resuming) after a confirmation, and an edition's page that follows its sending.
 
-Sending is ``sending.start``, the call behind the CLI's ``digest send``; a preview is
-``digests.previews``, behind ``digest preview``. Editors and owners alike may do all of it.
+Sending is ``sending.start``, the call behind the CLI's ``digest send``; resuming an edition
+is ``sending.resume``, which takes up that very edition and never plans another; a preview
+is ``digests.previews``, behind ``digest preview``. Editors and owners alike may do all of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
+from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response as BaseResponse
 from wtforms import HiddenField, IntegerField, RadioField, SelectMultipleField, widgets
 from wtforms.fields.choices import SelectChoice
@@ -29,15 +31,16 @@ from wtforms.validators import AnyOf, InputRequired, NumberRange, Optional
 
 from newsletter.bounces.process import edition_events
 from newsletter.clock import utcnow
-from newsletter.db.models import EditionKind, EditionState, Frequency
+from newsletter.db.models import EditionState, Frequency
 from newsletter.digests import ledger, outcomes, planning, previews, sending
 from newsletter.digests.content import load_content
-from newsletter.errors import MailError
+from newsletter.errors import MailError, NotResumable
 from newsletter.extensions import db
 from newsletter.operators import audit
 from newsletter.readers import topics
-from newsletter.web.admin import bp
+from newsletter.web.admin import bp, params
 from newsletter.web.admin.auth import actor, operator, require
+from newsletter.web.admin.forms import ActionForm
 from newsletter.web.forms import FREQUENCY_CHOICES
 
 PAGE_SIZE = 25
@@ -102,7 +105,7 @@ def _latest_id(frequency: str) -> int:
 @bp.get("/editions")
 @require()
 def editions() -> tuple[str, int]:
-    before = request.args.get("before", type=int)
+    before = params.position("before", "an edition number")
     found = planning.recent(PAGE_SIZE + 1, before_id=before)
     page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
     rows = [(edition, outcomes.of(edition.id)) for edition in page]
@@ -213,6 +216,7 @@ def _confirm_page(frequency: str) -> str:
         articles=articles,
         readers=readers,
         form=form,
+        resume=ActionForm(),
     )
 
 
@@ -260,6 +264,37 @@ def send() -> BaseResponse | tuple[str, int]:
     return redirect(url_for("admin.edition", edition_id=started.edition_id))
 
 
+@bp.post("/editions/<int:edition_id>/resume")
+@require()
+def resume(edition_id: int) -> BaseResponse:
+    """Take up this edition again (its workers stopped, its tasks were lost)."""
+    if not ActionForm().validate():
+        raise BadRequest("This form had expired. Reload the page and try again.")
+    try:
+        started = sending.resume(edition_id)
+    except NotResumable as exc:
+        db.session.rollback()
+        if planning.edition(edition_id) is None:
+            abort(404)
+        flash(f"Nothing was sent: {exc}.", "warning")
+        return redirect(url_for("admin.edition", edition_id=edition_id))
+    audit.record(
+        actor(),
+        "edition.resume",
+        f"edition:{edition_id}",
+        readers=started.readers,
+        requeued=started.requeued,
+        unknown=started.unknown,
+    )
+    db.session.commit()
+    flash(
+        f"Edition {edition_id} resumed: {started.requeued:,} queued again, "
+        f"{started.unknown:,} marked unknown.",
+        "notice",
+    )
+    return redirect(url_for("admin.edition", edition_id=edition_id))
+
+
 @bp.get("/editions/<int:edition_id>")
 @require()
 def edition(edition_id: int) -> tuple[str, int]:
@@ -268,9 +303,6 @@ def edition(edition_id: int) -> tuple[str, int]:
         abort(404)
     progress = outcomes.of(found.id)
     sending_now = found.state == EditionState.SENDING
-    resume = None
-    if sending_now and found.kind == EditionKind.DIGEST:
-        resume = SendForm(frequency=found.frequency, seen=_latest_id(found.frequency))
     return render_template(
         "admin/editions/edition.html",
         edition=found,
@@ -281,7 +313,7 @@ def edition(edition_id: int) -> tuple[str, int]:
         events=edition_events(found.id, EVENTS),
         event_limit=EVENTS,
         topic_names=topics.available(),
-        resume=resume,
+        resume=ActionForm() if sending_now else None,
     ), 200
 
 

@@ -53,5 +53,7 @@ def too_many(exc: TooManyRequests) -> tuple[str, int, list[tuple[str, str]]]:
         page = render_template("admin/sign_in.html", form=form, next=None)
         return page, 429, _headers(exc)
     message = "Too many requests. Please wait a little and try again."
+    if request.endpoint == "admin.account":
+        message = "Too many wrong passwords. Please wait a few minutes and try again."
     page = render_template("admin/error.html", title="Too many requests", message=message)
     return page, 429, _headers(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
@@ -25,8 +26,14 @@ from newsletter.web.admin.forms import ActionForm, EraseForm
 DELIVERIES_SHOWN = 50
 
 
+# What a reader's opaque id can be (``new_uid``); anything else is no reader's.
+_UID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
 def _reader(uid: str) -> Subscriber:
-    found = by_uid(uid) if len(uid) <= 32 else None
+    # Checked before the query: a NUL or other control character would fail there
+    # (PostgreSQL refuses NUL in text).
+    found = by_uid(uid) if _UID.fullmatch(uid) else None
     if found is None:
         abort(404, "There is no reader here: the link is wrong, or the reader was erased.")
     return found

@@ -1,8 +1,9 @@
 """Editions through the API: the next one's preview, sending it, following it, alerts.
 
 Sending is ``digests.sending.start``, as ``newsletter digest send`` and the console's
-"Send now": a second call while an edition of that frequency is unfinished resumes it
-rather than planning another, and no reader is mailed twice.
+"Send now": a second call while an edition of that frequency is unfinished
+(``planning.unfinished``: with SEND_IN_READER_TIME, one planned on an earlier day of the
+site does not count) resumes it rather than planning another, and no reader is mailed twice.
 """
 
 from __future__ import annotations

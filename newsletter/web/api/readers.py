@@ -156,17 +156,25 @@ def export() -> ResponseReturnValue:
     return jsonify(held)
 
 
+# The one answer to every unsubscribe: a send token mails everyone but reads nobody's data,
+# so it learns neither whether an address is a reader's nor in what state.
+UNSUBSCRIBED = {
+    "status": "accepted",
+    "detail": "If this address is a reader's, their consent is withdrawn: "
+    "nothing more is sent to it.",
+}
+
+
 @bp.post("/readers/unsubscribe")
 @require(Scope.SEND)
 def unsubscribe() -> ResponseReturnValue:
     """Withdraw a reader's consent, logged as the API's act (the token names the source)."""
     email = _address_only()
     subscriber = subscriptions.by_email(email)
-    if subscriber is None:
-        raise _no_reader()
     caller = current()
-    withdrawn = subscriptions.unsubscribe(subscriber.uid, Origin.from_request(caller.source))
+    withdrawn = subscriber is not None and subscriptions.unsubscribe(
+        subscriber.uid, Origin.from_request(caller.source)
+    )
     audit.record(caller.actor, "reader.unsubscribe", reader_target(email), withdrawn=withdrawn)
     db.session.commit()
-    db.session.refresh(subscriber)
-    return jsonify(email=email, status=subscriber.status, withdrawn=withdrawn)
+    return jsonify(UNSUBSCRIBED), 202

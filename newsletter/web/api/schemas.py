@@ -162,17 +162,6 @@ def schemas() -> dict[str, Schema]:
             ),
             closed=False,
         ),
-        "Unsubscribed": _object(
-            {
-                "email": {"type": "string"},
-                "status": {"type": "string", "enum": [s.value for s in Status]},
-                "withdrawn": {
-                    "type": "boolean",
-                    "description": "whether this call withdrew consent (false: already gone)",
-                },
-            },
-            ("email", "status", "withdrawn"),
-        ),
         "ArticleIn": _object(
             {
                 "url": {"type": "string", "minLength": 1, "description": "absolute http(s)"},

@@ -153,9 +153,10 @@ def _paths() -> dict[str, Schema]:
                 "reader_unsubscribe",
                 "Withdraw a reader's consent",
                 (Scope.SEND,),
-                _ok("200", "Unsubscribed (or already gone)", "Unsubscribed"),
+                _ok("202", "The same answer whatever the address's state", "Accepted"),
                 body="Address",
-                more={"404": "NotFound"},
+                description="A token that may mail everyone reads nobody's data: the answer "
+                "is the same for any address, a reader's or not, and in whatever state.",
             )
         },
         "/api/v1/articles": {
@@ -201,8 +202,14 @@ def _paths() -> dict[str, Schema]:
                 _ok("202", "Planned and queued, or resumed", "Started", LOCATION),
                 body="SendRequest",
                 more={"409": "NothingNew"},
-                description="A second call while the edition is unfinished resumes it; no "
-                "reader gets it twice.",
+                description="A repeat while the newest edition of that frequency is still "
+                "being sent resumes that edition (`resumed: true`) and plans no other: rows of "
+                "vanished workers are queued again, and no reader gets it twice. With "
+                "SEND_IN_READER_TIME, an edition planned on an earlier day of the site (its "
+                "TIMEZONE) does not count as unfinished: a call on a later day, while that "
+                "edition still waits for some readers' hour, plans that day's edition (the "
+                "articles since the earlier one), and the earlier edition goes on as its "
+                "readers' hours come. Nothing unfinished and nothing new: 409 nothing-new.",
             ),
         },
         "/api/v1/editions/preview": {
