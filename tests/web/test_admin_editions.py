@@ -556,7 +556,10 @@ def _turn_alerts_off(app: Flask, client: FlaskClient, email: str) -> None:
         reader = db.session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
         uid, topics = reader.uid, list(reader.topics)
         token = make_token(app, Purpose.PREFERENCES, {"s": uid})
-        answer = client.post(f"/preferences/{token}", data={"topics": topics, "frequency": "daily"})
+        answer = client.post(
+            f"/preferences/{token}",
+            data={"topics": topics, "frequency": "daily", "alerts_shown": "1"},
+        )
         assert answer.status_code == 200
         db.session.refresh(reader)
         assert reader.alerts is False
