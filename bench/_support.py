@@ -222,6 +222,33 @@ def migrate(settings: Mapping[str, Any]) -> None:
         raise BenchError(f"newsletter db upgrade failed:\n{completed.stdout}{completed.stderr}")
 
 
+@contextlib.contextmanager
+def exclusive(name: str, within: float) -> Iterator[None]:
+    """One run of benchmark ``name`` on this machine at a time: a second one waits.
+
+    Two digest runs would share the Redis broker database (each flushes it) and the cores.
+    """
+    import fcntl
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"newsletter-bench-{name}.lock"
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"Another {name} benchmark is running on this machine ({path}); waiting for it")
+            deadline = time.monotonic() + within
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Timeout(f"the other {name} run took over {within:.0f}s") from None
+                    time.sleep(1)
+        yield
+
+
 # ---- processes
 
 

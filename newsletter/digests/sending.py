@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -27,7 +28,8 @@ from newsletter.errors import (
     TransientMailError,
 )
 from newsletter.extensions import db
-from newsletter.mail.backends import MailBackend, get_backend
+from newsletter.mail.backends import get_backend
+from newsletter.mail.fanout import Fanout
 from newsletter.mail.message import OutgoingMessage
 from newsletter.mail.throttle import Throttle
 
@@ -82,7 +84,7 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     token = secrets.token_hex(8)
     size = int(config["JOURNAL_EVERY"])
     max_attempts = int(config["MAX_ATTEMPTS"])
-    backend: MailBackend | None = None
+    fanout: Fanout[int] | None = None
     outcomes = ledger.Outcomes()
     cursor = first_id
     book = journal.Journal.start(token, edition_id, first_id, last_id)
@@ -105,19 +107,17 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             if not chunk:
                 break
             cursor = chunk[-1] + 1
-            if backend is None:
+            if fanout is None:
                 composer = composer_for(edition_id)
                 throttle = Throttle.for_app()
-                backend = get_backend()
+                fanout = _connections()
             composer.refresh_date()
             outcomes = ledger.Outcomes()
-            messages = _messages(composer, throttle, facts, outcomes, result)
-            for delivery_id, error in backend.send_many(messages, book.offered):
-                _journal(book, delivery_id, error)  # first: from here a death loses nothing
-                attempts = facts[delivery_id].attempts
-                reader = facts[delivery_id].reader
-                assert reader is not None
-                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
+            fanout.send(
+                _messages(composer, throttle, facts, outcomes, result),
+                book.offered,
+                functools.partial(_heard, book, facts, max_attempts, outcomes, result),
+            )
         finished = True
     except SQLAlchemyError:
         raise  # the database went away: the journal stays, for the retry to replay
@@ -130,12 +130,37 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
             book.gave_up(until.timestamp(), f"the batch stopped: {exc!r}")
         raise
     finally:
-        if backend is not None:
-            backend.close()
+        if fanout is not None:
+            fanout.close()
         # Unfinished (the database went away, an error): the journal stays for a replay.
         book.close(finished=finished)
     ledger.finish_if_done(edition_id)
     return result
+
+
+def _connections() -> Fanout[int]:
+    """The batch's backends: ``SMTP_CONNECTIONS`` of them where each is a connection."""
+    first = get_backend()
+    count = int(current_app.config["SMTP_CONNECTIONS"]) if first.parallel else 1
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Composing may render a template (a variant's first reader): threads need the app.
+    return Fanout([first, *(get_backend() for _ in range(count - 1))], app.app_context)
+
+
+def _heard(
+    book: journal.Journal,
+    facts: ledger.Facts,
+    max_attempts: int,
+    outcomes: ledger.Outcomes,
+    result: BatchResult,
+    delivery_id: int,
+    error: MailError | None,
+) -> None:
+    """One message's outcome, as its connection reads it: journalled, then filed."""
+    _journal(book, delivery_id, error)  # first: from here a death loses nothing
+    claimed = facts[delivery_id]
+    assert claimed.reader is not None
+    _outcome(delivery_id, claimed.attempts, claimed.reader, error, max_attempts, outcomes, result)
 
 
 def _journal(book: journal.Journal, delivery_id: int, error: MailError | None) -> None:

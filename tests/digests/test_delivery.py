@@ -111,11 +111,34 @@ def test_every_reader_gets_exactly_one_copy(app: Flask, smtp_server: SMTPTestSer
     assert set(states(app, edition_id).values()) == {"sent"}
 
 
-def test_one_connection_per_batch(app: Flask, smtp_server: SMTPTestServer) -> None:
-    seed(app, 20)
+@pytest.mark.parametrize("connections", [1, 3])
+def test_each_batch_keeps_its_connections_for_all_its_messages(
+    app: Flask, smtp_server: SMTPTestServer, connections: int
+) -> None:
+    app.config["SMTP_CONNECTIONS"] = connections
+    emails = seed(app, 20)
     send_all(app, plan(app))
-    assert len(smtp_server.messages) == 20
-    assert smtp_server.connections == 2  # two batches of ten
+    assert received(smtp_server) == Counter(emails)
+    # Two batches of ten, over their own connections, never one connection per message.
+    if connections == 1:
+        assert smtp_server.connections == 2
+    else:
+        assert 2 < smtp_server.connections <= 2 * connections
+
+
+def test_a_batch_spreads_its_messages_over_its_connections(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    app.config.update(SMTP_CONNECTIONS=4, JOURNAL_EVERY=20, BATCH_SIZE=40)
+    emails = seed(app, 40)
+    edition_id = plan(app)
+    with app.app_context():
+        for first_id, last_id in ledger.batches(edition_id, 40):
+            sending.send_batch(edition_id, first_id, last_id)
+    assert received(smtp_server) == Counter(emails)
+    assert set(states(app, edition_id).values()) == {"sent"}
+    per_connection = Counter(message.connection for message in smtp_server.messages)
+    assert len(per_connection) > 1
 
 
 def test_greylisted_reader_is_retried_and_gets_one_copy(
@@ -194,9 +217,11 @@ def test_a_message_sent_whole_whose_reply_never_came_is_unknown_and_not_sent_aga
         assert ledger.counts(edition_id) == {"sent": 7, "unknown": 1}
 
 
+@pytest.mark.parametrize("connections", [1, 3])
 def test_server_that_never_answers_times_out_and_the_batch_is_retried(
-    app: Flask, smtp_server: SMTPTestServer
+    app: Flask, smtp_server: SMTPTestServer, connections: int
 ) -> None:
+    app.config["SMTP_CONNECTIONS"] = connections
     emails = seed(app, 6)
     smtp_server.fail("mail", HANG, times=1)
     edition_id = plan(app)
@@ -205,7 +230,11 @@ def test_server_that_never_answers_times_out_and_the_batch_is_retried(
     # One timeout stops the batch instead of being waited out once per reader.
     assert time.monotonic() - started < 10
     first = states(app, edition_id)
-    assert set(first.values()) == {"queued"}
+    if connections == 1:
+        assert set(first.values()) == {"queued"}
+    else:
+        # The other connections went on while one waited: the silent one's reader waits.
+        assert "queued" in first.values() and set(first.values()) <= {"queued", "sent"}
     send_until_done(app, edition_id)
     assert received(smtp_server) == Counter(emails)
 
