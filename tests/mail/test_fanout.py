@@ -1,4 +1,4 @@
-"""Fanout: one stream of messages over several SMTP connections at once, each message once."""
+"""Fanout: one stream of messages, fed in chunks, over several SMTP connections at once."""
 
 from __future__ import annotations
 
@@ -30,14 +30,31 @@ def _app_context(mail_app: Flask) -> Iterator[None]:
 def fanout_of(
     mail_app: Flask, smtp_server: SMTPTestServer, backend_for: BackendFactory
 ) -> Callable[..., Fanout[int]]:
-    """``fanout_of(count, **settings)``: that many connections to the test server; messages
-    are built in the sending threads, inside the app's context as the delivery loop does."""
+    """``fanout_of(count, offer, hear, **settings)``: that many connections to the test
+    server; messages are built in the sending threads, inside the app's context, as the
+    delivery loop does."""
 
-    def make(count: int, **settings: Any) -> Fanout[int]:
+    def make(
+        count: int,
+        offer: Callable[[int], object],
+        hear: Callable[[int, MailError | None], object],
+        **settings: Any,
+    ) -> Fanout[int]:
         backends = [backend_for(smtp_server, **settings) for _ in range(count)]
-        return Fanout(backends, mail_app.app_context)
+        return Fanout(backends, offer, hear, mail_app.app_context)
 
     return make
+
+
+def send(fanout: Fanout[int], *chunks: Iterator[tuple[int, OutgoingMessage]]) -> None:
+    """Feed each chunk once the last is taken, as the delivery loop does, then finish."""
+    try:
+        for chunk in chunks:
+            fanout.wait_taken()
+            fanout.feed(chunk)
+        fanout.finish()
+    finally:
+        fanout.close()
 
 
 def message(n: int) -> OutgoingMessage:
@@ -73,8 +90,8 @@ class Record:
         self.threads.add(threading.get_ident())
         self.inside -= 1
 
-    def items(self, count: int) -> Iterator[tuple[int, OutgoingMessage]]:
-        for n in range(count):
+    def items(self, count: int, first: int = 0) -> Iterator[tuple[int, OutgoingMessage]]:
+        for n in range(first, first + count):
             self._enter()
             self.inside -= 1
             yield n, message(n)
@@ -84,51 +101,60 @@ def received(server: SMTPTestServer) -> Counter[str]:
     return Counter(rcpt for m in server.messages for rcpt in m.rcpt_tos)
 
 
-def test_one_stream_goes_out_once_over_each_connection(
+def test_chunks_go_out_once_each_over_every_connection(
     smtp_server: SMTPTestServer, fanout_of: Callable[..., Fanout[int]]
 ) -> None:
-    fanout = fanout_of(4)
     record = Record()
-    try:
-        fanout.send(record.items(40), record.offer, record.hear)
-        fanout.send(record.items(0), record.offer, record.hear)  # nothing: nothing happens
-    finally:
-        fanout.close()
+    fanout = fanout_of(4, record.offer, record.hear)
+    send(fanout, record.items(25), record.items(0, 25), record.items(15, 25))
     assert received(smtp_server) == Counter(f"reader{n:03d}@example.org" for n in range(40))
     assert sorted(key for key, _ in record.heard) == list(range(40))
     assert all(outcome is None for _, outcome in record.heard)
     assert sorted(record.offered) == list(range(40))
+    # The connections stay open from one chunk to the next.
     assert smtp_server.connections == 4
     # Each message was taken, offered and heard one at a time, whichever connection it used.
     assert not record.overlapped
     assert len(record.threads) > 1
 
 
-def test_connections_stay_open_from_one_send_to_the_next(
+def test_feeding_returns_at_once_and_the_connections_wait_for_the_next_chunk(
     smtp_server: SMTPTestServer, fanout_of: Callable[..., Fanout[int]]
 ) -> None:
-    fanout = fanout_of(3)
     record = Record()
+    fanout = fanout_of(3, record.offer, record.hear)
     try:
-        for _ in range(3):
-            fanout.send(record.items(9), record.offer, record.hear)
+        fanout.feed(record.items(9))
+        fanout.wait_taken()
+        time.sleep(0.2)  # the connections finish the chunk and wait, connected
+        with fanout.lock:
+            assert fanout.idle()
+        assert len(record.heard) == 9
+        fanout.feed(record.items(9, 9))
+        fanout.finish()
+        with fanout.lock:
+            assert fanout.idle()
     finally:
         fanout.close()
-    assert len(smtp_server.messages) == 27
-    assert smtp_server.connections == 3
+    assert len(smtp_server.messages) == 18
+    assert smtp_server.connections <= 3
 
 
-def test_one_backend_sends_in_the_callers_thread_in_order(
+def test_one_backend_sends_each_chunk_in_the_callers_thread_in_order(
     smtp_server: SMTPTestServer, fanout_of: Callable[..., Fanout[int]]
 ) -> None:
-    fanout = fanout_of(1)
     record = Record()
+    fanout = fanout_of(1, record.offer, record.hear)
     try:
-        fanout.send(record.items(6), record.offer, record.hear)
+        fanout.feed(record.items(6))
+        assert [key for key, _ in record.heard] == list(range(6))  # done when feed returns
+        fanout.feed(record.items(2, 6))
+        fanout.finish()
     finally:
         fanout.close()
-    assert [key for key, _ in record.heard] == list(range(6))
+    assert [key for key, _ in record.heard] == list(range(8))
     assert record.threads == {threading.get_ident()}
+    assert smtp_server.connections == 1
 
 
 def test_an_outcome_that_ends_the_stream_stops_every_connection(
@@ -137,7 +163,6 @@ def test_an_outcome_that_ends_the_stream_stops_every_connection(
     # The delivery loop ends its generator when a connection is lost without a reply: no
     # connection takes a message after that, but what they had taken still gets its outcome.
     smtp_server.fail("data", DROP, recipients={"reader005@example.org"}, times=1)
-    fanout = fanout_of(3, SMTP_TIMEOUT=5.0)
     record = Record()
     stopped = threading.Event()
 
@@ -152,10 +177,7 @@ def test_an_outcome_that_ends_the_stream_stops_every_connection(
         if isinstance(outcome, OutcomeUnknown):
             stopped.set()
 
-    try:
-        fanout.send(items(), record.offer, hear)
-    finally:
-        fanout.close()
+    send(fanout_of(3, record.offer, hear, SMTP_TIMEOUT=5.0), items())
     outcomes = dict(record.heard)
     assert len(outcomes) == len(record.heard), "a message had two outcomes"
     assert isinstance(outcomes[5], OutcomeUnknown)
@@ -173,7 +195,6 @@ def test_an_outcome_that_ends_the_stream_stops_every_connection(
 def test_an_error_in_the_callers_code_stops_the_stream_and_is_raised(
     smtp_server: SMTPTestServer, fanout_of: Callable[..., Fanout[int]]
 ) -> None:
-    fanout = fanout_of(3)
     record = Record()
 
     def hear(key: int, outcome: MailError | None) -> None:
@@ -183,27 +204,23 @@ def test_an_error_in_the_callers_code_stops_the_stream_and_is_raised(
 
     taken: list[int] = []
 
-    def items() -> Iterator[tuple[int, OutgoingMessage]]:
-        for n in range(100):
+    def items(first: int) -> Iterator[tuple[int, OutgoingMessage]]:
+        for n in range(first, first + 50):
             taken.append(n)
             yield n, message(n)
 
-    try:
-        with pytest.raises(RuntimeError, match="ledger went away"):
-            fanout.send(items(), record.offer, hear)
-    finally:
-        fanout.close()
+    with pytest.raises(RuntimeError, match="ledger went away"):
+        send(fanout_of(3, record.offer, hear), items(0), items(50))
     # Each connection stops after the messages it had already taken: nothing more is taken,
     # and nothing arrives that was not offered first.
     assert len(taken) <= 4 + 3 * 3
     assert len(smtp_server.messages) <= len(record.offered)
-    assert len(set(m.rcpt_tos[0] for m in smtp_server.messages)) == len(smtp_server.messages)
+    assert len({m.rcpt_tos[0] for m in smtp_server.messages}) == len(smtp_server.messages)
 
 
 def test_an_error_while_taking_a_message_is_raised_after_the_others_finish(
     smtp_server: SMTPTestServer, fanout_of: Callable[..., Fanout[int]]
 ) -> None:
-    fanout = fanout_of(2)
     record = Record()
 
     def items() -> Iterator[tuple[int, OutgoingMessage]]:
@@ -211,18 +228,29 @@ def test_an_error_while_taking_a_message_is_raised_after_the_others_finish(
             yield n, message(n)
         raise ValueError("a template could not render")
 
-    try:
-        with pytest.raises(ValueError, match="could not render"):
-            fanout.send(items(), record.offer, record.hear)
-    finally:
-        fanout.close()
+    with pytest.raises(ValueError, match="could not render"):
+        send(fanout_of(2, record.offer, record.hear), items(), record.items(5, 5))
     assert sorted(key for key, _ in record.heard) == list(range(5))
     assert len(smtp_server.messages) == 5
 
 
+def test_closing_early_sends_nothing_more_than_was_taken(
+    smtp_server: SMTPTestServer, fanout_of: Callable[..., Fanout[int]]
+) -> None:
+    # The batch's own error (the database went away): it closes the fanout with chunks
+    # still queued; those are never sent, and no connection is left writing afterwards.
+    record = Record()
+    fanout = fanout_of(2, record.offer, record.hear)
+    fanout.feed(record.items(3))
+    fanout.feed(record.items(500, 3))
+    fanout.close()
+    assert len(smtp_server.messages) == len(record.offered) < 503
+    assert sorted(key for key, _ in record.heard) == sorted(record.offered)
+
+
 def test_no_backend_is_refused() -> None:
     with pytest.raises(ValueError):
-        Fanout([])
+        Fanout([], lambda key: None, lambda key, outcome: None)
 
 
 def test_each_thread_runs_inside_the_given_context(
@@ -237,12 +265,10 @@ def test_each_thread_runs_inside_the_given_context(
         def __exit__(self, *exc: Any) -> None:
             return None
 
-    fanout = Fanout([backend_for(smtp_server) for _ in range(2)], Context)
     record = Record()
+    backends = [backend_for(smtp_server) for _ in range(2)]
     built = [(n, message(n)) for n in range(8)]  # no app context in the threads here
-    try:
-        fanout.send(iter(built), record.offer, record.hear)
-    finally:
-        fanout.close()
+    send(Fanout(backends, record.offer, record.hear, Context), iter(built))
     assert len(entered) == 2
     assert threading.get_ident() not in entered
+    assert len(smtp_server.messages) == 8
