@@ -36,14 +36,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_HOST_URL = os.environ.get("NEWSLETTER_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 
-SINK_INSTALL_HINT = """\
-smtp-sink (Debian's postfix package) was not found in /usr/sbin or on PATH.
-Install it without configuring a mail system (`make bench` does, when run as root):
-
-    echo "postfix postfix/main_mailer_type select No configuration" | sudo debconf-set-selections
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix
-"""
-
 
 class BenchError(RuntimeError):
     """A clear, expected failure: printed without a traceback."""
@@ -228,6 +220,33 @@ def migrate(settings: Mapping[str, Any]) -> None:
     )
     if completed.returncode != 0:
         raise BenchError(f"newsletter db upgrade failed:\n{completed.stdout}{completed.stderr}")
+
+
+@contextlib.contextmanager
+def exclusive(name: str, within: float) -> Iterator[None]:
+    """One run of benchmark ``name`` on this machine at a time: a second one waits.
+
+    Two digest runs would share the Redis broker database (each flushes it) and the cores.
+    """
+    import fcntl
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"newsletter-bench-{name}.lock"
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"Another {name} benchmark is running on this machine ({path}); waiting for it")
+            deadline = time.monotonic() + within
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Timeout(f"the other {name} run took over {within:.0f}s") from None
+                    time.sleep(1)
+        yield
 
 
 # ---- processes
@@ -454,6 +473,25 @@ def find_smtp_sink() -> str | None:
     return None
 
 
+def ensure_smtp_sink() -> str | None:
+    """smtp-sink's path, installing Debian's postfix package for it first where it is missing.
+
+    ``.ci/system-packages postfix`` installs it when run as root on Debian (without setting
+    up a mail system) and otherwise prints the one command that does; None then.
+    """
+    found = find_smtp_sink()
+    if found is not None:
+        return found
+    say("smtp-sink (Debian's postfix package) is missing: .ci/system-packages postfix")
+    try:
+        subprocess.run(
+            [str(PROJECT_ROOT / ".ci" / "system-packages"), "postfix"], timeout=900, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        say(f"  could not run .ci/system-packages: {exc}")
+    return find_smtp_sink()
+
+
 class SmtpSink:
     """Postfix's smtp-sink on a loopback port, discarding mail and counting it.
 
@@ -533,10 +571,91 @@ class SmtpSink:
 
     def stop(self) -> None:
         stop(self.process, grace=5)
+        if self._reader is not None:
+            self._reader.join(timeout=2)  # it ends at the pipe's end of file
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
-        if self._reader is not None:
-            self._reader.join(timeout=2)
+
+
+class SmtpDelay:
+    """``bench/smtp_delay.py`` in front of a server: each reply is held ``delay_ms``."""
+
+    def __init__(self, target: tuple[str, int], delay_ms: float) -> None:
+        self.target = target
+        self.delay_ms = delay_ms
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SmtpDelay:
+        self.process = start(
+            [
+                sys.executable,
+                str(BENCH_DIR / "smtp_delay.py"),
+                "--listen",
+                f"{self.host}:{self.port}",
+                "--to",
+                f"{self.target[0]}:{self.target[1]}",
+                "--delay-ms",
+                str(self.delay_ms),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # "ready", or nothing if it failed
+        if line.strip() != b"ready":
+            raise BenchError(f"bench/smtp_delay.py did not start (exit {self.process.poll()})")
+        return self
+
+    def environ(self) -> dict[str, Any]:
+        return {"SMTP_HOST": self.host, "SMTP_PORT": self.port, "SMTP_SECURITY": "none"}
+
+    def stop(self) -> None:
+        stop(self.process, grace=5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def open_connections(port: int) -> int:
+    """Established TCP connections to a loopback ``port``, counted from the clients' side."""
+    wanted = f":{port:04X} "
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    # "sl local_address rem_address st ...": 01 is ESTABLISHED.
+                    fields = line.split(None, 4)
+                    if fields[3] == "01" and (fields[2] + " ").endswith(wanted):
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
+class ConnectionSampler:
+    """The most connections open at once to ``port``, sampled every ``interval`` seconds."""
+
+    def __init__(self, port: int, interval: float = 0.2) -> None:
+        self.port = port
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="smtp-connections", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, open_connections(self.port))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 # ---- the ceiling: plain smtplib, one process per connection

@@ -9,20 +9,24 @@ What it does, end to end, and undoes afterwards (also on Ctrl-C or an error):
 1. creates a PostgreSQL database ``newsletter_bench_<hex>``, runs ``newsletter db upgrade``
    on it and loads N active daily readers (three topic sets over analytics, business,
    technology) with COPY, plus ten articles published in the last hours;
-2. starts Postfix's ``smtp-sink`` on a free loopback port, counting accepted messages;
+2. starts Postfix's ``smtp-sink`` on a free loopback port, counting accepted messages (and
+   with ``--smtp-latency MS``, ``bench/smtp_delay.py`` in front of it, holding each reply);
 3. flushes Redis database 13 and starts W ``celery worker`` processes (one process each,
    solo pool by default) configured only through NEWSLETTER_* variables;
 4. times ``digest send`` (``planning.plan`` + ``sending.dispatch`` in this process with the
    same settings, or the real CLI with ``--via-cli``) until the sink has accepted N messages
    and the ledger has no unfinished row, while sampling each worker's RSS from /proc;
 5. measures the ceiling: the same messages (real digests rendered by the app, one per topic
-   set) sent with a bare smtplib loop over W connections, one process each, to the same sink;
-6. prints both rates, their ratio, peak RSS per worker and the planning time, and writes a
-   JSON result to ``bench/results/digest-<N>-<W>-<timestamp>.json``.
+   set) sent with a bare smtplib loop over W connections (``--ceiling-connections``), one
+   process each, to the same sink;
+6. prints both rates, their ratio, the SMTP connections the app had open at once, peak RSS
+   per worker and the planning time, and writes a JSON result to
+   ``bench/results/digest-<N>-<W>-<timestamp>.json`` (``-<MS>ms`` added with a latency).
 
 Exit status: 0 when the sink got exactly N messages and the ledger says N sent, 1 on a
 failure, a timeout or a mismatch (partial figures are still printed and written), 2 when a
-prerequisite (smtp-sink, PostgreSQL, Redis) is missing.
+prerequisite (smtp-sink, PostgreSQL, Redis) is missing. A missing smtp-sink is installed
+first on Debian when run as root (``.ci/system-packages postfix``), or the command printed.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _support as support
 from _support import BenchError, say
 
-BROKER_DB = 13
+# Redis database of the broker, flushed before and after a run; another one with
+# NEWSLETTER_BENCH_BROKER_DB (the web bench's signup mails use 12, the tests 12 and 15).
+BROKER_DB = int(os.environ.get("NEWSLETTER_BENCH_BROKER_DB", "13"))
 QUEUES = "newsletter,signup"
 LOCAL_HOSTNAME = "bench.localhost"
 MAIL_FROM = "The Daily Ledger <newsletter@news.example>"
@@ -237,7 +243,7 @@ def load_data(
     }
 
 
-def worker_command(index: int, tag: str, pool: str) -> tuple[str, list[str]]:
+def worker_command(index: int, tag: str, pool: str, concurrency: int) -> tuple[str, list[str]]:
     nodename = f"bench{index}-{tag}@localhost"
     return nodename, [
         sys.executable,
@@ -247,7 +253,7 @@ def worker_command(index: int, tag: str, pool: str) -> tuple[str, list[str]]:
         "--app=worker:celery",
         "worker",
         f"--pool={pool}",
-        "--concurrency=1",
+        f"--concurrency={concurrency}",
         f"--queues={QUEUES}",
         f"--hostname={nodename}",
         "--loglevel=WARNING",
@@ -330,6 +336,7 @@ class DigestBench:
         self.workdir = Path(tempfile.mkdtemp(prefix="newsletter-bench-"))
         self.database_url: str | None = None
         self.sink: support.SmtpSink | None = None
+        self.delay: support.SmtpDelay | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.profilers: list[subprocess.Popen[bytes]] = []
         self.app: Any = None
@@ -342,11 +349,21 @@ class DigestBench:
             "subscribers": self.n,
             "workers": self.w,
             "pool": args.pool,
+            "concurrency": args.concurrency,
+            "smtp_latency_ms": args.smtp_latency,
             "via": "cli" if args.via_cli else "in-process",
             "settings": {},
         }
 
     # -- lifecycle
+
+    @property
+    def relay(self) -> support.SmtpSink | support.SmtpDelay:
+        """Where senders connect: the sink, or the delaying relay in front of it."""
+        if self.delay is not None:
+            return self.delay
+        assert self.sink is not None
+        return self.sink
 
     def settings(self) -> dict[str, Any]:
         assert self.database_url is not None and self.sink is not None
@@ -357,7 +374,7 @@ class DigestBench:
             "BASE_URL": "https://news.example",
             "MAIL_FROM": MAIL_FROM,
             "MAIL_BACKEND": "smtp",
-            **self.sink.environ(),
+            **self.relay.environ(),
             "SMTP_LOCAL_HOSTNAME": LOCAL_HOSTNAME,
             "RATELIMIT_STORAGE_URI": "memory://",
             **self.args.overrides,
@@ -365,7 +382,8 @@ class DigestBench:
 
     def run(self) -> int:
         self.secret_key = secrets.token_urlsafe(32)
-        return support.guarded(self)
+        with support.exclusive("digest", within=4 * 3600):
+            return support.guarded(self)
 
     def _run(self) -> int:
         n, w = self.n, self.w
@@ -379,6 +397,10 @@ class DigestBench:
         self.database_url = support.create_database("newsletter_bench")
         say(f"  created {self.database_url.rsplit('/', 1)[-1]}")
         self.sink = support.SmtpSink(self.sink_path).start()
+        if self.args.smtp_latency:
+            self.delay = support.SmtpDelay(
+                (self.sink.host, self.sink.port), self.args.smtp_latency
+            ).start()
         settings = self.settings()
         self.result["settings"] = {
             k: v for k, v in settings.items() if k not in ("SECRET_KEY", "SQLALCHEMY_DATABASE_URI")
@@ -392,12 +414,22 @@ class DigestBench:
             f"{len(ARTICLES)} articles in {loaded['seconds']:.1f}s"
         )
 
-        say(f"[2/5] workers (smtp-sink listening on 127.0.0.1:{self.sink.port})")
+        say(
+            f"[2/5] workers (smtp-sink listening on 127.0.0.1:{self.sink.port}"
+            + (
+                f", behind bench/smtp_delay.py on port {self.delay.port} holding each reply "
+                f"{self.args.smtp_latency:g} ms)"
+                if self.delay
+                else ")"
+            )
+        )
         support.flush_redis(self.broker_url)
         env = support.settings_env(settings)
         nodenames, logs = [], []
         for index in range(w):
-            nodename, command = worker_command(index, self.tag, self.args.pool)
+            nodename, command = worker_command(
+                index, self.tag, self.args.pool, self.args.concurrency
+            )
             log = self.workdir / f"worker{index}.log"
             self.workers.append(support.start(command, env=env, log=log))
             nodenames.append(nodename)
@@ -424,9 +456,10 @@ class DigestBench:
         if status != 0:
             return status
 
+        counts = ", ".join(str(c) for c in self.ceiling_connections())
         say(
-            f"[4/5] ceiling: bare loops sending the same messages, {w} connection(s) "
-            f"in {w} process(es): {', '.join(self.args.ceiling)}"
+            f"[4/5] ceiling: bare loops sending the same messages over {counts} connection(s), "
+            f"one process each: {', '.join(self.args.ceiling)}"
         )
         self._ceiling()
 
@@ -442,6 +475,8 @@ class DigestBench:
                     process.terminate()
         for process in self.workers:
             support.stop(process, grace=20)
+        if self.delay is not None:
+            self.delay.stop()
         if self.sink is not None:
             self.sink.stop()
         with contextlib.suppress(Exception):
@@ -481,14 +516,16 @@ class DigestBench:
         n = self.n
         timeout = self.args.timeout
         sink_before = self.sink.count()
+        sessions_before = self.sink.sessions
         conn = psycopg.connect(support.libpq_url(self.database_url), autocommit=True)
         send: dict[str, Any] = {"timeout_seconds": timeout}
         self.result["send"] = send
         sampler = support.MemorySampler([p.pid for p in self.workers])
+        connections = support.ConnectionSampler(self.relay.port)
         if not self.args.via_cli:
             self._app(settings)  # built before the clock starts, as a running service has it
         cpu_before = support.cpu_snapshot(self.db_name)
-        with conn, sampler:
+        with conn, sampler, connections:
             started = time.perf_counter()
             if self.args.via_cli:
                 completed = subprocess.run(
@@ -619,13 +656,21 @@ class DigestBench:
             }
         )
         self.result["worker_memory"] = [t.figures() for t in sampler.trees]
+        # Sessions: connections the sink saw opened (each batch opens its own); peak: the
+        # most open at once, sampled every 0.2 s.
+        self.result["smtp_connections"] = {
+            "peak_open": connections.peak,
+            "sessions": self.sink.sessions - sessions_before,
+        }
         send["cpu_seconds"] = cpu
         send["foreign_cpu_seconds"] = support.foreign_cpu(cpu, self._cpu_groups())
         send["cpu_available_seconds"] = round((ledger_done - started) * (os.cpu_count() or 1), 1)
         send["worker_cpu_us_per_message"] = round(1e6 * cpu.get("celery workers", 0.0) / n)
         say(
             f"  done: sink {received:,} messages after {sink_done - started:.2f}s, "
-            f"ledger {counts} after {ledger_done - started:.2f}s"
+            f"ledger {counts} after {ledger_done - started:.2f}s; SMTP connections: "
+            f"{connections.peak} open at most, {self.result['smtp_connections']['sessions']} "
+            "opened"
         )
         return 0
 
@@ -638,6 +683,8 @@ class DigestBench:
         groups = {"celery workers": workers, "bench (this process)": {os.getpid()}, **extra}
         if self.sink is not None and self.sink.process is not None:
             groups["smtp-sink"] = {self.sink.process.pid}
+        if self.delay is not None and self.delay.process is not None:
+            groups["smtp delay relay"] = {self.delay.process.pid}
         return groups
 
     def _timed_out(
@@ -711,15 +758,35 @@ class DigestBench:
         }
         ceilings: dict[str, dict[str, Any]] = {}
         self.result["ceilings"] = ceilings
-        for mode in self.args.ceiling:
-            ceilings[mode] = self._ceiling_run(mode, messages)
-        finished = [c for c in ceilings.values() if c.get("sink_received") == self.n]
+        counts = self.ceiling_connections()
+        for index, count in enumerate(counts):
+            for mode in self.args.ceiling:
+                # Keyed by mode alone at the first count (the headline), as results always were.
+                key = mode if index == 0 else f"{mode}, {count} connections"
+                ceilings[key] = self._ceiling_run(mode, messages, count)
+        finished = [
+            c
+            for c in ceilings.values()
+            if c.get("sink_received") == self.n and c["connections"] == counts[0]
+        ]
         if finished:
             self.result["ceiling"] = max(finished, key=lambda c: c["rate"] or 0)
 
-    def _ceiling_run(self, mode: str, messages: list[tuple[str, str, bytes]]) -> dict[str, Any]:
+    def ceiling_connections(self) -> list[int]:
+        """The connection counts of the bare loops: W, or what the app had open at most."""
+        app = self.result.get("smtp_connections", {}).get("peak_open") or self.w
+        found: list[int] = []
+        for item in self.args.ceiling_connections:
+            count = app if item == "app" else int(item)
+            if count not in found:
+                found.append(count)
+        return found
+
+    def _ceiling_run(
+        self, mode: str, messages: list[tuple[str, str, bytes]], w: int
+    ) -> dict[str, Any]:
         assert self.sink is not None
-        n, w = self.n, self.w
+        n = self.n
         context = multiprocessing.get_context("spawn")
         ready: Any = context.Queue()
         results: Any = context.Queue()
@@ -731,7 +798,7 @@ class DigestBench:
             rotated = messages[index % len(messages) :] + messages[: index % len(messages)]
             process = context.Process(
                 target=support.ceiling_sender,
-                args=(mode, self.sink.host, self.sink.port, LOCAL_HOSTNAME, rotated, share),
+                args=(mode, self.relay.host, self.relay.port, LOCAL_HOSTNAME, rotated, share),
                 kwargs={"ready": ready, "go": go, "results": results},
                 daemon=True,
             )
@@ -771,7 +838,7 @@ class DigestBench:
                 say(f"  TIMEOUT or error: the sink got {count - base:,} of {n:,} ceiling messages")
             if errors:
                 say(f"  ceiling sender errors: {errors}")
-            say(f"  {mode}: {count - base:,} messages in {done - started:.2f}s")
+            say(f"  {mode}, {w} connection(s): {count - base:,} messages in {done - started:.2f}s")
         finally:
             for process in processes:
                 process.join(timeout=10)
@@ -823,13 +890,14 @@ class DigestBench:
         )
         for mode, bare in self.result.get("ceilings", {}).items():
             if bare.get("rate"):
+                label = f"ceiling: {bare['mode']}, {bare['connections']} connection(s)"
                 say(
-                    f"  ceiling: {mode + ',':<10} {self.w} connection(s) {bare['seconds']:9.2f} s "
+                    f"  {label:<35} {bare['seconds']:9.2f} s "
                     f"{bare['rate']:>10,.0f} msg/s   app at "
                     f"{100 * (self.result['ratios'][mode] or 0):.1f}%"
                 )
         if top_rate:
-            label = f"app / best ceiling ({ceiling['mode']})"
+            label = f"app / best ceiling ({ceiling['mode']}, {ceiling['connections']})"
             say(f"  {label:<35} {100 * (ratio or 0):9.1f} %")
         say(
             f"  sink received {send['sink_received']:,} (expected {self.n:,}); "
@@ -870,6 +938,13 @@ class DigestBench:
                 f"{memory['start_rss_mib']}, end {memory['end_rss_mib']}, VmHWM "
                 f"{memory['peak_hwm_mib']}; {memory['processes']} process(es))"
             )
+        used = self.result.get("smtp_connections")
+        if used:
+            say(
+                f"  SMTP connections of the app: {used['peak_open']} open at most, "
+                f"{used['sessions']} opened in all"
+                + (f"; each reply held {self.args.smtp_latency:g} ms" if self.delay else "")
+            )
         profile = self.result.get("profile")
         if profile:
             say(
@@ -883,6 +958,16 @@ class DigestBench:
         return 0 if ok else 1
 
     @property
+    def variant(self) -> str:
+        """What sets a run's name apart from the default one (2 workers, one batch each)."""
+        parts = []
+        if self.args.concurrency != 1:
+            parts.append(f"x{self.args.concurrency}")
+        if self.args.smtp_latency:
+            parts.append(f"{self.args.smtp_latency:g}ms")
+        return "".join(f"-{part}" for part in parts)
+
+    @property
     def run_stamp(self) -> str:
         if not hasattr(self, "_stamp"):
             self._stamp = support.timestamp()
@@ -891,7 +976,7 @@ class DigestBench:
     def _write(self) -> Path:
         self.result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         path = self.args.output or (
-            self.args.output_dir / f"digest-{self.n}-{self.w}-{self.run_stamp}.json"
+            self.args.output_dir / f"digest-{self.n}-{self.w}{self.variant}-{self.run_stamp}.json"
         )
         return support.write_result(path, self.result)
 
@@ -925,9 +1010,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pool",
-        choices=("solo", "prefork"),
+        choices=("solo", "prefork", "threads"),
         default="solo",
-        help="worker pool; prefork runs one child per worker (concurrency 1)",
+        help="worker pool; prefork runs --concurrency children per worker, threads as many threads",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="batches each worker runs at once (prefork or threads pool)",
+    )
+    parser.add_argument(
+        "--smtp-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="hold each SMTP reply this long (bench/smtp_delay.py between senders and sink)",
+    )
+    parser.add_argument(
+        "--ceiling-connections",
+        default=None,
+        metavar="N[,N|app...]",
+        help="connection counts of the bare loops, the first one the headline ceiling "
+        "(default: W; with --smtp-latency, the most the app had open: app)",
     )
     parser.add_argument(
         "--via-cli",
@@ -987,6 +1092,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.subscribers < 1 or args.workers < 1:
         parser.error("--subscribers and --workers must be at least 1")
     args.ceiling = support.CEILING_MODES if args.ceiling == "both" else (args.ceiling,)
+    if args.concurrency < 1 or (args.concurrency > 1 and args.pool == "solo"):
+        parser.error("--concurrency above 1 needs --pool prefork or threads")
+    if args.smtp_latency < 0:
+        parser.error("--smtp-latency must not be negative")
+    default = "app" if args.smtp_latency else str(args.workers)
+    args.ceiling_connections = (args.ceiling_connections or default).split(",")
+    if not all(c == "app" or (c.isdigit() and int(c) > 0) for c in args.ceiling_connections):
+        parser.error("--ceiling-connections wants positive numbers or app, comma-separated")
     if args.timeout is None:
         args.timeout = 180.0 if args.smoke else max(120.0, args.subscribers / 250)
     try:
@@ -998,9 +1111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sink = support.find_smtp_sink()
+    sink = support.ensure_smtp_sink()
     if sink is None:
-        say(support.SINK_INSTALL_HINT)
         return 2
     bench = DigestBench(args, sink)
     try:

@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TIMEOUT": 30.0,
     "SMTP_CA_FILE": None,
     "SMTP_LOCAL_HOSTNAME": None,
+    "SMTP_CONNECTIONS": 1,  # per digest batch, sending at once
     "DKIM_SELECTOR": None,
     "DKIM_DOMAIN": None,
     "DKIM_PRIVATE_KEY_FILE": None,
@@ -435,6 +436,7 @@ CHECKS: dict[str, Check] = {
     "SMTP_TIMEOUT": _number(0, above=True),
     "SMTP_CA_FILE": _text(optional=True),
     "SMTP_LOCAL_HOSTNAME": _text(optional=True),
+    "SMTP_CONNECTIONS": _whole(1, 64),
     "DKIM_SELECTOR": _text(optional=True),
     "DKIM_DOMAIN": _text(optional=True),
     "DKIM_PRIVATE_KEY_FILE": _text(optional=True),  # doctor loads the key

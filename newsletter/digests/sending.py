@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -29,7 +30,8 @@ from newsletter.errors import (
     TransientMailError,
 )
 from newsletter.extensions import db
-from newsletter.mail.backends import MailBackend, get_backend
+from newsletter.mail.backends import get_backend
+from newsletter.mail.fanout import Fanout
 from newsletter.mail.message import OutgoingMessage
 from newsletter.mail.throttle import Throttle
 
@@ -76,16 +78,15 @@ def backoff(attempts: int, jitter: float = 1.0) -> timedelta:
 
 
 def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
-    """Send the queued rows of one id range over one connection; safe to run twice."""
+    """Send the queued rows of one id range over its connections; safe to run twice."""
     # A batch of this machine that died left its journal: its rows come first.
     replay_orphans()
     result = BatchResult()
     config = current_app.config
     token = secrets.token_hex(8)
     size = int(config["JOURNAL_EVERY"])
-    max_attempts = int(config["MAX_ATTEMPTS"])
-    backend: MailBackend | None = None
-    outcomes = ledger.Outcomes()
+    fanout: Fanout[int] | None = None
+    pending = _Pending()
     cursor = first_id
     book = journal.Journal.start(token, edition_id, first_id, last_id)
     finished = False
@@ -93,8 +94,15 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
     alert_topic: str | None = None
     try:
         while True:
-            # One transaction records a chunk's outcomes and claims the next chunk.
-            ledger.record(token, outcomes)
+            # One transaction records what was heard so far and claims the next chunk.
+            # With several connections they go on sending the last chunk meanwhile, so
+            # the outcomes of its last messages come in the next write.
+            with fanout.lock if fanout is not None else contextlib.nullcontext():
+                heard = pending.take()
+                # Nothing on the wire and everything heard is in this write: the journal
+                # may then forget it all (``replay`` only reads rows still claimed anyway).
+                idle = fanout is None or fanout.idle()
+            ledger.record(token, heard)
             # The range is walked once, in id order: a row deferred for a retry waits for
             # the batch's next run instead of being taken again by this one.
             if result.stopped:
@@ -102,48 +110,97 @@ def send_batch(edition_id: int, first_id: int, last_id: int) -> BatchResult:
                 ledger.release_rest(edition_id, first_id, last_id, result.retry_at)
             else:
                 facts = ledger.take(edition_id, cursor, last_id, token, size, utcnow())
-            chunk = list(facts)  # in id order
             db.session.commit()
-            book.recorded()
-            if not chunk:
+            if idle:
+                book.recorded()
+            if not facts:
                 break
-            cursor = chunk[-1] + 1
-            if backend is None:
+            cursor = max(facts) + 1
+            if fanout is None:
                 composer = composer_for(edition_id)
                 throttle = Throttle.for_app()
-                backend = get_backend()
+                fanout = _connections(book, pending, result)
                 # Decided once a batch, so a digest's chunks cost no more than before.
                 if composer.content.kind == EditionKind.ALERT:
                     alert_topic = composer.content.topic
             if alert_topic is not None:
                 facts = alerts.recheck(facts, alert_topic)
+            with fanout.lock:
+                pending.claimed.update(facts)
             composer.refresh_date()
-            outcomes = ledger.Outcomes()
-            messages = _messages(composer, throttle, facts, outcomes, result)
-            for delivery_id, error in backend.send_many(messages, book.offered):
-                _journal(book, delivery_id, error)  # first: from here a death loses nothing
-                attempts = facts[delivery_id].attempts
-                reader = facts[delivery_id].reader
-                assert reader is not None
-                _outcome(delivery_id, attempts, reader, error, max_attempts, outcomes, result)
+            fanout.feed(_messages(composer, throttle, facts, pending, result))
+            # Several connections: the next chunk is claimed once the one before this is
+            # all taken, so one chunk always waits for them and none waits for the ledger.
+            fanout.wait_taken(leave=1)
+        if fanout is not None:
+            fanout.finish()
+            ledger.record(token, pending.take())
+            if result.stopped:
+                ledger.release_rest(edition_id, first_id, last_id, result.retry_at)
+            db.session.commit()
         finished = True
     except SQLAlchemyError:
         raise  # the database went away: the journal stays, for the retry to replay
     except Exception as exc:
         # Anything else (a relay refusing our login, a template that cannot render) would
         # come back at once if the rest were queued as it is: it waits out a backoff.
-        tries = max((claimed.attempts for claimed in facts.values()), default=0) + 1
+        tries = max((claimed.attempts for claimed in pending.claimed.values()), default=0) + 1
         until = utcnow() + backoff(tries, result.jitter)
         with contextlib.suppress(OSError):
             book.gave_up(until.timestamp(), f"the batch stopped: {exc!r}")
         raise
     finally:
-        if backend is not None:
-            backend.close()
+        if fanout is not None:
+            fanout.close()  # first: no connection writes to the journal after this
         # Unfinished (the database went away, an error): the journal stays for a replay.
         book.close(finished=finished)
     ledger.finish_if_done(edition_id)
     return result
+
+
+@dataclass
+class _Pending:
+    """A batch's claimed rows, and the outcomes heard since the ledger was last written.
+
+    The connections add to ``outcomes`` under the fanout's lock; the batch swaps it for an
+    empty one under the same lock before each ledger write.
+    """
+
+    claimed: ledger.Facts = field(default_factory=dict)
+    outcomes: ledger.Outcomes = field(default_factory=ledger.Outcomes)
+
+    def take(self) -> ledger.Outcomes:
+        heard, self.outcomes = self.outcomes, ledger.Outcomes()
+        return heard
+
+
+def _connections(book: journal.Journal, pending: _Pending, result: BatchResult) -> Fanout[int]:
+    """The batch's backends: ``SMTP_CONNECTIONS`` of them where each is a connection."""
+    config = current_app.config
+    first = get_backend()
+    count = int(config["SMTP_CONNECTIONS"]) if first.parallel else 1
+    heard = functools.partial(_heard, book, pending, int(config["MAX_ATTEMPTS"]), result)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Composing may render a template (a variant's first reader): threads need the app.
+    backends = [first, *(get_backend() for _ in range(count - 1))]
+    return Fanout(backends, book.offered, heard, app.app_context)
+
+
+def _heard(
+    book: journal.Journal,
+    pending: _Pending,
+    max_attempts: int,
+    result: BatchResult,
+    delivery_id: int,
+    error: MailError | None,
+) -> None:
+    """One message's outcome, as its connection reads it: journalled, then filed."""
+    _journal(book, delivery_id, error)  # first: from here a death loses nothing
+    claimed = pending.claimed[delivery_id]
+    assert claimed.reader is not None
+    _outcome(
+        delivery_id, claimed.attempts, claimed.reader, error, max_attempts, pending.outcomes, result
+    )
 
 
 def _journal(book: journal.Journal, delivery_id: int, error: MailError | None) -> None:
@@ -208,17 +265,21 @@ def _messages(
     composer: Composer,
     throttle: Throttle,
     facts: ledger.Facts,
-    outcomes: ledger.Outcomes,
+    pending: _Pending,
     result: BatchResult,
 ) -> Iterator[tuple[int, OutgoingMessage]]:
-    """A chunk's messages, composed as the backend takes them; skips and stops on the way."""
+    """A chunk's messages, composed as the connections take them; skips and stops on the way.
+
+    (It runs under the fanout's lock, and ``pending.outcomes`` is read anew each time: the
+    batch swaps it between ledger writes.)
+    """
     for delivery_id, claimed in facts.items():
         if result.stopped:
             # The server is unreachable: hand the rest back untouched for the retry.
-            outcomes.release.append((delivery_id, result.retry_at))
+            pending.outcomes.release.append((delivery_id, result.retry_at))
             continue
         if claimed.reader is None:
-            outcomes.skipped.append((delivery_id, claimed.skip_reason))
+            pending.outcomes.skipped.append((delivery_id, claimed.skip_reason))
             result.skipped += 1
             continue
         try:
@@ -227,7 +288,7 @@ def _messages(
             log.exception(
                 "edition %s: delivery %s could not be composed", composer.content.id, delivery_id
             )
-            outcomes.failed.append((delivery_id, f"could not be composed: {exc!r}"[:500]))
+            pending.outcomes.failed.append((delivery_id, f"could not be composed: {exc!r}"[:500]))
             result.failed += 1
             continue
         throttle.wait()

@@ -27,6 +27,10 @@ Key = TypeVar("Key")
 class MailBackend:
     """Delivers messages; one instance may hold a connection open for many of them."""
 
+    # True where each instance is a connection of its own, so several sending at once go
+    # faster: a digest batch then sends over SMTP_CONNECTIONS of them (mail/fanout.py).
+    parallel: ClassVar[bool] = False
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
 

@@ -202,6 +202,8 @@ def _reply_text(raw: bytes | str) -> str:
 class SMTPBackend(MailBackend):
     """Sends through an SMTP relay, keeping the connection open across messages."""
 
+    parallel = True
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self.host = str(config["SMTP_HOST"])

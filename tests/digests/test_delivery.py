@@ -111,11 +111,34 @@ def test_every_reader_gets_exactly_one_copy(app: Flask, smtp_server: SMTPTestSer
     assert set(states(app, edition_id).values()) == {"sent"}
 
 
-def test_one_connection_per_batch(app: Flask, smtp_server: SMTPTestServer) -> None:
-    seed(app, 20)
+@pytest.mark.parametrize("connections", [1, 3])
+def test_each_batch_keeps_its_connections_for_all_its_messages(
+    app: Flask, smtp_server: SMTPTestServer, connections: int
+) -> None:
+    app.config["SMTP_CONNECTIONS"] = connections
+    emails = seed(app, 20)
     send_all(app, plan(app))
-    assert len(smtp_server.messages) == 20
-    assert smtp_server.connections == 2  # two batches of ten
+    assert received(smtp_server) == Counter(emails)
+    # Two batches of ten, over their own connections, never one connection per message.
+    if connections == 1:
+        assert smtp_server.connections == 2
+    else:
+        assert 2 < smtp_server.connections <= 2 * connections
+
+
+def test_a_batch_spreads_its_messages_over_its_connections(
+    app: Flask, smtp_server: SMTPTestServer
+) -> None:
+    app.config.update(SMTP_CONNECTIONS=4, JOURNAL_EVERY=20, BATCH_SIZE=40)
+    emails = seed(app, 40)
+    edition_id = plan(app)
+    with app.app_context():
+        for first_id, last_id in ledger.batches(edition_id, 40):
+            sending.send_batch(edition_id, first_id, last_id)
+    assert received(smtp_server) == Counter(emails)
+    assert set(states(app, edition_id).values()) == {"sent"}
+    per_connection = Counter(message.connection for message in smtp_server.messages)
+    assert len(per_connection) > 1
 
 
 def test_greylisted_reader_is_retried_and_gets_one_copy(
@@ -194,9 +217,11 @@ def test_a_message_sent_whole_whose_reply_never_came_is_unknown_and_not_sent_aga
         assert ledger.counts(edition_id) == {"sent": 7, "unknown": 1}
 
 
+@pytest.mark.parametrize("connections", [1, 3])
 def test_server_that_never_answers_times_out_and_the_batch_is_retried(
-    app: Flask, smtp_server: SMTPTestServer
+    app: Flask, smtp_server: SMTPTestServer, connections: int
 ) -> None:
+    app.config["SMTP_CONNECTIONS"] = connections
     emails = seed(app, 6)
     smtp_server.fail("mail", HANG, times=1)
     edition_id = plan(app)
@@ -205,7 +230,11 @@ def test_server_that_never_answers_times_out_and_the_batch_is_retried(
     # One timeout stops the batch instead of being waited out once per reader.
     assert time.monotonic() - started < 10
     first = states(app, edition_id)
-    assert set(first.values()) == {"queued"}
+    if connections == 1:
+        assert set(first.values()) == {"queued"}
+    else:
+        # The other connections went on while one waited: the silent one's reader waits.
+        assert "queued" in first.values() and set(first.values()) <= {"queued", "sent"}
     send_until_done(app, edition_id)
     assert received(smtp_server) == Counter(emails)
 
@@ -355,9 +384,11 @@ def test_a_claim_takes_one_chunk_in_id_order_and_skips_rows_claimed_elsewhere(
         assert claims == Counter({"aaaa": 5, "bbbb": 5})
 
 
+@pytest.mark.parametrize("connections", [1, 3])
 def test_a_batch_that_fails_midway_leaves_its_chunk_attempting_and_the_rest_queued(
-    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch
+    app: Flask, smtp_server: SMTPTestServer, monkeypatch: pytest.MonkeyPatch, connections: int
 ) -> None:
+    app.config["SMTP_CONNECTIONS"] = connections
     emails = seed(app, 10)
     edition_id = plan(app)
     outcome = sending._outcome
@@ -372,13 +403,21 @@ def test_a_batch_that_fails_midway_leaves_its_chunk_attempting_and_the_rest_queu
     monkeypatch.setattr(sending, "_outcome", failing)
     with app.app_context(), pytest.raises(RuntimeError, match="worker broke"):
         sending.send_batch(edition_id, *ledger.batches(edition_id, 10)[0])
-    final = states(app, edition_id)
-    # The chunk being handed over stays "attempting" (recovery will call it unknown, not
-    # send it again); nothing past it was claimed.
-    assert [final[email] for email in emails] == ["attempting"] * 4 + ["queued"] * 6
+    final = [states(app, edition_id)[email] for email in emails]
+    # The chunk being handed over stays "attempting" (its journal tells a replay what went
+    # out; recovery would call the rest unknown, never send it again); nothing past it was
+    # claimed. Several connections are fed the next chunk ahead: that one is claimed too.
+    if connections == 1:
+        assert final == ["attempting"] * 4 + ["queued"] * 6
+    else:
+        # The other connections went on with what they held: those outcomes are written.
+        assert set(final) <= {"attempting", "sent", "queued"} and "attempting" in final
+        assert final == sorted(final, key=lambda state: state == "queued")
     with app.app_context():
         claims = db.session.scalars(select(Delivery.claim).where(Delivery.state == "queued")).all()
-        assert claims == [None] * 6
+        assert claims == [None] * final.count("queued")
+    assert len(smtp_server.messages) <= 4 + connections * 3
+    assert len(set(received(smtp_server))) == len(smtp_server.messages)
 
 
 def test_batches_deferred_at_the_same_moment_come_back_at_different_times(
