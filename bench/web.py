@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""Web throughput: the reader-facing endpoints under gunicorn, against a trivial Flask view.
+"""Web throughput: the reader-facing endpoints under gunicorn, against a trivial view and a floor.
 
     .venv/bin/python bench/web.py                      # PostgreSQL, wrk -t2 -c16 -d10s
     .venv/bin/python bench/web.py --database sqlite --duration 5
 
 Serves the app with ``gunicorn --workers 2`` (sync) on a loopback port, configured only
 through NEWSLETTER_* variables, on a freshly migrated database holding ``--readers`` active
-readers; then serves ``bench/trivial_app.py`` the same way. wrk measures, one after the other:
+readers; then serves ``bench/trivial_app.py`` and ``bench/floor_app.py`` the same way. wrk
+measures, one after the other:
 
-- ``GET /`` of the trivial app (the baseline),
+- ``GET /`` of the trivial app (the baseline of the pages),
+- ``POST /`` of the floor app (the baseline of the durable writes: one INSERT and its COMMIT
+  on the same database, with a small urlencoded body),
 - ``GET /subscribe`` (the form: a template, a signed start time, a CSRF token and session),
 - ``POST /subscribe`` (a complete signup with a unique address per request, CSRF token and
   session cookie taken from one real GET; written to the database and the consent log, and
@@ -21,12 +24,14 @@ readers; then serves ``bench/trivial_app.py`` the same way. wrk measures, one af
   through the readers' signed tokens; a reader met a second time is already unsubscribed,
   which the endpoint answers the same way.
 
-Prints requests/s, the ratio to the trivial view, latency and the count of unexpected answers
-(anything but a 2xx, or for a signup anything but its 303 to the answer's page, for the API's
-anything but its 202) and socket errors, checks the database (each 303 or 202 signup wrote a
-reader), and writes
+Prints requests/s, the ratio to the trivial view, latency, gunicorn's CPU per request and the
+count of unexpected answers (anything but a 2xx, or for a signup anything but its 303 to the
+answer's page, for the API's anything but its 202) and socket errors; then each target as a
+ratio of two rates of this run, PASS or FAIL (``TARGETS``); checks the database (each 303 or
+202 signup wrote a reader, each floor answer a row), and writes
 ``bench/results/web-<timestamp>.json``. Exit status 0 when every answer was the expected
-one, 1 if not (or on a failure), 2 when wrk, gunicorn or a service is missing.
+one (whether the targets were met is in the output and the JSON), 1 if not (or on a
+failure), 2 when wrk, gunicorn or a service is missing.
 """
 
 from __future__ import annotations
@@ -118,6 +123,21 @@ end
 
 def lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Each target: (name, endpoint, the endpoint it is measured against, the least ratio).
+TARGETS = (
+    ("one-click unsubscribe >= 0.7x the floor", "unsubscribe", "floor", 0.7),
+    ("signup >= 0.5x the floor", "signup", "floor", 0.5),
+    ("GET /subscribe >= 0.5x the trivial view", "subscribe_form", "trivial", 0.5),
+    ("API subscribe >= 1.0x the form's signup", "api_signup", "signup", 1.0),
+)
+
+LUA_FLOOR = r"""
+function request()
+  return wrk.format("POST", "/", headers, body .. "&run=" .. run)
+end
+"""
 
 
 # ---- wrk
@@ -291,6 +311,23 @@ class WebBench:
         self._measure("trivial", "GET / (trivial Flask view)", trivial_port, None)
         support.stop(self.server, grace=10)
 
+        from floor_app import create_table
+
+        create_table(self.database_url)
+        floor_port = support.free_port()
+        self._serve(
+            ["--pythonpath", str(support.BENCH_DIR), "floor_app:create_app()"], floor_port, settings, "/"
+        )
+        floor = "\n".join(
+            [
+                "body = 'List-Unsubscribe=One-Click'",
+                "headers = {['Content-Type'] = 'application/x-www-form-urlencoded'}",
+                LUA_FLOOR,
+            ]
+        )
+        self._measure("floor", "POST / (floor: INSERT + COMMIT)", floor_port, floor)
+        support.stop(self.server, grace=10)
+
         self._serve(["newsletter:create_app()"], port, settings, "/healthz")
         form, cookie = self._signup_form(port)
         self._measure("subscribe_form", "GET /subscribe", port, None, path="/subscribe")
@@ -327,7 +364,9 @@ class WebBench:
         support.stop(self.server, grace=10)
         self.server = None
         self._check_database(
-            self.result["endpoints"]["signup"]["run"], self.result["endpoints"]["api_signup"]["run"]
+            self.result["endpoints"]["signup"]["run"],
+            self.result["endpoints"]["api_signup"]["run"],
+            self.result["endpoints"]["floor"]["run"],
         )
         return self._report()
 
@@ -521,16 +560,25 @@ class WebBench:
                 "foreign_cpu_seconds": support.foreign_cpu(cpu, {**groups, "wrk": set()}),
             }
         )
+        requests = figures.get("requests") or 0
+        if requests:
+            # Per answered request: wrk does not count those in flight when it stops.
+            figures["gunicorn_cpu_ms_per_request"] = round(1000 * cpu["gunicorn"] / requests, 3)
+            figures["postgres_cpu_ms_per_request"] = round(
+                1000 * cpu.get("postgres (bench database)", 0.0) / requests, 3
+            )
         self.result["endpoints"][key] = figures
         errors = sum(figures["socket_errors"].values())
         say(
-            f"    {figures['requests_per_second']:,.0f} req/s, p50 "
+            f"    {figures['requests_per_second']:,.0f} req/s, "
+            f"gunicorn {figures.get('gunicorn_cpu_ms_per_request', float('nan')):.2f} ms CPU "
+            "a request, p50 "
             f"{figures.get('latency_p50_ms', float('nan')):.1f} ms, p99 "
             f"{figures.get('latency_p99_ms', float('nan')):.1f} ms, statuses "
             f"{figures['statuses']}, socket errors {errors}"
         )
 
-    def _check_database(self, run: str, api_run: str) -> None:
+    def _check_database(self, run: str, api_run: str, floor_run: str) -> None:
         """Each 303 (or, through the API, 202) signup must have written a reader: otherwise the
         bench measured a shortcut."""
         from sqlalchemy import create_engine, text
@@ -556,6 +604,10 @@ class WebBench:
                 consent = conn.execute(
                     text("SELECT action, count(*) FROM consent_event GROUP BY action")
                 ).all()
+                floor_rows = conn.execute(
+                    text("SELECT count(*) FROM bench_floor WHERE body LIKE :pattern"),
+                    {"pattern": f"%&run={floor_run}"},
+                ).scalar_one()
         finally:
             engine.dispose()
         ok_signups = self.result["endpoints"]["signup"]["statuses"].get("303", 0)
@@ -568,6 +620,8 @@ class WebBench:
             "readers_unsubscribed": int(unsubscribed),
             "unsubscribe_requests": self.result["endpoints"]["unsubscribe"].get("requests"),
             "consent_events": {action: int(n) for action, n in consent},
+            "floor_answered_200": self.result["endpoints"]["floor"]["statuses"].get("200", 0),
+            "floor_rows_written": int(floor_rows),
         }
         say(
             f"  database: {signed_up:,} signups written for {ok_signups:,} answers 303, "
@@ -586,8 +640,8 @@ class WebBench:
             f"{self.result['machine']['python']}"
         )
         say(
-            f"  {'endpoint':<40} {'req/s':>9} {'vs trivial':>10} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'unexpected':>10} {'errors':>7}"
+            f"  {'endpoint':<40} {'req/s':>9} {'vs trivial':>10} {'CPU ms':>7} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'unexpected':>10} {'errors':>7}"
         )
         clean = True
         for figures in endpoints.values():
@@ -597,10 +651,29 @@ class WebBench:
             say(
                 f"  {figures['label']:<40} {figures['requests_per_second']:>9,.0f} "
                 f"{100 * figures['ratio_to_trivial']:>9.1f}% "
+                f"{figures.get('gunicorn_cpu_ms_per_request', float('nan')):>7.2f} "
                 f"{figures.get('latency_p50_ms', float('nan')):>8.1f} "
                 f"{figures.get('latency_p99_ms', float('nan')):>8.1f} "
                 f"{figures['unexpected']:>10,} {errors:>7,}"
             )
+        say("  targets (rates of this run):")
+        targets = []
+        for name, key, against, least in TARGETS:
+            ratio = endpoints[key]["requests_per_second"] / endpoints[against]["requests_per_second"]
+            met = ratio >= least
+            targets.append(
+                {
+                    "target": name,
+                    "endpoint": key,
+                    "against": against,
+                    "ratio": round(ratio, 3),
+                    "least": least,
+                    "met": met,
+                }
+            )
+            say(f"    {'PASS' if met else 'FAIL'}  {name}: {ratio:.2f}x")
+        self.result["targets"] = targets
+        self.result["targets_met"] = all(t["met"] for t in targets)
         for figures in endpoints.values():
             if "profile" in figures:
                 profile = figures["profile"]
@@ -632,6 +705,7 @@ class WebBench:
         for answered, written in (
             ("signups_answered_303", "subscribers_written"),
             ("api_signups_answered_202", "api_subscribers_written"),
+            ("floor_answered_200", "floor_rows_written"),
         ):
             if check and not (
                 check[answered] <= check[written] <= check[answered] + self.args.connections
@@ -651,7 +725,7 @@ class WebBench:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Requests/s of the reader-facing endpoints against a trivial Flask view.",
+        description="Requests/s of the reader-facing endpoints against a trivial view and a floor.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
@@ -683,7 +757,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        choices=("trivial", "subscribe_form", "signup", "api_signup", "unsubscribe"),
+        choices=("trivial", "floor", "subscribe_form", "signup", "api_signup", "unsubscribe"),
         help="record one gunicorn worker with py-spy during this endpoint's run",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")
