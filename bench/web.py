@@ -315,9 +315,8 @@ class WebBench:
 
         create_table(self.database_url)
         floor_port = support.free_port()
-        self._serve(
-            ["--pythonpath", str(support.BENCH_DIR), "floor_app:create_app()"], floor_port, settings, "/"
-        )
+        floor_app = ["--pythonpath", str(support.BENCH_DIR), "floor_app:create_app()"]
+        self._serve(floor_app, floor_port, settings, "/")
         floor = "\n".join(
             [
                 "body = 'List-Unsubscribe=One-Click'",
@@ -659,7 +658,8 @@ class WebBench:
         say("  targets (rates of this run):")
         targets = []
         for name, key, against, least in TARGETS:
-            ratio = endpoints[key]["requests_per_second"] / endpoints[against]["requests_per_second"]
+            rate, baseline_rate = (endpoints[k]["requests_per_second"] for k in (key, against))
+            ratio = rate / baseline_rate
             met = ratio >= least
             targets.append(
                 {
