@@ -306,13 +306,17 @@ def test_a_send_goes_out_after_its_answer_even_when_the_server_never_closes_the_
         "ann@example.org",
         "bob@example.org",
     ]
-    while time.monotonic() < deadline:
-        with app.app_context():
-            if ledger.counts(edition_id) == {DeliveryState.SENT: 2}:
-                break
+    while time.monotonic() < deadline and _state(app, edition_id) != "done":
         time.sleep(0.05)
+    assert _state(app, edition_id) == "done"
     with app.app_context():
         assert ledger.counts(edition_id) == {DeliveryState.SENT: 2}
+
+
+def _state(app: Flask, edition_id: int) -> str | None:
+    with app.app_context():
+        found = planning.edition(edition_id)
+        return found.state if found is not None else None
 
 
 def test_a_second_submit_of_the_confirmation_sends_nothing_more(
