@@ -38,9 +38,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from newsletter.extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
-    from newsletter.db import pool
-
-    pool.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)

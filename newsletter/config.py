@@ -21,9 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": DEFAULT_SECRET_KEY,
     "SECRET_KEY_FALLBACKS": [],
     "SQLALCHEMY_DATABASE_URI": None,  # filled in with an SQLite file under instance/
-    # Pooled connections are checked without a round trip (newsletter/db/pool.py), not with
-    # pool_pre_ping's ping per checkout.
-    "SQLALCHEMY_ENGINE_OPTIONS": {},
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "BROKER_URL": None,
     "BASE_URL": "http://127.0.0.1:5000",
     "SITE_NAME": "The Daily Ledger",
