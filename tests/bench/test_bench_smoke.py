@@ -110,7 +110,14 @@ def test_web_bench_smoke(tmp_path: Path) -> None:
     assert completed.returncode == 0, log
     result = json.loads(output.read_text())
     endpoints = result["endpoints"]
-    assert set(endpoints) == {"trivial", "subscribe_form", "signup", "api_signup", "unsubscribe"}
+    assert set(endpoints) == {
+        "trivial",
+        "floor",
+        "subscribe_form",
+        "signup",
+        "api_signup",
+        "unsubscribe",
+    }
     for figures in endpoints.values():
         assert figures["requests_per_second"] > 0, log
         assert figures["unexpected"] == 0, log
