@@ -14,6 +14,7 @@ from newsletter.readers import topics, zones
 from newsletter.readers.consent import Origin
 from newsletter.readers.subscriptions import by_uid, receiving, unsubscribe, update_preferences
 from newsletter.tokens import Purpose, load, sign
+from newsletter.web import pages
 from newsletter.web.forms import PreferencesForm
 from newsletter.web.signup import speak_as
 
@@ -70,7 +71,8 @@ def unsubscribe_post(token: str) -> tuple[str, int]:
     left = unsubscribe(uid, Origin.from_request("one-click" if one_click else "unsubscribe-page"))
     db.session.commit()
     speak_as(uid)
-    return render_template("unsubscribed.html", already=not left), 200
+    already = not left
+    return pages.once("unsubscribed.html", (already,), context=lambda: {"already": already}), 200
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])

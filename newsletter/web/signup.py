@@ -16,6 +16,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_wtf.csrf import generate_csrf
 from limits import parse
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -38,6 +39,7 @@ from newsletter.readers.subscriptions import (
     resend_confirmation,
 )
 from newsletter.tokens import Purpose, load, load_age, seal, sign, unseal
+from newsletter.web import pages
 from newsletter.web.forms import ConfirmForm, SignupForm
 
 bp = Blueprint("signup", __name__)
@@ -146,11 +148,32 @@ def home() -> BaseResponse:
     return redirect(url_for("signup.subscribe_form"))
 
 
+# The blank form is the same for every visitor in one language but for its CSRF token and
+# signed start time (and the style nonce): see pages.once.
+_CSRF, _STARTED = pages.hole("csrf"), pages.hole("started")
+
+
+def _blank_form_context() -> dict[str, Any]:
+    form = SignupForm(formdata=None)
+    if "csrf_token" in form:
+        form.csrf_token.current_token = _CSRF
+    form.started.data = _STARTED
+    return {"form": form, "consent_text": _consent_text(), "finish": False}
+
+
+def _blank_form_page() -> str:
+    return pages.once(
+        "subscribe.html",
+        context=_blank_form_context,
+        fill={_CSRF: generate_csrf, _STARTED: lambda: sign(Purpose.SIGNUP_FORM, {})},
+    )
+
+
 @bp.get("/subscribe")
 def subscribe_form() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
-    form = SignupForm()
     if not request.args.get("correct"):
-        return _form_page(form)
+        return _blank_form_page(), 200
+    form = SignupForm()
     # "Did you mean ...?" on the answer page: the form again, with the corrected address,
     # which no cache may keep.
     typed = _answered_address()
