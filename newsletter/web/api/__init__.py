@@ -58,6 +58,24 @@ def init_app(app: Flask) -> None:
 
     app.session_interface = SessionInterface()
     app.register_blueprint(bp)
+    _limit_checks_where_limits_are(app)
+
+
+def _limit_checks_where_limits_are(app: Flask) -> None:
+    """Run Flask-Limiter's check before the API's requests only, not before every request.
+
+    Its hook looks up default and blueprint limits for every answer. The app sets no default
+    limits, the API is the one blueprint with a limit of its own, and each limited view's
+    decorator checks that view's limits itself: elsewhere the look-up finds nothing, and it
+    was about a tenth of a blank signup form's cost (bench/web.py, GET /subscribe).
+    """
+    if app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"):
+        return  # limits on every route: the hook must stay where it is
+    check = limiter._check_request_limit
+    hooks = app.before_request_funcs.get(None, [])
+    if check in hooks:
+        hooks.remove(check)
+        app.before_request_funcs.setdefault(bp.name, []).insert(0, check)
 
 
 # No cookie authenticates a call, so no cross-site form can make one: CSRF does not apply.
