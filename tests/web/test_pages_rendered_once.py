@@ -1,0 +1,92 @@
+"""Pages rendered once per language (web/pages.py): each answer still gets its own values."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from newsletter.db.models import Subscriber
+from newsletter.extensions import db
+from newsletter.tokens import Purpose
+from tests.conftest import add_subscriber, form_fields, make_token, with_config
+
+STYLE_NONCE = re.compile(r'<style nonce="([A-Za-z0-9_-]+)">')
+POLICY_NONCE = re.compile(r"style-src 'nonce-([A-Za-z0-9_-]+)'")
+
+
+def _nonces(response: Any) -> tuple[str, str]:
+    """The nonce of the page's <style> and the one its Content-Security-Policy allows."""
+    page = response.get_data(as_text=True)
+    found = STYLE_NONCE.search(page)
+    allowed = POLICY_NONCE.search(response.headers["Content-Security-Policy"])
+    assert found and allowed, page[:400]
+    return found.group(1), allowed.group(1)
+
+
+def _no_markers(response: Any) -> None:
+    page = response.get_data(as_text=True)
+    assert "\ue000" not in page and "\ue001" not in page
+
+
+def test_each_visitor_of_the_blank_form_gets_their_own_nonce_and_csrf_token(app: Flask) -> None:
+    first, second = app.test_client(), app.test_client()
+    pages = [client.get("/subscribe") for client in (first, second, first)]
+    for page in pages:
+        assert page.status_code == 200
+        _no_markers(page)
+        style, allowed = _nonces(page)
+        assert style == allowed
+    assert len({_nonces(page)[0] for page in pages}) == 3
+    fields = [form_fields(page.get_data(as_text=True)) for page in pages]
+    assert all(f["csrf_token"] and f["started"] for f in fields)
+    # A token belongs to its visitor's session: the two visitors' differ.
+    assert fields[0]["csrf_token"] != fields[1]["csrf_token"]
+
+    def post(client: Any, hidden: dict[str, str], email: str) -> Any:
+        data = {**hidden, "email": email, "consent": "y", "frequency": "weekly"}
+        return client.post("/subscribe", data=data)
+
+    # Each visitor's own form goes through; the other visitor's token does not.
+    assert post(second, fields[0], "borrowed@example.com").status_code == 400
+    assert post(first, fields[0], "first@example.com").status_code == 303
+    assert post(second, fields[1], "second@example.com").status_code == 303
+    with app.app_context():
+        emails = set(db.session.scalars(select(Subscriber.email)))
+    assert emails == {"first@example.com", "second@example.com"}
+
+
+@with_config(LANGUAGES=["en", "de"])
+def test_the_blank_form_is_kept_per_language(app: Flask) -> None:
+    client = app.test_client()
+    english = client.get("/subscribe").get_data(as_text=True)
+    german = client.get("/subscribe?lang=de").get_data(as_text=True)
+    again = client.get("/subscribe", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Get the latest news" in english and "Get the latest news" in again
+    assert "Die neuesten Nachrichten" in german and "Get the latest news" not in german
+    assert 'action="/subscribe?lang=de"' in german
+    assert 'action="/subscribe?lang=en"' in again
+
+
+def test_the_unsubscribed_page_says_which_case_it_is_with_a_fresh_nonce_each_time(
+    app: Flask,
+) -> None:
+    uid = add_subscriber(app, "reader@example.com", status="active")
+    token = make_token(app, Purpose.UNSUBSCRIBE, {"s": uid})
+    client = app.test_client()
+    answers = [
+        client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+        for _ in range(3)
+    ]
+    texts = [answer.get_data(as_text=True) for answer in answers]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert "unsubscribed" in texts[0]
+    assert "already unsubscribed" not in texts[0]
+    assert all("already unsubscribed" in text for text in texts[1:])
+    for answer in answers:
+        _no_markers(answer)
+        style, allowed = _nonces(answer)
+        assert style == allowed
+    assert len({_nonces(answer)[0] for answer in answers}) == 3
