@@ -16,7 +16,6 @@ from flask import (
     session,
     url_for,
 )
-from flask_wtf.csrf import generate_csrf
 from limits import parse
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -148,15 +147,13 @@ def home() -> BaseResponse:
     return redirect(url_for("signup.subscribe_form"))
 
 
-# The blank form is the same for every visitor in one language but for its CSRF token and
-# signed start time (and the style nonce): see pages.once.
-_CSRF, _STARTED = pages.hole("csrf"), pages.hole("started")
+# The blank form is the same for every visitor in one language but for its signed start
+# time (and the nonce and CSRF token that pages.once fills in itself).
+_STARTED = pages.hole("started")
 
 
 def _blank_form_context() -> dict[str, Any]:
     form = SignupForm(formdata=None)
-    if "csrf_token" in form:
-        form.csrf_token.current_token = _CSRF
     form.started.data = _STARTED
     return {"form": form, "consent_text": _consent_text(), "finish": False}
 
@@ -165,7 +162,7 @@ def _blank_form_page() -> str:
     return pages.once(
         "subscribe.html",
         context=_blank_form_context,
-        fill={_CSRF: generate_csrf, _STARTED: lambda: sign(Purpose.SIGNUP_FORM, {})},
+        fill={_STARTED: lambda: sign(Purpose.SIGNUP_FORM, {})},
     )
 
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
 
+from newsletter import create_app
 from newsletter.db.models import Subscriber
-from newsletter.extensions import db
+from newsletter.extensions import db, limiter
 from newsletter.tokens import Purpose
-from tests.conftest import add_subscriber, form_fields, make_token, with_config
+from tests.conftest import (
+    _fresh_schema,
+    add_subscriber,
+    base_config,
+    form_fields,
+    make_token,
+    with_config,
+)
 
 STYLE_NONCE = re.compile(r'<style nonce="([A-Za-z0-9_-]+)">')
 POLICY_NONCE = re.compile(r"style-src 'nonce-([A-Za-z0-9_-]+)'")
@@ -90,3 +99,50 @@ def test_the_unsubscribed_page_says_which_case_it_is_with_a_fresh_nonce_each_tim
         style, allowed = _nonces(answer)
         assert style == allowed
     assert len({_nonces(answer)[0] for answer in answers}) == 3
+
+
+def test_an_override_printing_csrf_token_gives_each_visitor_their_own(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A publisher's own form may print the token with Flask-WTF's csrf_token() rather than
+    # through the form: it must still be each visitor's, never the first one's.
+    overrides = tmp_path / "overrides"
+    overrides.mkdir()
+    (overrides / "subscribe.html").write_text(
+        '{% extends "base.html" %}{% block content %}<form method="post">'
+        '<input name="csrf_token" type="hidden" value="{{ csrf_token() }}">'
+        '<input name="started" type="hidden" value="{{ form.started._value() }}">'
+        "</form>{% endblock %}"
+    )
+    app = create_app({**base_config(database_url, tmp_path), "TEMPLATE_OVERRIDES": str(overrides)})
+    _fresh_schema(app)
+    first, second = app.test_client(), app.test_client()
+    pages = [client.get("/subscribe") for client in (first, second)]
+    for page in pages:
+        _no_markers(page)
+    tokens = [form_fields(page.get_data(as_text=True))["csrf_token"] for page in pages]
+    assert tokens[0] != tokens[1]
+    for client, page in zip((first, second), pages, strict=True):
+        data = {**form_fields(page.get_data(as_text=True)), "consent": "y"}
+        answer = client.post("/subscribe", data={**data, "email": f"{id(client)}@example.com"})
+        assert answer.status_code == 303
+    with app.app_context():
+        assert len(db.session.scalars(select(Subscriber.email)).all()) == 2
+        db.engine.dispose()
+
+
+def test_a_limit_on_every_route_keeps_the_limiters_check_before_every_request(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Flask-Limiter's check runs before the API's requests only while no limit applies to
+    # every route; once one does (here from its own setting), the form is limited too.
+    try:
+        app = create_app({**base_config(database_url, tmp_path), "RATELIMIT_DEFAULT": "2/minute"})
+        client = app.test_client()
+        statuses = [client.get("/subscribe").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        # The limiter is the process's: later apps must not inherit this one's default.
+        limiter.limit_manager.set_default_limits([])
