@@ -146,3 +146,21 @@ def test_a_limit_on_every_route_keeps_the_limiters_check_before_every_request(
     finally:
         # The limiter is the process's: later apps must not inherit this one's default.
         limiter.limit_manager.set_default_limits([])
+
+
+def test_a_visitors_answers_do_not_depend_on_who_saw_the_form_first(app: Flask) -> None:
+    # The console's sign-in (Flask-Login) must not touch a reader's session: with the form
+    # kept from an earlier visitor, the signup's answer page would otherwise write a cookie
+    # that the first visitor's did not.
+    answers = []
+    for n in range(2):
+        client = app.test_client()
+        page = client.get("/subscribe")
+        data = {**form_fields(page.get_data(as_text=True)), "consent": "y"}
+        client.post("/subscribe", data={**data, "email": f"visitor{n}@example.com"})
+        answer = client.get("/subscribe/check-inbox")
+        answers.append((answer.status_code, "Set-Cookie" in answer.headers))
+        serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        cookie = client.get_cookie("session")
+        assert cookie is not None and "_fresh" not in serializer.loads(cookie.value)
+    assert answers == [(200, False), (200, False)]

@@ -249,4 +249,13 @@ def sign_in_again(operator_row: Operator) -> None:
 
 
 def init_app(app: Flask) -> None:
-    login_manager.init_app(app)
+    # Flask-Login's own context processor loads the signed-in operator for every template
+    # the app renders, the readers' pages included, and on the way marks a reader's session
+    # "not fresh": a cookie written, or not, depending on which pages came before. Only the
+    # console's templates show the operator, so only they are given ``current_user``.
+    login_manager.init_app(app, add_context_processor=False)
+
+
+@bp.context_processor
+def _operator() -> dict[str, Any]:
+    return {"current_user": current_user}
