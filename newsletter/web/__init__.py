@@ -45,3 +45,6 @@ def init_app(app: Flask) -> None:
     api.init_app(app)
     errors.init_app(app)
     security.init_app(app)
+    from newsletter.extensions import check_limits_only_where_they_are
+
+    check_limits_only_where_they_are(app)

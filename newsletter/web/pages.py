@@ -22,7 +22,7 @@ from flask import current_app, g, render_template
 from flask_wtf.csrf import generate_csrf
 
 from newsletter import i18n
-from newsletter.web.security import style_nonce
+from newsletter.web.security import NONCE_ON_G, style_nonce
 
 # Private-use characters around a random word: no template text or setting contains it.
 _MARK = "\ue000{}-" + secrets.token_hex(8) + "\ue001"
@@ -74,13 +74,14 @@ def _render(template: str, context: Callable[[], Mapping[str, Any]] | None) -> s
     all print, and the visitor's session is left alone.
     """
     token_name = str(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"))
-    own = {name: g.pop(name) for name in ("style_nonce", token_name) if name in g}
-    g.style_nonce = _NONCE
-    setattr(g, token_name, _CSRF)
+    markers = {NONCE_ON_G: _NONCE, token_name: _CSRF}
+    own = {name: g.pop(name) for name in markers if name in g}
+    for name, marker in markers.items():
+        setattr(g, name, marker)
     try:
         return render_template(template, **(context() if context else {}))
     finally:
-        g.pop("style_nonce", None)
-        g.pop(token_name, None)
+        for name in markers:
+            g.pop(name, None)
         for name, value in own.items():
             setattr(g, name, value)

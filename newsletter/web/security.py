@@ -53,11 +53,16 @@ MAIL_PREVIEW_POLICY = "; ".join(
 )
 
 
+# Where this answer's nonce is kept (pages.once puts a marker there while it renders).
+NONCE_ON_G = "style_nonce"
+
+
 def style_nonce() -> str:
     """This answer's nonce for its inline <style>."""
-    nonce: str | None = g.get("style_nonce")
+    nonce: str | None = g.get(NONCE_ON_G)
     if nonce is None:
-        nonce = g.style_nonce = secrets.token_urlsafe(16)
+        nonce = secrets.token_urlsafe(16)
+        setattr(g, NONCE_ON_G, nonce)
     return nonce
 
 

@@ -58,38 +58,6 @@ def init_app(app: Flask) -> None:
 
     app.session_interface = SessionInterface()
     app.register_blueprint(bp)
-    _limit_checks_where_limits_are(app)
-
-
-def _limit_checks_where_limits_are(app: Flask) -> None:
-    """Run Flask-Limiter's check before the requests of limited blueprints only.
-
-    Its hook looks up default, application, meta, fallback and blueprint limits before
-    every answer; each limited view's decorator checks that view's own limits itself. This
-    app sets none of the former, and the API is the one blueprint with a limit of its own:
-    elsewhere the look-up finds nothing, and it was about a tenth of a blank signup form's
-    cost (bench/web.py, GET /subscribe). Should any of them be set (Flask-Limiter reads
-    them from settings too), or this Flask-Limiter keep them elsewhere, the hook stays.
-    """
-    manager = limiter.limit_manager
-    try:
-        everywhere = (
-            manager._application_limits,
-            manager._default_limits,
-            limiter._meta_limits,
-            limiter._in_memory_fallback,
-        )
-        limited = list(manager._blueprint_limits)
-    except AttributeError:
-        return
-    if any(everywhere) or any(name not in app.blueprints for name in limited):
-        return
-    check = limiter._check_request_limit
-    hooks = app.before_request_funcs.get(None, [])
-    if check in hooks:
-        hooks.remove(check)
-        for name in limited:
-            app.before_request_funcs.setdefault(name, []).insert(0, check)
 
 
 # No cookie authenticates a call, so no cross-site form can make one: CSRF does not apply.
